@@ -1,0 +1,21 @@
+//! The Apache RocketMQ remoting codec, as pure functions over bytes.
+//!
+//! Owns: the byte layouts RocketMQ clients and brokers exchange — frames, the JSON and
+//! ROCKETMQ binary header encodings, request/response codes, the stored-message record
+//! (the format of CommitLog records and of pull-response bodies), message properties and
+//! the batch body.
+//!
+//! Invariants: nothing here performs I/O, spawns tasks or reads clocks. Decoders never
+//! panic on any input (each has a fuzz target); "not enough bytes yet" is `Ok(None)`, a
+//! malformed or over-limit input is an [`Error`]. Encoders produce exactly the bytes the
+//! layouts drawn beside them describe, and golden-byte tests pin them.
+//!
+//! Deliberately not here: sockets (the broker owns them), storage positions (the storage
+//! crate), and any policy about what a broker does with a request.
+
+pub mod error;
+pub mod limits;
+pub mod properties;
+pub mod stored;
+
+pub use error::Error;
