@@ -13,9 +13,19 @@
 //! Deliberately not here: sockets (the broker owns them), storage positions (the storage
 //! crate), and any policy about what a broker does with a request.
 
+pub mod binary;
+pub mod buf;
+pub mod code;
+pub mod command;
 pub mod error;
+pub mod frame;
+pub mod json;
 pub mod limits;
 pub mod properties;
 pub mod stored;
 
+pub use buf::OutBuf;
+pub use code::{LanguageCode, SerializeType};
+pub use command::{ExtFields, RemotingCommand};
 pub use error::Error;
+pub use frame::{decode_frame, encode_frame, encode_frame_head};

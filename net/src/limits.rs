@@ -17,3 +17,17 @@ pub const TOPIC_V1_LEN_MAX_BYTES: usize = 127;
 
 /// The V2 topic length is a signed 16-bit value.
 pub const TOPIC_LEN_MAX_BYTES: usize = i16::MAX as usize;
+
+/// The frame's header-length word keeps 24 bits for the length; the top byte is the
+/// serialize type.
+pub const HEADER_SIZE_MAX_BYTES: usize = 0x00FF_FFFF;
+
+/// Bytes of a frame before its header: the length prefix and the header-length word.
+pub const FRAME_PREFIX_BYTES: usize = 8;
+
+/// A binary header key has a signed 16-bit length.
+pub const HEADER_KEY_LEN_MAX_BYTES: usize = i16::MAX as usize;
+
+/// Fixed part of one SEND_BATCH_MESSAGE item (totalSize, magic, bodyCRC, flag,
+/// bodyLength, propertiesLength): anything shorter cannot be an item.
+pub const BATCH_ITEM_FIXED_BYTES: usize = 4 + 4 + 4 + 4 + 4 + 2;

@@ -1,0 +1,267 @@
+//! The ROCKETMQ binary encoding of the RemotingCommand header (REMOTING.md §2.3).
+//!
+//! ```text
+//!  size  field
+//!  2     code          i16   (codes above 32767, e.g. POP, cannot be sent this way)
+//!  1     language      u8    (LanguageCode; unknown codes read as OTHER)
+//!  2     version       i16
+//!  4     opaque        i32
+//!  4     flag          i32
+//!  4     remarkLength  i32   0 = no remark
+//!  R     remark        UTF-8
+//!  4     extLength     i32   bytes of the entries that follow; 0 = no ext fields
+//!  E     entries, until extLength is consumed:
+//!          2  keyLength  i16,  K key bytes
+//!          4  valLength  i32,  V value bytes
+//! ```
+//!
+//! All integers big-endian. A header is exactly 2+1+2+4+4+4+R+4+E bytes: the Rust client
+//! rejects trailing bytes and so do we. A zero-length remark, key or value reads as
+//! absent (Java reads it as null), so an ext entry with an empty key or value is dropped
+//! on decode; an empty string therefore does not survive a round trip.
+//!
+//! Invariants: [`encode_header`] either writes the whole header or nothing; [`decode_header`]
+//! accepts everything [`encode_header`] writes, and never panics or reads out of bounds.
+//! Negative lengths and non-UTF-8 strings are errors.
+//!
+//! Deliberately not here: the frame around the header (`frame`).
+
+use crate::buf::OutBuf;
+use crate::code::{LanguageCode, SerializeType};
+use crate::command::{ExtFields, RemotingCommand};
+use crate::limits::HEADER_KEY_LEN_MAX_BYTES;
+use crate::Error;
+
+/// Bytes of a header with no remark and no ext fields.
+pub const HEADER_FIXED_BYTES: usize = 2 + 1 + 2 + 4 + 4 + 4 + 4;
+
+fn range_error(field: &'static str, value: i64) -> Error {
+    Error::HeaderFieldRange { encoding: "ROCKETMQ", field, value }
+}
+
+/// The exact size [`encode_header`] writes for `cmd`, or why it cannot be encoded.
+pub fn encoded_len(cmd: &RemotingCommand) -> Result<usize, Error> {
+    if i16::try_from(cmd.code).is_err() {
+        return Err(range_error("code", i64::from(cmd.code)));
+    }
+    if i16::try_from(cmd.version).is_err() {
+        return Err(range_error("version", i64::from(cmd.version)));
+    }
+    let remark_len = cmd.remark.as_ref().map_or(0, String::len);
+    if i32::try_from(remark_len).is_err() {
+        return Err(range_error("remark length", remark_len as i64));
+    }
+    let ext_len = ext_len(&cmd.ext_fields)?;
+    Ok(HEADER_FIXED_BYTES + remark_len + ext_len)
+}
+
+fn ext_len(ext: &ExtFields) -> Result<usize, Error> {
+    let mut len = 0usize;
+    for (key, value) in ext.iter() {
+        if key.len() > HEADER_KEY_LEN_MAX_BYTES {
+            return Err(range_error("ext key length", key.len() as i64));
+        }
+        if i32::try_from(value.len()).is_err() {
+            return Err(range_error("ext value length", value.len() as i64));
+        }
+        len = len.saturating_add(2 + key.len() + 4 + value.len());
+    }
+    if i32::try_from(len).is_err() {
+        return Err(range_error("ext length", len as i64));
+    }
+    Ok(len)
+}
+
+/// Appends the binary header of `cmd` to `out` and returns its length. Nothing is
+/// written on error.
+pub fn encode_header<B: OutBuf>(cmd: &RemotingCommand, out: &mut B) -> Result<usize, Error> {
+    let len = encoded_len(cmd)?;
+    out.reserve_more(len);
+    // The casts below are exact: encoded_len checked every range.
+    out.put(&(cmd.code as i16).to_be_bytes());
+    out.put_byte(cmd.language.code());
+    out.put(&(cmd.version as i16).to_be_bytes());
+    out.put(&cmd.opaque.to_be_bytes());
+    out.put(&cmd.flag.to_be_bytes());
+    let remark = cmd.remark.as_deref().unwrap_or("");
+    out.put(&(remark.len() as i32).to_be_bytes());
+    out.put(remark.as_bytes());
+    let ext_len = len - HEADER_FIXED_BYTES - remark.len();
+    out.put(&(ext_len as i32).to_be_bytes());
+    for (key, value) in cmd.ext_fields.iter() {
+        out.put(&(key.len() as i16).to_be_bytes());
+        out.put(key.as_bytes());
+        out.put(&(value.len() as i32).to_be_bytes());
+        out.put(value.as_bytes());
+    }
+    Ok(len)
+}
+
+/// A bounds-checked big-endian reader; every shortfall is a [`Error::HeaderBinary`].
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn truncated() -> Error {
+    Error::HeaderBinary { detail: "truncated" }
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let end = self.pos.checked_add(n).ok_or_else(truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or_else(truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        self.take(N)?.try_into().map_err(|_| truncated())
+    }
+    fn i16(&mut self) -> Result<i16, Error> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+    fn i32(&mut self) -> Result<i32, Error> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+    fn len(&mut self, wide: bool, what: &'static str) -> Result<usize, Error> {
+        let len = if wide { self.i32()? } else { i32::from(self.i16()?) };
+        usize::try_from(len).map_err(|_| Error::HeaderBinary { detail: what })
+    }
+    /// A length-prefixed string; zero length is `None`.
+    fn string(&mut self, wide: bool, what: &'static str) -> Result<Option<String>, Error> {
+        let len = self.len(wide, what)?;
+        if len == 0 {
+            return Ok(None);
+        }
+        let bytes = self.take(len)?;
+        let s = std::str::from_utf8(bytes).map_err(|_| Error::HeaderBinary { detail: "string is not UTF-8" })?;
+        Ok(Some(s.to_owned()))
+    }
+}
+
+/// Decodes a binary header that spans all of `header`. The result has an empty body and
+/// serialize type ROCKETMQ.
+pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
+    let mut r = Reader { buf: header, pos: 0 };
+    let code = i32::from(r.i16()?);
+    let language = LanguageCode::from_code(r.array::<1>()?[0]);
+    let version = i32::from(r.i16()?);
+    let opaque = r.i32()?;
+    let flag = r.i32()?;
+    let remark = r.string(true, "negative remark length")?;
+    let ext_len = r.len(true, "negative ext length")?;
+    let ext_block = r.take(ext_len)?;
+    if r.pos != header.len() {
+        return Err(Error::HeaderBinary { detail: "bytes after the ext fields" });
+    }
+    let mut ext = ExtFields::new();
+    let mut er = Reader { buf: ext_block, pos: 0 };
+    while er.pos < ext_block.len() {
+        let key = er.string(false, "negative key length")?;
+        let value = er.string(true, "negative value length")?;
+        if let (Some(key), Some(value)) = (key, value) {
+            ext.insert(key, value);
+        }
+    }
+    Ok(RemotingCommand {
+        code,
+        language,
+        version,
+        opaque,
+        flag,
+        remark,
+        ext_fields: ext,
+        serialize_type: SerializeType::RocketMq,
+        body: bytes::Bytes::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::request;
+
+    /// REMOTING.md §1.4: the binary header of GET_ROUTEINFO_BY_TOPIC for topic `T`.
+    const SPEC_HEADER: [u8; 33] = [
+        0x00, 0x69, 0x00, 0x01, 0xdf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x0c, 0x00, 0x05, b't', b'o', b'p', b'i', b'c', 0x00, 0x00, 0x00, 0x01, b'T',
+    ];
+
+    fn spec_command() -> RemotingCommand {
+        let mut cmd =
+            RemotingCommand::new_request(request::GET_ROUTEINFO_BY_TOPIC, [("topic", "T")].into_iter().collect())
+                .with_opaque(1)
+                .with_serialize_type(SerializeType::RocketMq);
+        cmd.language = LanguageCode::Java;
+        cmd
+    }
+
+    #[test]
+    fn golden_spec_example() {
+        let mut out = Vec::new();
+        assert_eq!(encode_header(&spec_command(), &mut out), Ok(33));
+        assert_eq!(out, SPEC_HEADER);
+        assert_eq!(decode_header(&SPEC_HEADER), Ok(spec_command()));
+    }
+
+    #[test]
+    fn round_trip_with_remark() {
+        let mut cmd = spec_command();
+        cmd.remark = Some("ünïcode".into());
+        cmd.code = -1;
+        cmd.version = i32::from(i16::MIN);
+        cmd.flag = 3;
+        cmd.ext_fields.insert("k2", "v\u{1}2");
+        let mut out = vec![0xAA];
+        let len = encode_header(&cmd, &mut out).expect("encodes");
+        assert_eq!(len, out.len() - 1);
+        assert_eq!(encoded_len(&cmd), Ok(len));
+        assert_eq!(decode_header(&out[1..]), Ok(cmd));
+    }
+
+    #[test]
+    fn empty_strings_decode_as_absent() {
+        let mut cmd = spec_command();
+        cmd.remark = Some(String::new());
+        cmd.ext_fields.insert("empty", "");
+        let mut out = Vec::new();
+        encode_header(&cmd, &mut out).expect("encodes");
+        let back = decode_header(&out).expect("decodes");
+        assert_eq!(back.remark, None);
+        assert_eq!(back.ext_fields.iter().collect::<Vec<_>>(), [("topic", "T")]);
+    }
+
+    #[test]
+    fn unrepresentable_values_are_refused_without_writing() {
+        let mut cmd = spec_command();
+        cmd.code = request::POP_MESSAGE;
+        let mut out = vec![1, 2, 3];
+        assert!(matches!(encode_header(&cmd, &mut out), Err(Error::HeaderFieldRange { field: "code", .. })));
+        assert_eq!(out, [1, 2, 3]);
+        let mut cmd = spec_command();
+        cmd.ext_fields.insert("k".repeat(40_000), "v");
+        assert!(encode_header(&cmd, &mut out).is_err());
+    }
+
+    #[test]
+    fn malformed_headers_are_errors() {
+        let mut trailing = SPEC_HEADER.to_vec();
+        trailing.push(0);
+        assert_eq!(decode_header(&trailing), Err(Error::HeaderBinary { detail: "bytes after the ext fields" }));
+        for cut in 0..SPEC_HEADER.len() {
+            assert!(decode_header(&SPEC_HEADER[..cut]).is_err(), "prefix of {cut} bytes");
+        }
+        let mut neg_remark = SPEC_HEADER;
+        neg_remark[13] = 0xFF;
+        assert!(decode_header(&neg_remark).is_err());
+        let mut neg_key = SPEC_HEADER;
+        neg_key[21] = 0x80;
+        assert_eq!(decode_header(&neg_key), Err(Error::HeaderBinary { detail: "negative key length" }));
+        let mut entry_overruns = SPEC_HEADER;
+        entry_overruns[20] = 0x0b; // ext block one byte short of its entry
+        assert!(decode_header(&entry_overruns[..32]).is_err());
+        let mut bad_utf8 = SPEC_HEADER;
+        bad_utf8[32] = 0xFF;
+        assert_eq!(decode_header(&bad_utf8), Err(Error::HeaderBinary { detail: "string is not UTF-8" }));
+    }
+}
