@@ -19,6 +19,7 @@ pub mod code;
 pub mod command;
 pub mod error;
 pub mod frame;
+pub mod headers;
 pub mod json;
 pub mod limits;
 pub mod properties;
