@@ -13,6 +13,7 @@
 //! Deliberately not here: sockets (the broker owns them), storage positions (the storage
 //! crate), and any policy about what a broker does with a request.
 
+pub mod batch;
 pub mod binary;
 pub mod buf;
 pub mod code;
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod headers;
 pub mod json;
 pub mod limits;
+pub mod msgid;
 pub mod properties;
 pub mod stored;
 
