@@ -15,6 +15,7 @@
 
 pub mod batch;
 pub mod binary;
+pub mod body;
 pub mod buf;
 pub mod code;
 pub mod command;

@@ -1,0 +1,670 @@
+//! The JSON bodies brokers, NameServers and clients exchange (REMOTING.md §4): route
+//! data, broker registration, cluster info, topic lists, heartbeats, consumer lists,
+//! queue locks, key-value tables.
+//!
+//! Owns: one serde struct per Java body class, with Java's member names, and the two
+//! JSON dialects those bodies travel in:
+//!
+//! * standard JSON, where integer map keys are quoted: `"brokerAddrs":{"0":"1.2.3.4:10911"}`;
+//! * the legacy fastjson form, where they are bare: `"brokerAddrs":{0:"1.2.3.4:10911"}`
+//!   (not valid JSON, but what a Java NameServer sends to clients older than 4.9.4
+//!   (version < 401) and in every GET_BROKER_CLUSTER_INFO body; old Go clients need it).
+//!
+//! Members are declared in alphabetical order, which is the order Java's fastjson writes,
+//! so our standard output of a value equals a Java NameServer's for the same value.
+//! Members the Rust client requires (e.g. `filterServerTable`, `enableActingMaster`,
+//! `topicSysFlag`) are always written, never skipped.
+//!
+//! Invariants: decoding is tolerant: unknown members are ignored, missing ones take
+//! their defaults, and bare integer keys are accepted (re-quoted before parsing, as the
+//! Rust client does). Decoders never panic.
+//!
+//! Deliberately not here: the compressed REGISTER_BROKER body variant (Java never sends
+//! it), and any routing logic over these structures.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+
+use crate::code::version;
+use crate::Error;
+
+/// Route of one topic: GET_ROUTEINFO_BY_TOPIC's body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicRouteData {
+    pub broker_datas: Vec<BrokerData>,
+    /// Always `{}` in practice; required by the Rust client.
+    pub filter_server_table: BTreeMap<String, Vec<String>>,
+    /// `brokerName:queueNums;...`, only in order-message mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_topic_conf: Option<String>,
+    pub queue_datas: Vec<QueueData>,
+    /// Static-topic mappings, carried through uninterpreted.
+    #[serde(skip_serializing_if = "Option::is_none", alias = "topicQueueMappingInfo")]
+    pub topic_queue_mapping_by_broker: Option<serde_json::Value>,
+}
+
+/// One broker group: its name, cluster and the address of each broker id (0 = master).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct BrokerData {
+    pub broker_addrs: BTreeMap<i64, String>,
+    pub broker_name: String,
+    pub cluster: String,
+    pub enable_acting_master: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_name: Option<String>,
+}
+
+/// The queues one broker group serves for a topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct QueueData {
+    pub broker_name: String,
+    /// [`crate::code::perm`] bits.
+    pub perm: i32,
+    pub read_queue_nums: i32,
+    pub topic_sys_flag: i32,
+    pub write_queue_nums: i32,
+}
+
+impl TopicRouteData {
+    /// The body a Java NameServer would send in reply to a request of `request_version`:
+    /// standard JSON for 4.9.4+ clients or when they ask for it, legacy bare integer keys
+    /// otherwise (REMOTING.md §4.1.3).
+    pub fn encode_for(&self, request_version: i32, accept_standard_json_only: bool) -> Result<Vec<u8>, Error> {
+        if request_version >= version::V4_9_4 || accept_standard_json_only {
+            to_json(self)
+        } else {
+            to_legacy_json(self)
+        }
+    }
+}
+
+/// REGISTER_BROKER's body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RegisterBrokerBody {
+    pub filter_server_list: Vec<String>,
+    pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
+}
+
+/// A broker's topic configs and their version (Java's
+/// `TopicConfigAndMappingSerializeWrapper`; the mapping members are carried through).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicConfigSerializeWrapper {
+    pub data_version: DataVersion,
+    pub mapping_data_version: DataVersion,
+    pub topic_config_table: BTreeMap<String, TopicConfig>,
+    pub topic_queue_mapping_detail_map: BTreeMap<String, serde_json::Value>,
+    pub topic_queue_mapping_info_map: BTreeMap<String, serde_json::Value>,
+}
+
+/// One topic's configuration on a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicConfig {
+    pub attributes: BTreeMap<String, String>,
+    pub order: bool,
+    pub perm: i32,
+    pub read_queue_nums: i32,
+    /// `SINGLE_TAG` or `MULTI_TAG`.
+    pub topic_filter_type: String,
+    pub topic_name: String,
+    pub topic_sys_flag: i32,
+    pub write_queue_nums: i32,
+}
+
+impl Default for TopicConfig {
+    /// Java's defaults: 16 queues, read+write.
+    fn default() -> TopicConfig {
+        TopicConfig {
+            attributes: BTreeMap::new(),
+            order: false,
+            perm: crate::code::perm::READ | crate::code::perm::WRITE,
+            read_queue_nums: 16,
+            topic_filter_type: "SINGLE_TAG".to_owned(),
+            topic_name: String::new(),
+            topic_sys_flag: 0,
+            write_queue_nums: 16,
+        }
+    }
+}
+
+/// A version stamp of a broker's topic table; the NameServer compares them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DataVersion {
+    pub counter: i64,
+    pub state_version: i64,
+    pub timestamp: i64,
+}
+
+/// GET_BROKER_CLUSTER_INFO's body. Java always sends it in the legacy form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClusterInfo {
+    pub broker_addr_table: BTreeMap<String, BrokerData>,
+    pub cluster_addr_table: BTreeMap<String, Vec<String>>,
+}
+
+/// GET_ALL_TOPIC_LIST_FROM_NAMESERVER's body (and others listing topics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicList {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_addr: Option<String>,
+    pub topic_list: Vec<String>,
+}
+
+/// HEART_BEAT's body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HeartbeatData {
+    /// `clientIP@instanceName[@unitName]`; opaque to the broker.
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    pub consumer_data_set: Vec<ConsumerData>,
+    /// Heartbeat V2 only; 0 otherwise.
+    pub heartbeat_fingerprint: i32,
+    pub producer_data_set: Vec<ProducerData>,
+    /// Heartbeat V2: subscriptions unchanged and omitted; keep the registered ones.
+    pub without_sub: bool,
+}
+
+/// A producer group in a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ProducerData {
+    pub group_name: String,
+}
+
+/// A consumer group in a heartbeat, with its subscriptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ConsumerData {
+    pub consume_from_where: ConsumeFromWhere,
+    pub consume_type: ConsumeType,
+    pub group_name: String,
+    pub message_model: MessageModel,
+    pub subscription_data_set: Vec<SubscriptionData>,
+    pub unit_mode: bool,
+}
+
+/// How a consumer consumes. Unknown names decode as `Unknown` rather than failing the
+/// whole heartbeat, because a newer client may add kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsumeType {
+    /// Pull and lite-pull consumers.
+    ConsumeActively,
+    /// Push consumers.
+    #[default]
+    ConsumePassively,
+    ConsumePop,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MessageModel {
+    Broadcasting,
+    #[default]
+    Clustering,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsumeFromWhere {
+    #[default]
+    ConsumeFromLastOffset,
+    ConsumeFromFirstOffset,
+    ConsumeFromTimestamp,
+    /// Deprecated Java names, still accepted.
+    ConsumeFromLastOffsetAndFromMinWhenBootFirst,
+    ConsumeFromMinOffset,
+    ConsumeFromMaxOffset,
+    #[serde(other)]
+    Unknown,
+}
+
+/// One topic subscription of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SubscriptionData {
+    pub class_filter_mode: bool,
+    /// Java `String.hashCode` of each tag ([`crate::properties::java_string_hash`]).
+    pub code_set: Vec<i32>,
+    /// `TAG` or `SQL92`.
+    pub expression_type: String,
+    /// `*` or empty: every tag; else `TagA || TagB`.
+    pub sub_string: String,
+    /// Milliseconds timestamp; newer replaces older.
+    pub sub_version: i64,
+    pub tags_set: Vec<String>,
+    pub topic: String,
+}
+
+impl Default for SubscriptionData {
+    fn default() -> SubscriptionData {
+        SubscriptionData {
+            class_filter_mode: false,
+            code_set: Vec::new(),
+            expression_type: "TAG".to_owned(),
+            sub_string: String::new(),
+            sub_version: 0,
+            tags_set: Vec::new(),
+            topic: String::new(),
+        }
+    }
+}
+
+/// GET_CONSUMER_LIST_BY_GROUP's response body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ConsumerListBody {
+    pub consumer_id_list: Vec<String>,
+}
+
+/// A queue: the unit of sharding and ordering.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct MessageQueue {
+    pub broker_name: String,
+    pub queue_id: i32,
+    pub topic: String,
+}
+
+/// LOCK_BATCH_MQ's and UNLOCK_BATCH_MQ's request body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LockBatchRequestBody {
+    pub client_id: String,
+    pub consumer_group: String,
+    pub mq_set: Vec<MessageQueue>,
+    pub only_this_broker: bool,
+}
+
+/// UNLOCK_BATCH_MQ carries the same members as LOCK_BATCH_MQ.
+pub type UnlockBatchRequestBody = LockBatchRequestBody;
+
+/// LOCK_BATCH_MQ's response body: the queues now held by the requesting client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockBatchResponseBody {
+    #[serde(rename = "lockOKMQSet")]
+    pub lock_ok_mq_set: Vec<MessageQueue>,
+}
+
+/// A flat string table (GET_BROKER_RUNTIME_INFO, REGISTER_BROKER's response).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KVTable {
+    pub table: BTreeMap<String, String>,
+}
+
+fn body_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// Standard JSON (quoted integer keys).
+pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::BodyJson { body: body_name::<T>(), detail: e.to_string() })
+}
+
+/// Legacy fastjson JSON: like [`to_json`] but integer map keys are written bare.
+pub fn to_legacy_json<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, BareIntegerKeys::default());
+    value.serialize(&mut ser).map_err(|e| Error::BodyJson { body: body_name::<T>(), detail: e.to_string() })?;
+    Ok(out)
+}
+
+/// Decodes a body in either dialect.
+pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(first) => {
+            // Only a legacy body changes when re-quoted; anything else reports the
+            // original error, which points at the real problem.
+            let requoted = quote_bare_integer_keys(body);
+            if requoted == body {
+                return Err(Error::BodyJson { body: body_name::<T>(), detail: first.to_string() });
+            }
+            serde_json::from_slice(&requoted)
+                .map_err(|_| Error::BodyJson { body: body_name::<T>(), detail: first.to_string() })
+        }
+    }
+}
+
+/// Rewrites `{0:"a",-1:"b"}` into `{"0":"a","-1":"b"}`: every bare integer in object-key
+/// position (after `{` or `,`, before `:`) outside strings gets quotes. Other bytes are
+/// copied unchanged.
+pub fn quote_bare_integer_keys(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 16);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut key_position = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        if key_position && (b.is_ascii_digit() || b == b'-') {
+            let start = i;
+            let mut end = i + 1;
+            while end < json.len() && json[end].is_ascii_digit() {
+                end += 1;
+            }
+            let mut after = end;
+            while after < json.len() && json[after].is_ascii_whitespace() {
+                after += 1;
+            }
+            if json.get(after) == Some(&b':') {
+                out.push(b'"');
+                out.extend_from_slice(&json[start..end]);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(&json[start..end]);
+            }
+            key_position = false;
+            i = end;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                key_position = false;
+            }
+            b'{' | b',' => key_position = true,
+            _ if b.is_ascii_whitespace() => {}
+            _ => key_position = false,
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+/// A serde_json formatter that writes integer map keys without quotes. serde_json writes
+/// an integer key as begin_string, write_iN, end_string; this formatter holds back the
+/// opening quote of every key until it sees whether an integer or text follows.
+#[derive(Default)]
+struct BareIntegerKeys {
+    in_key: bool,
+    quote_pending: bool,
+    bare: bool,
+}
+
+impl BareIntegerKeys {
+    fn flush_quote<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.quote_pending {
+            self.quote_pending = false;
+            w.write_all(b"\"")?;
+        }
+        Ok(())
+    }
+
+    fn integer_key(&mut self) {
+        if self.in_key && self.quote_pending {
+            self.quote_pending = false;
+            self.bare = true;
+        }
+    }
+}
+
+macro_rules! bare_int {
+    ($($method:ident: $ty:ty),*) => {
+        $(
+            fn $method<W: ?Sized + io::Write>(&mut self, w: &mut W, value: $ty) -> io::Result<()> {
+                self.integer_key();
+                CompactFormatter.$method(w, value)
+            }
+        )*
+    };
+}
+
+impl Formatter for BareIntegerKeys {
+    bare_int!(write_i8: i8, write_i16: i16, write_i32: i32, write_i64: i64, write_u8: u8, write_u16: u16, write_u32: u32, write_u64: u64);
+
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.in_key = true;
+        CompactFormatter.begin_object_key(w, first)
+    }
+
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, _w: &mut W) -> io::Result<()> {
+        self.in_key = false;
+        Ok(())
+    }
+
+    fn begin_string<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.in_key {
+            self.quote_pending = true;
+            Ok(())
+        } else {
+            w.write_all(b"\"")
+        }
+    }
+
+    fn end_string<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.in_key {
+            // An empty text key still needs both quotes.
+            self.flush_quote(w)?;
+            let bare = std::mem::take(&mut self.bare);
+            if bare {
+                Ok(())
+            } else {
+                w.write_all(b"\"")
+            }
+        } else {
+            w.write_all(b"\"")
+        }
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        self.flush_quote(w)?;
+        w.write_all(fragment.as_bytes())
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(&mut self, w: &mut W, escape: CharEscape) -> io::Result<()> {
+        self.flush_quote(w)?;
+        CompactFormatter.write_char_escape(w, escape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> TopicRouteData {
+        TopicRouteData {
+            broker_datas: vec![BrokerData {
+                broker_addrs: BTreeMap::from([(0, "192.168.0.1:10911".into()), (1, "192.168.0.2:10911".into())]),
+                broker_name: "broker-a".into(),
+                cluster: "DefaultCluster".into(),
+                enable_acting_master: false,
+                zone_name: None,
+            }],
+            queue_datas: vec![QueueData {
+                broker_name: "broker-a".into(),
+                perm: 6,
+                read_queue_nums: 4,
+                topic_sys_flag: 0,
+                write_queue_nums: 4,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// REMOTING.md §4.1.3, whitespace removed.
+    const SPEC_ROUTE: &str = concat!(
+        r#"{"brokerDatas":[{"brokerAddrs":{"0":"192.168.0.1:10911","1":"192.168.0.2:10911"},"#,
+        r#""brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}],"#,
+        r#""filterServerTable":{},"#,
+        r#""queueDatas":[{"brokerName":"broker-a","perm":6,"readQueueNums":4,"topicSysFlag":0,"writeQueueNums":4}]}"#
+    );
+
+    #[test]
+    fn route_standard_json_matches_java_byte_for_byte() {
+        assert_eq!(String::from_utf8(to_json(&route()).expect("encodes")).expect("utf8"), SPEC_ROUTE);
+        assert_eq!(from_json::<TopicRouteData>(SPEC_ROUTE.as_bytes()), Ok(route()));
+        assert_eq!(route().encode_for(479, false).expect("encodes"), SPEC_ROUTE.as_bytes());
+        assert_eq!(route().encode_for(100, true).expect("encodes"), SPEC_ROUTE.as_bytes());
+    }
+
+    #[test]
+    fn route_legacy_json_has_bare_integer_keys_and_decodes() {
+        let legacy = String::from_utf8(route().encode_for(400, false).expect("encodes")).expect("utf8");
+        assert_eq!(legacy, SPEC_ROUTE.replace(r#"{"0":"#, "{0:").replace(r#","1":"#, ",1:"));
+        assert!(legacy.contains(r#""brokerAddrs":{0:"192.168.0.1:10911",1:"192.168.0.2:10911"}"#));
+        assert!(serde_json::from_str::<serde_json::Value>(&legacy).is_err(), "legacy form is not JSON");
+        assert_eq!(from_json::<TopicRouteData>(legacy.as_bytes()), Ok(route()));
+    }
+
+    #[test]
+    fn legacy_formatter_keeps_text_keys_and_escapes() {
+        let table = KVTable { table: BTreeMap::from([("".into(), "e".into()), ("a\"b".into(), "\u{1}".into())]) };
+        assert_eq!(to_legacy_json(&table).expect("encodes"), to_json(&table).expect("encodes"));
+        let neg: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::from([(-5, BTreeMap::from([("k".into(), 1)]))]);
+        assert_eq!(to_legacy_json(&neg).expect("encodes"), br#"{-5:{"k":1}}"#);
+    }
+
+    #[test]
+    fn requoting_only_touches_keys_outside_strings() {
+        let input = br#"{ 0 : "a:{1:2}", "x":[1, 2], 12:{-3:"v"}, "s":"\"7:"}"#;
+        let expected = br#"{ "0" : "a:{1:2}", "x":[1, 2], "12":{"-3":"v"}, "s":"\"7:"}"#;
+        assert_eq!(quote_bare_integer_keys(input), expected.to_vec());
+    }
+
+    #[test]
+    fn cluster_info_decodes_in_java_legacy_form() {
+        let java = br#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{0:"192.168.0.1:10911"},"brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}},"clusterAddrTable":{"DefaultCluster":["broker-a"]}}"#;
+        let info: ClusterInfo = from_json(java).expect("decodes");
+        assert_eq!(info.broker_addr_table["broker-a"].broker_addrs[&0], "192.168.0.1:10911");
+        assert_eq!(info.cluster_addr_table["DefaultCluster"], ["broker-a"]);
+        assert_eq!(to_legacy_json(&info).expect("encodes"), java.to_vec());
+    }
+
+    #[test]
+    fn register_broker_body_matches_the_spec_example() {
+        let spec = br#"{"filterServerList":[],
+ "topicConfigSerializeWrapper":{
+   "dataVersion":{"counter":3,"stateVersion":0,"timestamp":1700000000000},
+   "mappingDataVersion":{"counter":0,"stateVersion":0,"timestamp":1700000000000},
+   "topicConfigTable":{
+     "TopicTest":{"attributes":{},"order":false,"perm":6,"readQueueNums":4,
+                  "topicFilterType":"SINGLE_TAG","topicName":"TopicTest","topicSysFlag":0,"writeQueueNums":4},
+     "TBW102":{"attributes":{},"order":false,"perm":7,"readQueueNums":8,
+               "topicFilterType":"SINGLE_TAG","topicName":"TBW102","topicSysFlag":0,"writeQueueNums":8}},
+   "topicQueueMappingDetailMap":{},"topicQueueMappingInfoMap":{}}}"#;
+        let body: RegisterBrokerBody = from_json(spec).expect("decodes");
+        let w = &body.topic_config_serialize_wrapper;
+        assert_eq!(w.data_version.counter, 3);
+        assert_eq!(w.mapping_data_version.timestamp, 1_700_000_000_000);
+        assert_eq!(w.topic_config_table["TBW102"].perm, 7);
+        assert_eq!(w.topic_config_table["TopicTest"].write_queue_nums, 4);
+        let compact: Vec<u8> = spec.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        // BTreeMap orders "TBW102" before "TopicTest"; Java's HashMap order differs, so
+        // compare as values rather than bytes.
+        let ours: serde_json::Value = serde_json::from_slice(&to_json(&body).expect("encodes")).expect("json");
+        let theirs: serde_json::Value = serde_json::from_slice(&compact).expect("json");
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn heartbeat_from_the_spec_decodes() {
+        let spec = br#"{"clientID":"192.168.0.2@12345#98765",
+ "producerDataSet":[{"groupName":"PG"},{"groupName":"CLIENT_INNER_PRODUCER"}],
+ "consumerDataSet":[{"groupName":"CG","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING",
+   "consumeFromWhere":"CONSUME_FROM_LAST_OFFSET",
+   "subscriptionDataSet":[
+     {"classFilterMode":false,"topic":"TopicTest","subString":"TagA || TagB","tagsSet":["TagA","TagB"],
+      "codeSet":[2598919,2598920],"subVersion":1700000000000,"expressionType":"TAG"},
+     {"classFilterMode":false,"topic":"%RETRY%CG","subString":"*","tagsSet":[],"codeSet":[],
+      "subVersion":1700000000000,"expressionType":"TAG"}],
+   "unitMode":false}],
+ "heartbeatFingerprint":0,"withoutSub":false}"#;
+        let hb: HeartbeatData = from_json(spec).expect("decodes");
+        assert_eq!(hb.client_id, "192.168.0.2@12345#98765");
+        assert_eq!(hb.producer_data_set.len(), 2);
+        let c = &hb.consumer_data_set[0];
+        assert_eq!(c.consume_type, ConsumeType::ConsumePassively);
+        assert_eq!(c.message_model, MessageModel::Clustering);
+        assert_eq!(c.consume_from_where, ConsumeFromWhere::ConsumeFromLastOffset);
+        assert_eq!(c.subscription_data_set[0].code_set, [2_598_919, 2_598_920]);
+        assert_eq!(c.subscription_data_set[1].topic, "%RETRY%CG");
+        assert_eq!(from_json::<HeartbeatData>(&to_json(&hb).expect("encodes")), Ok(hb));
+    }
+
+    #[test]
+    fn decoders_are_tolerant() {
+        let hb: HeartbeatData = from_json(
+            br#"{"clientID":"c","consumerDataSet":[{"groupName":"G","consumeType":"CONSUME_SOMEHOW","subscriptionDataSet":[{"topic":"T"}]}],"newField":{"x":[1]}}"#,
+        )
+        .expect("decodes");
+        let c = &hb.consumer_data_set[0];
+        assert_eq!(c.consume_type, ConsumeType::Unknown);
+        assert_eq!(c.message_model, MessageModel::Clustering);
+        assert_eq!(c.subscription_data_set[0].expression_type, "TAG");
+        let q: QueueData =
+            from_json(br#"{"brokerName":"b","perm":6,"readQueueNums":1,"writeQueueNums":1}"#).expect("decodes");
+        assert_eq!(q.topic_sys_flag, 0);
+        assert!(matches!(from_json::<TopicRouteData>(b"{"), Err(Error::BodyJson { body: "TopicRouteData", .. })));
+        assert!(from_json::<TopicRouteData>(b"{0:").is_err());
+        assert!(from_json::<ConsumerListBody>(br#"{"consumerIdList":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn golden_small_bodies() {
+        let mq = MessageQueue { broker_name: "broker-a".into(), queue_id: 1, topic: "TopicTest".into() };
+        let lock = LockBatchRequestBody {
+            client_id: "c1".into(),
+            consumer_group: "CG".into(),
+            mq_set: vec![mq.clone()],
+            only_this_broker: false,
+        };
+        assert_eq!(
+            to_json(&lock).expect("encodes"),
+            br#"{"clientId":"c1","consumerGroup":"CG","mqSet":[{"brokerName":"broker-a","queueId":1,"topic":"TopicTest"}],"onlyThisBroker":false}"#
+        );
+        let spec_lock = br#"{"consumerGroup":"CG","clientId":"c1","onlyThisBroker":false,"mqSet":[{"topic":"TopicTest","brokerName":"broker-a","queueId":1}]}"#;
+        assert_eq!(from_json::<UnlockBatchRequestBody>(spec_lock), Ok(lock));
+        assert_eq!(
+            to_json(&LockBatchResponseBody { lock_ok_mq_set: vec![mq] }).expect("encodes"),
+            br#"{"lockOKMQSet":[{"brokerName":"broker-a","queueId":1,"topic":"TopicTest"}]}"#
+        );
+        assert_eq!(
+            to_json(&ConsumerListBody { consumer_id_list: vec!["a@1".into()] }).expect("encodes"),
+            br#"{"consumerIdList":["a@1"]}"#
+        );
+        assert_eq!(
+            to_json(&TopicList { broker_addr: None, topic_list: vec!["T".into()] }).expect("encodes"),
+            br#"{"topicList":["T"]}"#
+        );
+        let kv = KVTable { table: BTreeMap::from([("brokerVersionDesc".into(), "V5_3_3".into())]) };
+        assert_eq!(to_json(&kv).expect("encodes"), br#"{"table":{"brokerVersionDesc":"V5_3_3"}}"#);
+        assert_eq!(
+            to_json(&DataVersion { counter: 1, state_version: 0, timestamp: 2 }).expect("encodes"),
+            br#"{"counter":1,"stateVersion":0,"timestamp":2}"#
+        );
+    }
+}
