@@ -146,6 +146,7 @@ pub fn encode_item<B: OutBuf>(flag: i32, body: &[u8], properties: &[u8], out: &m
 mod tests {
     use super::*;
     use crate::properties;
+    use crate::test_util::XorShift;
 
     #[test]
     fn golden_item_bytes() {
@@ -216,5 +217,19 @@ mod tests {
         let big = vec![b'a'; PROPERTIES_SIZE_MAX_BYTES + 1];
         assert!(matches!(encode_item(0, b"", &big, &mut out), Err(Error::BatchFieldTooLong { .. })));
         assert_eq!(out, [1]);
+    }
+
+    #[test]
+    fn pseudo_random_batches_never_panic() {
+        let mut seed = Vec::new();
+        encode_item(1, b"body", b"K\x01V\x02", &mut seed).expect("encodes");
+        encode_item(2, b"", b"", &mut seed).expect("encodes");
+        let mut rng = XorShift(7);
+        let mut items = 0;
+        for _ in 0..3000 {
+            let input = rng.mutate(&seed);
+            items += iter(&input).take_while(Result::is_ok).count();
+        }
+        assert!(items > 300, "only {items} items decoded");
     }
 }

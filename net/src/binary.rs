@@ -180,6 +180,7 @@ pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
 mod tests {
     use super::*;
     use crate::code::request;
+    use crate::test_util::XorShift;
 
     /// REMOTING.md §1.4: the binary header of GET_ROUTEINFO_BY_TOPIC for topic `T`.
     const SPEC_HEADER: [u8; 33] = [
@@ -263,5 +264,22 @@ mod tests {
         let mut bad_utf8 = SPEC_HEADER;
         bad_utf8[32] = 0xFF;
         assert_eq!(decode_header(&bad_utf8), Err(Error::HeaderBinary { detail: "string is not UTF-8" }));
+    }
+
+    #[test]
+    fn pseudo_random_headers_never_panic() {
+        let mut rng = XorShift(3);
+        let mut decoded = 0;
+        for _ in 0..3000 {
+            let input = rng.mutate(&SPEC_HEADER);
+            if let Ok(cmd) = decode_header(&input) {
+                decoded += 1;
+                let mut again = Vec::new();
+                if encode_header(&cmd, &mut again).is_ok() {
+                    assert_eq!(decode_header(&again), Ok(cmd));
+                }
+            }
+        }
+        assert!(decoded > 100, "only {decoded} headers decoded");
     }
 }

@@ -494,6 +494,7 @@ impl Formatter for BareIntegerKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::XorShift;
 
     fn route() -> TopicRouteData {
         TopicRouteData {
@@ -666,5 +667,20 @@ mod tests {
             to_json(&DataVersion { counter: 1, state_version: 0, timestamp: 2 }).expect("encodes"),
             br#"{"counter":1,"stateVersion":0,"timestamp":2}"#
         );
+    }
+
+    #[test]
+    fn pseudo_random_bodies_never_panic() {
+        let legacy = route().encode_for(0, false).expect("encodes");
+        let seeds = [SPEC_ROUTE.as_bytes(), &legacy[..]];
+        let mut rng = XorShift(11);
+        let mut decoded = 0;
+        for _ in 0..3000 {
+            let seed = rng.below(seeds.len());
+            let input = rng.mutate(seeds[seed]);
+            decoded += usize::from(from_json::<TopicRouteData>(&input).is_ok());
+            let _ = from_json::<HeartbeatData>(&input);
+        }
+        assert!(decoded > 100, "only {decoded} bodies decoded");
     }
 }

@@ -27,6 +27,8 @@ pub mod limits;
 pub mod msgid;
 pub mod properties;
 pub mod stored;
+#[cfg(test)]
+mod test_util;
 
 pub use buf::OutBuf;
 pub use code::{LanguageCode, SerializeType};

@@ -93,6 +93,7 @@ fn hex_value(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::XorShift;
 
     #[test]
     fn golden_ids_from_the_spec() {
@@ -131,6 +132,19 @@ mod tests {
             "C0A80001FFFFFFFF0000000000000000",
         ] {
             assert!(matches!(decode(bad), Err(Error::MessageId { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pseudo_random_ids_never_panic() {
+        let mut rng = XorShift(5);
+        for _ in 0..3000 {
+            let input = rng.mutate(b"C0A8000100002A9F00000000000000BE");
+            if let Ok(text) = std::str::from_utf8(&input) {
+                if let Ok((host, offset)) = decode(text) {
+                    assert!(encode(host, offset).eq_ignore_ascii_case(text));
+                }
+            }
         }
     }
 }
