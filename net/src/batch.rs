@@ -28,6 +28,8 @@ use crate::buf::OutBuf;
 use crate::limits::{BATCH_ITEM_FIXED_BYTES, PROPERTIES_SIZE_MAX_BYTES};
 use crate::Error;
 
+const _: () = assert!(BATCH_ITEM_FIXED_BYTES == 22, "the layout drawn above: 20 bytes before the body, 2 after");
+
 /// One message of a batch, borrowed from the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchItem<'a> {

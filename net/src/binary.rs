@@ -34,6 +34,7 @@ use crate::Error;
 
 /// Bytes of a header with no remark and no ext fields.
 pub const HEADER_FIXED_BYTES: usize = 2 + 1 + 2 + 4 + 4 + 4 + 4;
+const _: () = assert!(HEADER_FIXED_BYTES == 21, "the layout drawn above");
 
 fn range_error(field: &'static str, value: i64) -> Error {
     Error::HeaderFieldRange { encoding: "ROCKETMQ", field, value }

@@ -36,6 +36,8 @@ use crate::{binary, json, Error};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
+const _: () = assert!(FRAME_PREFIX_BYTES == LENGTH_PREFIX_BYTES + 4, "length prefix, then the header-length word");
+const _: () = assert!(HEADER_SIZE_MAX_BYTES < FRAME_SIZE_MAX_BYTES, "any legal header fits a frame");
 
 /// The total size of the frame at the start of `buf` (length prefix included) once its
 /// prefix has arrived, so a reader can reserve room for it. `Ok(None)`: fewer than 4
@@ -246,6 +248,8 @@ mod tests {
         );
         let max_ok = ((FRAME_SIZE_MAX_BYTES - 4) as u32).to_be_bytes();
         assert_eq!(decode_frame(&mut BytesMut::from(&max_ok[..])), Ok(None));
+        assert_eq!(peek_frame_len(&max_ok), Ok(Some(FRAME_SIZE_MAX_BYTES)));
+        assert_eq!(peek_frame_len(&max_ok[..3]), Ok(None));
         assert!(decode_frame(&mut BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..])).is_err());
         assert!(matches!(
             decode_frame(&mut BytesMut::from(&[0, 0, 0, 3, 0, 0, 0][..])),

@@ -10,6 +10,14 @@
 //! malformed or over-limit input is an [`Error`]. Encoders produce exactly the bytes the
 //! layouts drawn beside them describe, and golden-byte tests pin them.
 //!
+//! Map: a connection's read loop calls [`decode_frame`] (module `frame`), which picks
+//! `json` or `binary` for the header and yields a [`RemotingCommand`] (`command`) whose
+//! body is a slice of the read buffer. Handlers view its ext fields through `headers`,
+//! its body through `batch` (batch sends), `body` (JSON bodies) or `stored` (records);
+//! numbers live in `code`, offset message ids in `msgid`. Responses are built with
+//! [`RemotingCommand::response_to`] and appended to the connection's write buffer with
+//! [`encode_frame`], or [`encode_frame_head`] when the body is sent separately.
+//!
 //! Deliberately not here: sockets (the broker owns them), storage positions (the storage
 //! crate), and any policy about what a broker does with a request.
 
