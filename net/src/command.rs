@@ -135,6 +135,16 @@ impl RemotingCommand {
         }
     }
 
+    /// The answer to a request code we do not serve: REQUEST_CODE_NOT_SUPPORTED with
+    /// Java's remark, leading space included, so tools that match on it keep working.
+    pub fn not_supported(request: &RemotingCommand) -> RemotingCommand {
+        RemotingCommand::response_to(
+            request,
+            crate::code::response::REQUEST_CODE_NOT_SUPPORTED,
+            Some(format!(" request type {} not supported", request.code)),
+        )
+    }
+
     /// Builder-style: sets the body.
     pub fn with_body(mut self, body: impl Into<Bytes>) -> RemotingCommand {
         self.body = body.into();
@@ -210,5 +220,9 @@ mod tests {
         assert_eq!(resp.version, 479);
         req.mark_oneway();
         assert!(req.is_oneway());
+        let unknown = RemotingCommand::not_supported(&req);
+        assert_eq!(unknown.code, response::REQUEST_CODE_NOT_SUPPORTED);
+        assert_eq!(unknown.remark.as_deref(), Some(" request type 10 not supported"));
+        assert_eq!(unknown.opaque, 42);
     }
 }
