@@ -1,1 +1,38 @@
-//! Rockshard storage.
+//! Rockshard's storage engine: one store per shard.
+//!
+//! Owns: the CommitLog (segment files of RocketMQ stored-message records), the
+//! ConsumeQueues (20-byte index entries per MessageQueue), the per-topic flush mode, the
+//! recovery checkpoint, retention, and the disk abstraction the tests use to lose power.
+//!
+//! Invariants:
+//! - A record acknowledged for a `sync` topic is covered by a completed fdatasync before
+//!   the acknowledgement, and survives any crash or power loss.
+//! - CommitLog positions keep flushed ≤ written ≤ appended; checked in release builds.
+//! - Recovery keeps every record before the first damaged one, serves nothing after it,
+//!   and scans only what lies past the last checkpoint.
+//! - A reader never sees a ConsumeQueue entry whose record is not yet written.
+//!
+//! Threading: a store lives on one glommio executor (its shard) and is not `Send`.
+//! Deliberately not here: the wire protocol beyond the record format (the `net` crate),
+//! consumer offsets and topic routing policy (the broker).
+
+pub mod checkpoint;
+pub mod commitlog;
+pub mod consume_queue;
+pub mod disk;
+pub mod error;
+pub mod limits;
+pub mod offset;
+pub mod recovery;
+pub mod store;
+pub mod sync;
+pub mod topics;
+
+pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk};
+pub use error::{Result, StorageError};
+pub use offset::{PhysicalOffset, QueueOffset};
+pub use recovery::{RecoveryReport, ScanStop};
+pub use store::{
+    AppendResult, AppendWait, AppendedRecord, Boundary, GetResult, GetStatus, Store, StoreConfig, StoreStats,
+};
+pub use topics::{FlushMode, TopicConfig};

@@ -1,0 +1,232 @@
+//! The CommitLog of one shard: its segments, its three positions, the bytes appended but
+//! not yet written, and the appends waiting to be answered.
+//!
+//! ```text
+//!  commitlog/00000000000000000000   segment 0: [0, S)
+//!  commitlog/00000000001073741824   segment 1: [S, 2S)          S = segment size
+//!
+//!  | record | record | ... | record | BLANK |   a record never straddles two segments:
+//!                                             when it would not fit (with 8 bytes to
+//!                                             spare for a BLANK), the rest of the
+//!                                             segment becomes a BLANK and the record
+//!                                             starts the next segment.
+//! ```
+//!
+//! Positions: flushed ≤ written ≤ appended ([`Positions`]). Appended bytes wait in
+//! `pending` as chunks (each inside one segment, each at most
+//! [`WRITE_CHUNK_MAX_BYTES`]) until the writer task hands them to the kernel in order;
+//! many appends that arrive together thus become one write.
+//!
+//! Waiters are kept in append order, so their end offsets ascend: completing "everything
+//! up to X" pops from the front. `async` appends wait for written, `sync` appends for
+//! flushed.
+//!
+//! This type is state and arithmetic only; the store's tasks do the I/O and never hold a
+//! borrow of it across an `.await`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Instant;
+
+use rockshard_net::stored::{encode_blank, BLANK_SIZE_MIN_BYTES};
+
+use crate::consume_queue::CqEntry;
+use crate::error::StorageError;
+use crate::limits::WRITE_CHUNK_MAX_BYTES;
+use crate::offset::{PhysicalOffset, Positions, QueueOffset};
+use crate::sync::Completer;
+
+/// The file name of the segment starting at `base`: 20 zero-padded digits, as RocketMQ.
+pub fn segment_name(base: u64) -> String {
+    format!("{base:020}")
+}
+
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// A ConsumeQueue entry to publish once its record is written.
+pub struct Dispatch {
+    pub queue: usize,
+    pub offset: QueueOffset,
+    pub entry: CqEntry,
+}
+
+/// Appended bytes inside one segment, not yet written.
+pub struct Chunk {
+    pub start: PhysicalOffset,
+    pub data: Vec<u8>,
+    pub dispatch: Vec<Dispatch>,
+}
+
+impl Chunk {
+    pub fn end(&self) -> PhysicalOffset {
+        self.start.add(self.data.len() as u64)
+    }
+}
+
+pub struct Waiter {
+    pub end: PhysicalOffset,
+    pub deadline: Option<Instant>,
+    pub done: Completer<Result<(), StorageError>>,
+}
+
+pub struct CommitLog<F> {
+    pub dir: PathBuf,
+    pub segment_size: u64,
+    /// Segment files by base offset. Contiguous: each base is the previous + size.
+    pub segments: BTreeMap<u64, Rc<F>>,
+    /// The first byte still stored (retention moves it forward a segment at a time).
+    pub min: PhysicalOffset,
+    pub pos: Positions,
+    pub pending: VecDeque<Chunk>,
+    pub pending_bytes: usize,
+    pub write_waiters: VecDeque<Waiter>,
+    pub flush_waiters: VecDeque<Waiter>,
+    /// Set after a failed fdatasync: appends are refused until the store is reopened.
+    pub fenced: Option<StorageError>,
+}
+
+impl<F> CommitLog<F> {
+    pub fn new(
+        dir: PathBuf,
+        segment_size: u64,
+        segments: BTreeMap<u64, Rc<F>>,
+        min: PhysicalOffset,
+        end: PhysicalOffset,
+    ) -> Self {
+        CommitLog {
+            dir,
+            segment_size,
+            segments,
+            min,
+            pos: Positions::at(end),
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            write_waiters: VecDeque::new(),
+            flush_waiters: VecDeque::new(),
+            fenced: None,
+        }
+    }
+
+    pub fn segment_base(&self, offset: PhysicalOffset) -> u64 {
+        offset.0 - offset.0 % self.segment_size
+    }
+
+    /// Whether a record of `len` bytes fits a segment at all.
+    pub fn fits(&self, len: usize) -> bool {
+        (len + BLANK_SIZE_MIN_BYTES) as u64 <= self.segment_size
+    }
+
+    /// The chunk that bytes appended at `at` go into: the last pending one if it ends at
+    /// `at`, lies in the same segment and has room, else a new one.
+    fn chunk_at(&mut self, at: PhysicalOffset, len: usize) -> &mut Chunk {
+        let base = self.segment_base(at);
+        let extend = self.pending.back().is_some_and(|c| {
+            c.end() == at && self.segment_base(c.start) == base && c.data.len() + len <= WRITE_CHUNK_MAX_BYTES
+        });
+        if !extend {
+            self.pending.push_back(Chunk {
+                start: at,
+                data: Vec::with_capacity(len.max(64 << 10)),
+                dispatch: Vec::new(),
+            });
+        }
+        self.pending.back_mut().expect("a chunk was just ensured")
+    }
+
+    /// Reserves room for a record of `len` bytes (which [`Self::fits`]) and returns its
+    /// offset and the chunk to encode it into. Pads the current segment with a BLANK
+    /// first when the record would not leave room for one.
+    pub fn reserve(&mut self, len: usize) -> (PhysicalOffset, &mut Chunk) {
+        assert!(self.fits(len));
+        let mut at = self.pos.appended();
+        let segment_end = self.segment_base(at) + self.segment_size;
+        if at.0 + (len + BLANK_SIZE_MIN_BYTES) as u64 > segment_end {
+            let blank = (segment_end - at.0) as usize;
+            let chunk = self.chunk_at(at, blank);
+            encode_blank(blank, &mut chunk.data);
+            self.pending_bytes += blank;
+            at = PhysicalOffset(segment_end);
+            self.pos.append_to(at);
+        }
+        self.pos.append_to(at.add(len as u64));
+        self.pending_bytes += len;
+        (at, self.chunk_at(at, len))
+    }
+
+    /// Completes every waiter of `queue` whose end is at or before `upto`.
+    pub fn complete_upto(queue: &mut VecDeque<Waiter>, upto: PhysicalOffset) {
+        while queue.front().is_some_and(|w| w.end <= upto) {
+            let w = queue.pop_front().expect("front exists");
+            w.done.complete(Ok(()));
+        }
+    }
+
+    /// Fails every waiter of `queue` whose end is past `after`.
+    pub fn fail_after(queue: &mut VecDeque<Waiter>, after: PhysicalOffset, err: &StorageError) {
+        let keep = queue.iter().take_while(|w| w.end <= after).count();
+        for w in queue.drain(keep..) {
+            w.done.complete(Err(err.clone()));
+        }
+    }
+
+    /// Segments that may hold bytes in `[from, to)`.
+    pub fn segments_between(&self, from: PhysicalOffset, to: PhysicalOffset) -> Vec<Rc<F>> {
+        if to <= from {
+            return Vec::new();
+        }
+        let first = self.segment_base(from);
+        self.segments.range(first..to.0).map(|(_, f)| f.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rockshard_net::stored::{decode, Record};
+
+    fn log(segment: u64) -> CommitLog<()> {
+        CommitLog::new(PathBuf::new(), segment, BTreeMap::new(), PhysicalOffset(0), PhysicalOffset(0))
+    }
+
+    #[test]
+    fn segment_names_are_twenty_digits() {
+        assert_eq!(segment_name(1 << 30), "00000000001073741824");
+        assert_eq!(parse_segment_name("00000000001073741824"), Some(1 << 30));
+        assert_eq!(parse_segment_name("1073741824"), None);
+    }
+
+    #[test]
+    fn a_record_that_would_not_leave_room_for_a_blank_rolls_to_the_next_segment() {
+        let mut l = log(100);
+        let (at, c) = l.reserve(50);
+        c.data.extend_from_slice(&[1; 50]);
+        assert_eq!(at, PhysicalOffset(0));
+        // 50 + 45 = 95 would leave 5 bytes: less than a BLANK needs.
+        let (at, c) = l.reserve(45);
+        c.data.extend_from_slice(&[2; 45]);
+        assert_eq!(at, PhysicalOffset(100));
+        assert_eq!(l.pos.appended(), PhysicalOffset(145));
+        assert_eq!(l.pending.len(), 2, "one chunk per segment");
+        let first = &l.pending[0];
+        assert_eq!(first.data.len(), 100);
+        assert_eq!(decode(&first.data[50..]).unwrap(), Some(Record::Blank { total_size: 50 }));
+        assert_eq!(l.pending_bytes, 145);
+    }
+
+    #[test]
+    fn a_record_that_leaves_exactly_a_blank_stays() {
+        let mut l = log(100);
+        let (at, c) = l.reserve(92);
+        c.data.extend_from_slice(&[1; 92]);
+        assert_eq!(at, PhysicalOffset(0));
+        let (at, _) = l.reserve(10);
+        assert_eq!(at, PhysicalOffset(100));
+        assert!(!l.fits(93));
+    }
+}

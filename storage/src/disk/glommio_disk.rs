@@ -1,0 +1,170 @@
+//! The real disk: glommio files on io_uring.
+//!
+//! Each file is opened twice: a `BufferedFile` for writes, page-cache reads and syncs, and
+//! (on first cold read) a `DmaFile` (O_DIRECT) for reads that must not pollute the page
+//! cache. Mixing the two is coherent: the kernel writes back dirty pages of a range
+//! before an O_DIRECT read of it.
+//!
+//! Directory operations (list, remove, rename, mtime) are rare (start-up, retention,
+//! config saves) and use std on the executor thread, except file removal, which can take
+//! milliseconds for a 1 GiB extent map and so runs on glommio's blocking pool.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+
+use super::{Disk, DiskFile, OpenMode};
+
+#[derive(Debug, Clone, Default)]
+pub struct GlommioDisk;
+
+pub struct GlommioFile {
+    path: PathBuf,
+    buffered: BufferedFile,
+    direct: RefCell<Option<Rc<DmaFile>>>,
+}
+
+fn to_io(e: glommio::GlommioError<()>) -> io::Error {
+    io::Error::from(e)
+}
+
+impl Disk for GlommioDisk {
+    type File = GlommioFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<GlommioFile> {
+        let buffered = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(mode == OpenMode::Create)
+            .buffered_open(path)
+            .await
+            .map_err(to_io)?;
+        Ok(GlommioFile { path: path.to_path_buf(), buffered, direct: RefCell::new(None) })
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        glommio::executor().spawn_blocking(move || std::fs::remove_file(path)).await
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(path)).await
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let d = glommio::io::Directory::open(dir).await.map_err(to_io)?;
+        d.sync().await.map_err(to_io)?;
+        d.close().await.map_err(to_io)
+    }
+
+    async fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    async fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        std::fs::metadata(path)?.modified()
+    }
+}
+
+impl GlommioFile {
+    async fn direct(&self) -> io::Result<Rc<DmaFile>> {
+        if let Some(f) = self.direct.borrow().as_ref() {
+            return Ok(f.clone());
+        }
+        let f = Rc::new(OpenOptions::new().read(true).dma_open(&self.path).await.map_err(to_io)?);
+        *self.direct.borrow_mut() = Some(f.clone());
+        Ok(f)
+    }
+}
+
+impl DiskFile for GlommioFile {
+    fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        let len = buf.len();
+        // glommio takes the buffer by value, so a short write cannot be resumed without
+        // keeping a copy of every buffer. Segments are preallocated, so a short write
+        // means a real fault (a full disk on a filesystem that ignores fallocate, EFBIG):
+        // report it as a failed write and let the store roll back and retry.
+        let n = self.buffered.write_at(buf, pos).await.map_err(to_io)?;
+        if n != len {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
+        }
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let got = self.buffered.read_at(pos + out.len() as u64, len - out.len()).await.map_err(to_io)?;
+            if got.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&got);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn read_direct(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let file = self.direct().await?;
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let got = file.read_at(pos + out.len() as u64, len - out.len()).await.map_err(to_io)?;
+            if got.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&got);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        self.buffered.fdatasync().await.map_err(to_io)
+    }
+
+    async fn len(&self) -> io::Result<u64> {
+        self.buffered.file_size().await.map_err(to_io)
+    }
+
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        self.buffered.pre_allocate(len, false).await.map_err(to_io)
+    }
+
+    async fn zero_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        // Punching a hole frees the blocks and makes the range read as zeros; allocating
+        // it again keeps the promise that writes inside a segment cannot hit ENOSPC.
+        self.buffered.deallocate(pos, len).await.map_err(to_io)?;
+        self.buffered.pre_allocate(pos + len, false).await.map_err(to_io)
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.buffered.truncate(len).await.map_err(to_io)
+    }
+}

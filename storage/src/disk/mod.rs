@@ -1,0 +1,89 @@
+//! The store's view of a disk: files it can write, read through the page cache or with
+//! O_DIRECT, sync, allocate and trim, and directories it can list and sync.
+//!
+//! Two implementations: [`GlommioDisk`] (the real thing, io_uring through glommio) and
+//! [`SimDisk`] (in memory, for tests: it keeps what has been fdatasynced apart from what
+//! has only been written, and on [`SimDisk::power_loss`] drops everything not yet synced,
+//! including files whose directory entry was never synced; it also injects ENOSPC, EIO
+//! and failed syncs).
+//!
+//! Runs on the executor of the shard that owns the store; nothing here is `Send`.
+//!
+//! Contract every implementation keeps, and the store relies on:
+//! - `write_at` writes the whole buffer or fails; after a failure, the bytes of that range
+//!   are unspecified but no other range changed.
+//! - `sync_data` makes every completed `write_at` to that file durable; a new file (or a
+//!   removal) is durable only after `sync_dir` of its directory.
+//! - `read_at` and `read_direct` return identical bytes for the same range; both may
+//!   return fewer bytes only at the end of the file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+mod glommio_disk;
+mod sim;
+
+pub use glommio_disk::{GlommioDisk, GlommioFile};
+pub use sim::{SimDisk, SimFile};
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading and writing.
+    Existing,
+    /// Create the file if it does not exist, then open it for reading and writing.
+    Create,
+}
+
+#[allow(async_fn_in_trait)] // The store is generic over one disk per shard; no `dyn`, no `Send`.
+pub trait Disk: Clone + 'static {
+    type File: DiskFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names (not paths) of the entries of `dir`, in no particular order.
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    async fn remove_file(&self, path: &Path) -> io::Result<()>;
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes creations, removals and renames inside `dir` durable.
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    async fn exists(&self, path: &Path) -> bool;
+    /// Last modification time, used by time-based retention.
+    async fn modified(&self, path: &Path) -> io::Result<SystemTime>;
+}
+
+#[allow(async_fn_in_trait)]
+pub trait DiskFile: 'static {
+    fn path(&self) -> &PathBuf;
+    /// Writes all of `buf` at `pos`.
+    async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()>;
+    /// Reads up to `len` bytes at `pos` through the page cache.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Reads up to `len` bytes at `pos` with O_DIRECT, bypassing (and not polluting) the
+    /// page cache. Alignment is the implementation's business.
+    async fn read_direct(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    async fn sync_data(&self) -> io::Result<()>;
+    async fn len(&self) -> io::Result<u64>;
+    /// Reserves `len` bytes from 0, extending the file with zeros if it is shorter, so
+    /// writes inside the range cannot fail for lack of space.
+    async fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Makes `[pos, pos + len)` read as zeros, keeping the file size.
+    async fn zero_range(&self, pos: u64, len: u64) -> io::Result<()>;
+    async fn truncate(&self, len: u64) -> io::Result<()>;
+}
+
+/// Reads exactly `len` bytes or fails with `UnexpectedEof`.
+pub async fn read_exact<F: DiskFile>(file: &F, pos: u64, len: usize, direct: bool) -> io::Result<Bytes> {
+    let got = if direct { file.read_direct(pos, len).await? } else { file.read_at(pos, len).await? };
+    if got.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("wanted {len} bytes at {pos}, the file has {}", got.len()),
+        ));
+    }
+    Ok(got)
+}

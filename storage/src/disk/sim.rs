@@ -1,0 +1,425 @@
+//! An in-memory disk that can lose power, for tests.
+//!
+//! Each file keeps two images: `data` (what reads see: the page cache) and `durable`
+//! (what survives power loss: everything covered by a `sync_data`). The directory tree
+//! likewise keeps the live names and the names as of each directory's last `sync_dir`.
+//! [`SimDisk::power_loss`] throws away everything not synced: file contents revert to
+//! their durable image, files created since their directory was last synced vanish, and
+//! files removed since then come back. [`SimDisk::power_loss_torn`] is harsher: of each
+//! unsynced 512-byte sector it keeps a random half, as a disk that reorders writes would.
+//!
+//! Faults: a capacity (writes and allocations past it fail with ENOSPC, changing
+//! nothing), and counted failures of the next writes (EIO) or syncs (EIO).
+//!
+//! Directory creation is durable at once (a simplification: the store creates its
+//! directories at start-up and syncs their parents anyway).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::{Disk, DiskFile, OpenMode};
+
+const SECTOR_BYTES: usize = 512;
+
+#[derive(Clone, Default)]
+pub struct SimDisk {
+    state: Rc<RefCell<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    files: BTreeMap<PathBuf, Rc<FileData>>,
+    durable_files: BTreeMap<PathBuf, Rc<FileData>>,
+    dirs: BTreeSet<PathBuf>,
+    capacity_bytes: Option<u64>,
+    failing_writes: u32,
+    failing_syncs: u32,
+    stats: SimStats,
+}
+
+/// Counters a test can read to check how the store used the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub writes: u64,
+    pub syncs: u64,
+    pub direct_reads: u64,
+    pub buffered_reads: u64,
+}
+
+struct FileData {
+    data: RefCell<Vec<u8>>,
+    durable: RefCell<Vec<u8>>,
+    modified: Cell<SystemTime>,
+}
+
+pub struct SimFile {
+    path: PathBuf,
+    data: Rc<FileData>,
+    disk: SimDisk,
+}
+
+fn enoent(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl SimDisk {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Limits the bytes all files together may hold; `None` lifts the limit.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.state.borrow_mut().capacity_bytes = bytes;
+    }
+
+    /// Bytes all live files hold.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.borrow().used()
+    }
+
+    /// The next `n` writes fail with EIO.
+    pub fn fail_next_writes(&self, n: u32) {
+        self.state.borrow_mut().failing_writes = n;
+    }
+
+    /// The next `n` syncs fail with EIO.
+    pub fn fail_next_syncs(&self, n: u32) {
+        self.state.borrow_mut().failing_syncs = n;
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.state.borrow().stats
+    }
+
+    /// Sets a file's modification time, for retention tests.
+    pub fn set_modified(&self, path: &Path, at: SystemTime) {
+        if let Some(f) = self.state.borrow().files.get(path) {
+            f.modified.set(at);
+        }
+    }
+
+    /// Live file paths, sorted.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.state.borrow().files.keys().cloned().collect()
+    }
+
+    /// The bytes a read of `path` would see now.
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+        self.state.borrow().files.get(path).map(|f| f.data.borrow().clone())
+    }
+
+    /// Overwrites bytes of a file as if the disk had been tampered with (durably).
+    pub fn corrupt(&self, path: &Path, pos: usize, bytes: &[u8]) {
+        let st = self.state.borrow();
+        let f = st.files.get(path).expect("corrupt: no such file");
+        for image in [&f.data, &f.durable] {
+            let mut d = image.borrow_mut();
+            if d.len() < pos + bytes.len() {
+                d.resize(pos + bytes.len(), 0);
+            }
+            d[pos..pos + bytes.len()].copy_from_slice(bytes);
+        }
+    }
+
+    /// Cuts a file to `len` bytes (durably), as a crash in the middle of a write may.
+    pub fn cut(&self, path: &Path, len: usize) {
+        let st = self.state.borrow();
+        let f = st.files.get(path).expect("cut: no such file");
+        f.data.borrow_mut().truncate(len);
+        f.durable.borrow_mut().truncate(len);
+    }
+
+    /// Loses power: everything not synced is gone. Any store using this disk must be
+    /// dropped first (its open handles see the reverted images).
+    pub fn power_loss(&self) {
+        self.lose_power(None);
+    }
+
+    /// Loses power, keeping a random half of the unsynced sectors (seeded).
+    pub fn power_loss_torn(&self, seed: u64) {
+        self.lose_power(Some(seed));
+    }
+
+    fn lose_power(&self, torn_seed: Option<u64>) {
+        let mut st = self.state.borrow_mut();
+        st.files = st.durable_files.clone();
+        let mut rng = torn_seed.map(|s| s | 1);
+        for f in st.files.values() {
+            let data = f.data.borrow().clone();
+            let mut kept = f.durable.borrow().clone();
+            if let Some(state) = rng.as_mut() {
+                for start in (0..data.len()).step_by(SECTOR_BYTES) {
+                    let end = (start + SECTOR_BYTES).min(data.len());
+                    let sector = &data[start..end];
+                    let unchanged = kept.get(start..end) == Some(sector);
+                    // xorshift64: a fixed seed gives the same tearing on every run.
+                    *state ^= *state << 13;
+                    *state ^= *state >> 7;
+                    *state ^= *state << 17;
+                    if !unchanged && *state % 2 == 0 {
+                        if kept.len() < end {
+                            kept.resize(end, 0);
+                        }
+                        kept[start..end].copy_from_slice(sector);
+                    }
+                }
+            }
+            *f.durable.borrow_mut() = kept.clone();
+            *f.data.borrow_mut() = kept;
+        }
+    }
+}
+
+impl State {
+    fn used(&self) -> u64 {
+        self.files.values().map(|f| f.data.borrow().len() as u64).sum()
+    }
+
+    fn check_space(&self, growth: u64) -> io::Result<()> {
+        match self.capacity_bytes {
+            Some(cap) if self.used() + growth > cap => Err(errno(libc::ENOSPC)),
+            _ => Ok(()),
+        }
+    }
+
+    fn parent_exists(&self, path: &Path) -> bool {
+        path.parent().is_none_or(|p| p.as_os_str().is_empty() || self.dirs.contains(p))
+    }
+}
+
+impl Disk for SimDisk {
+    type File = SimFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<SimFile> {
+        let mut st = self.state.borrow_mut();
+        let data = match (st.files.get(path), mode) {
+            (Some(f), _) => f.clone(),
+            (None, OpenMode::Existing) => return Err(enoent(path)),
+            (None, OpenMode::Create) => {
+                if !st.parent_exists(path) {
+                    return Err(enoent(path));
+                }
+                let f = Rc::new(FileData {
+                    data: RefCell::new(Vec::new()),
+                    durable: RefCell::new(Vec::new()),
+                    modified: Cell::new(SystemTime::now()),
+                });
+                st.files.insert(path.to_path_buf(), f.clone());
+                f
+            }
+        };
+        Ok(SimFile { path: path.to_path_buf(), data, disk: self.clone() })
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        for dir in path.ancestors() {
+            if !dir.as_os_str().is_empty() {
+                st.dirs.insert(dir.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = self.state.borrow();
+        if !st.dirs.contains(dir) {
+            return Err(enoent(dir));
+        }
+        let files = st.files.keys().filter(|p| p.parent() == Some(dir));
+        let dirs = st.dirs.iter().filter(|p| p.parent() == Some(dir));
+        Ok(files.chain(dirs).filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect())
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.state.borrow_mut().files.remove(path).map(|_| ()).ok_or_else(|| enoent(path))
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        st.files.retain(|p, _| !p.starts_with(path));
+        st.durable_files.retain(|p, _| !p.starts_with(path));
+        st.dirs.retain(|p| !p.starts_with(path));
+        Ok(())
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        let f = st.files.remove(from).ok_or_else(|| enoent(from))?;
+        st.files.insert(to.to_path_buf(), f);
+        Ok(())
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        let State { files, durable_files, .. } = &mut *st;
+        durable_files.retain(|p, _| p.parent() != Some(dir));
+        for (p, f) in files.iter().filter(|(p, _)| p.parent() == Some(dir)) {
+            durable_files.insert(p.clone(), f.clone());
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> bool {
+        let st = self.state.borrow();
+        st.files.contains_key(path) || st.dirs.contains(path)
+    }
+
+    async fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        self.state.borrow().files.get(path).map(|f| f.modified.get()).ok_or_else(|| enoent(path))
+    }
+}
+
+impl DiskFile for SimFile {
+    fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        let mut st = self.disk.state.borrow_mut();
+        if st.failing_writes > 0 {
+            st.failing_writes -= 1;
+            return Err(errno(libc::EIO));
+        }
+        let end = pos as usize + buf.len();
+        let len = self.data.data.borrow().len();
+        st.check_space(end.saturating_sub(len) as u64)?;
+        st.stats.writes += 1;
+        let mut d = self.data.data.borrow_mut();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[pos as usize..end].copy_from_slice(&buf);
+        self.data.modified.set(SystemTime::now());
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.disk.state.borrow_mut().stats.buffered_reads += 1;
+        let d = self.data.data.borrow();
+        let start = (pos as usize).min(d.len());
+        let end = (start + len).min(d.len());
+        Ok(Bytes::copy_from_slice(&d[start..end]))
+    }
+
+    async fn read_direct(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.disk.state.borrow_mut().stats.direct_reads += 1;
+        let d = self.data.data.borrow();
+        let start = (pos as usize).min(d.len());
+        let end = (start + len).min(d.len());
+        Ok(Bytes::copy_from_slice(&d[start..end]))
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        let mut st = self.disk.state.borrow_mut();
+        if st.failing_syncs > 0 {
+            st.failing_syncs -= 1;
+            return Err(errno(libc::EIO));
+        }
+        st.stats.syncs += 1;
+        *self.data.durable.borrow_mut() = self.data.data.borrow().clone();
+        Ok(())
+    }
+
+    async fn len(&self) -> io::Result<u64> {
+        Ok(self.data.data.borrow().len() as u64)
+    }
+
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        let st = self.disk.state.borrow();
+        let cur = self.data.data.borrow().len() as u64;
+        if len > cur {
+            st.check_space(len - cur)?;
+            self.data.data.borrow_mut().resize(len as usize, 0);
+        }
+        Ok(())
+    }
+
+    async fn zero_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        let mut d = self.data.data.borrow_mut();
+        let start = (pos as usize).min(d.len());
+        let end = ((pos + len) as usize).min(d.len());
+        d[start..end].fill(0);
+        Ok(())
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.data.data.borrow_mut().resize(len as usize, 0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+
+    #[test]
+    fn power_loss_keeps_only_synced_data_and_synced_names() {
+        block_on(async {
+            let disk = SimDisk::new();
+            disk.create_dir_all(Path::new("/d")).await.unwrap();
+            let a = disk.open(Path::new("/d/a"), OpenMode::Create).await.unwrap();
+            a.write_at(b"hello".to_vec(), 0).await.unwrap();
+            a.sync_data().await.unwrap();
+            disk.sync_dir(Path::new("/d")).await.unwrap();
+            a.write_at(b"HELLO world".to_vec(), 0).await.unwrap();
+            let b = disk.open(Path::new("/d/b"), OpenMode::Create).await.unwrap();
+            b.write_at(b"never synced dir".to_vec(), 0).await.unwrap();
+            b.sync_data().await.unwrap();
+            drop((a, b));
+            disk.power_loss();
+            assert_eq!(disk.contents(Path::new("/d/a")).unwrap(), b"hello");
+            assert!(disk.contents(Path::new("/d/b")).is_none(), "b's directory entry was never synced");
+        });
+    }
+
+    #[test]
+    fn capacity_refuses_growth_without_changing_anything() {
+        block_on(async {
+            let disk = SimDisk::new();
+            disk.create_dir_all(Path::new("/d")).await.unwrap();
+            disk.set_capacity(Some(10));
+            let a = disk.open(Path::new("/d/a"), OpenMode::Create).await.unwrap();
+            a.write_at(vec![1; 8], 0).await.unwrap();
+            let err = a.write_at(vec![2; 8], 8).await.unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+            assert_eq!(disk.contents(Path::new("/d/a")).unwrap(), vec![1; 8]);
+            // Overwriting inside the file needs no space.
+            a.write_at(vec![3; 8], 0).await.unwrap();
+            assert_eq!(a.allocate(100).await.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        });
+    }
+
+    #[test]
+    fn torn_power_loss_is_deterministic_per_seed() {
+        let run = |seed| {
+            block_on(async {
+                let disk = SimDisk::new();
+                disk.create_dir_all(Path::new("/d")).await.unwrap();
+                let a = disk.open(Path::new("/d/a"), OpenMode::Create).await.unwrap();
+                a.write_at(vec![0; 8192], 0).await.unwrap();
+                a.sync_data().await.unwrap();
+                disk.sync_dir(Path::new("/d")).await.unwrap();
+                a.write_at(vec![7; 8192], 0).await.unwrap();
+                drop(a);
+                disk.power_loss_torn(seed);
+                disk.contents(Path::new("/d/a")).unwrap()
+            })
+        };
+        let first = run(42);
+        assert_eq!(first, run(42));
+        let kept = first.chunks(SECTOR_BYTES).filter(|s| s[0] == 7).count();
+        assert!(kept > 0 && kept < 16, "some but not all sectors survive: {kept}");
+    }
+}

@@ -1,0 +1,419 @@
+//! Opening a store after a clean shutdown, a `kill -9` or a power loss.
+//!
+//! 1. Read the checkpoint: offset P, below which the CommitLog and every ConsumeQueue
+//!    entry for it are durable.
+//! 2. Open the segments (contiguous, each the configured size) and the ConsumeQueues;
+//!    cut every ConsumeQueue back to its entries for records below P (and any zeros or
+//!    garbage a crash left at its end).
+//! 3. Scan the CommitLog from P, record by record: size bounds, magic, the record's own
+//!    PHYSICALOFFSET equal to where it sits, and the body CRC. Each good record is
+//!    re-indexed in its ConsumeQueue. The first bad or missing record is the end.
+//! 4. Zero everything past the end of its segment and delete later segments, so bytes
+//!    of a torn record can never be mistaken for data after new appends land in front
+//!    of them; then fdatasync what was scanned, so "flushed" is true from the start.
+//!
+//! Only step 3's scan and step 2's cut depend on data size, and both only over what came
+//! after the checkpoint: restart time does not grow with the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rockshard_net::stored::{self, Record};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::consume_queue::{self, ConsumeQueue, CqEntry, ENTRY_BYTES};
+use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::error::{Result, StorageError};
+use crate::limits::RECOVERY_READ_BYTES;
+use crate::offset::{PhysicalOffset, QueueOffset};
+use crate::store::{dispatchable, tags_code_of, StoreConfig};
+
+/// What recovery found, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Where the scan started.
+    pub checkpoint: PhysicalOffset,
+    /// The recovered end of the CommitLog.
+    pub end: PhysicalOffset,
+    /// Bytes scanned (and kept) past the checkpoint.
+    pub scanned_bytes: u64,
+    /// Records re-indexed into ConsumeQueues.
+    pub records_replayed: u64,
+    /// Why the scan stopped.
+    pub stop: ScanStop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStop {
+    /// Zeros where the next record would start: a clean end.
+    CleanEnd,
+    /// The last segment ended (or no segment exists).
+    EndOfLog,
+    /// A record that failed a check: a torn or corrupt tail, cut off.
+    Torn { at: PhysicalOffset, reason: String },
+}
+
+pub struct Recovered<F> {
+    pub segments: BTreeMap<u64, Rc<F>>,
+    pub min: PhysicalOffset,
+    pub end: PhysicalOffset,
+    pub queues: Vec<ConsumeQueue<F>>,
+    pub checkpoint: Checkpoint,
+    pub checkpoint_file: F,
+    pub report: RecoveryReport,
+}
+
+pub fn commitlog_dir(root: &Path) -> PathBuf {
+    root.join("commitlog")
+}
+pub fn consumequeue_dir(root: &Path) -> PathBuf {
+    root.join("consumequeue")
+}
+pub fn config_dir(root: &Path) -> PathBuf {
+    root.join("config")
+}
+
+pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovered<D::File>> {
+    let root = &config.dir;
+    for dir in [commitlog_dir(root), consumequeue_dir(root), config_dir(root)] {
+        if !disk.exists(&dir).await {
+            disk.create_dir_all(&dir).await.map_err(StorageError::at("create directory", &dir, 0))?;
+            disk.sync_dir(root).await.map_err(StorageError::at("sync directory", root, 0))?;
+        }
+    }
+
+    // 1. The checkpoint.
+    let cp_path = root.join(checkpoint::FILE_NAME);
+    let cp_file = disk.open(&cp_path, OpenMode::Create).await.map_err(StorageError::at("open", &cp_path, 0))?;
+    let cp_bytes = cp_file
+        .read_at(0, 2 * checkpoint::SLOT_STRIDE_BYTES as usize)
+        .await
+        .map_err(StorageError::at("read", &cp_path, 0))?;
+    let saved = Checkpoint::decode_file(&cp_bytes);
+    if saved.is_none() {
+        disk.sync_dir(root).await.map_err(StorageError::at("sync directory", root, 0))?;
+    }
+
+    // 2. Segments.
+    let cl_dir = commitlog_dir(root);
+    let mut bases = Vec::new();
+    for name in disk.list_dir(&cl_dir).await.map_err(StorageError::at("list", &cl_dir, 0))? {
+        match crate::commitlog::parse_segment_name(&name) {
+            Some(base) => bases.push(base),
+            None => tracing::warn!(file = %cl_dir.join(&name).display(), "ignoring a file that is not a segment"),
+        }
+    }
+    bases.sort_unstable();
+    let size = config.segment_size_bytes;
+    let mut segments = BTreeMap::new();
+    for (i, &base) in bases.iter().enumerate() {
+        let path = cl_dir.join(crate::commitlog::segment_name(base));
+        if base % size != 0 || (i > 0 && base != bases[i - 1] + size) {
+            return Err(StorageError::Corrupt {
+                path,
+                offset: base,
+                detail: format!("segments must be contiguous multiples of the segment size {size}"),
+            });
+        }
+        let file = disk.open(&path, OpenMode::Existing).await.map_err(StorageError::at("open", &path, base))?;
+        let len = file.len().await.map_err(StorageError::at("stat", &path, base))?;
+        if len != size {
+            if i + 1 < bases.len() || len > size {
+                return Err(StorageError::Config {
+                    key: "segment_size_bytes",
+                    detail: format!("{} is {len} bytes but the store is configured for {size}", path.display()),
+                });
+            }
+            // The newest segment was created but not fully allocated before a crash.
+            file.allocate(size).await.map_err(StorageError::at("allocate", &path, base))?;
+        }
+        segments.insert(base, Rc::new(file));
+    }
+    let first_base = bases.first().copied().unwrap_or(0);
+    let min = PhysicalOffset(first_base);
+    let last_end = bases.last().map_or(0, |b| b + size);
+    let mut start = saved.map_or(min, |c| c.commitlog).max(min);
+    if start.0 > last_end {
+        // A checkpoint past every segment: the segments were lost or removed by hand.
+        // Nothing can be trusted past what exists; scan what does.
+        tracing::error!(checkpoint = start.0, end = last_end, "checkpoint lies past the last segment");
+        start = min;
+    }
+
+    // 2b. ConsumeQueues, cut back to entries for records below `start`.
+    let mut queues = open_queues(disk, config, start, min).await?;
+    let mut by_name: HashMap<(String, i32), usize> =
+        queues.iter().enumerate().map(|(i, q)| ((q.topic.clone(), q.queue_id), i)).collect();
+
+    // 3. Scan from the checkpoint.
+    let mut pos = start;
+    let mut replayed = 0u64;
+    let stop = loop {
+        let base = pos.0 - pos.0 % size;
+        let Some(file) = segments.get(&base).cloned() else { break ScanStop::EndOfLog };
+        let segment_end = base + size;
+        let want = (segment_end - pos.0).min(RECOVERY_READ_BYTES as u64) as usize;
+        let path = cl_dir.join(crate::commitlog::segment_name(base));
+        let buf = file.read_at(pos.0 - base, want).await.map_err(StorageError::at("read", &path, pos.0))?;
+        let mut at = 0usize;
+        let mut stop = None;
+        while at < buf.len() {
+            let rest = &buf[at..];
+            if rest.len() >= 4 && rest[..4] == [0, 0, 0, 0] {
+                stop = Some(ScanStop::CleanEnd);
+                break;
+            }
+            let here = PhysicalOffset(pos.0 + at as u64);
+            match stored::decode(rest) {
+                Ok(None) => break, // Needs more bytes: read again from here.
+                Ok(Some(Record::Blank { total_size })) => {
+                    if here.0 + u64::from(total_size) != segment_end {
+                        stop =
+                            Some(ScanStop::Torn { at: here, reason: "BLANK does not end at the segment end".into() });
+                        break;
+                    }
+                    at += total_size as usize;
+                }
+                Ok(Some(Record::Message(view))) => {
+                    let h = &view.header;
+                    let reason = if h.physical_offset != here.0 as i64 {
+                        Some(format!("record says it is at {}", h.physical_offset))
+                    } else if !view.body_crc_matches() {
+                        Some("body CRC mismatch".to_string())
+                    } else if here.0 + u64::from(h.total_size) + stored::BLANK_SIZE_MIN_BYTES as u64 > segment_end {
+                        Some("record runs into the segment's BLANK space".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        stop = Some(ScanStop::Torn { at: here, reason });
+                        break;
+                    }
+                    if dispatchable(h.sys_flag) {
+                        let Ok(topic) = std::str::from_utf8(view.topic) else {
+                            stop = Some(ScanStop::Torn { at: here, reason: "topic is not UTF-8".into() });
+                            break;
+                        };
+                        let key = (topic.to_string(), h.queue_id);
+                        let qi = *by_name.entry(key).or_insert_with(|| {
+                            queues.push(new_queue(config, topic, h.queue_id));
+                            queues.len() - 1
+                        });
+                        let q = &mut queues[qi];
+                        if h.queue_offset != q.published.0 as i64 {
+                            return Err(StorageError::Corrupt {
+                                path: q.dir.clone(),
+                                offset: here.0,
+                                detail: format!(
+                                    "record at {here} has queue offset {} but {topic}:{} has {} entries before it",
+                                    h.queue_offset, h.queue_id, q.published
+                                ),
+                            });
+                        }
+                        q.recover_entry(CqEntry {
+                            physical_offset: here,
+                            size: h.total_size,
+                            tags_code: tags_code_of(view.topic, view.properties, h.store_timestamp_ms),
+                        });
+                    }
+                    replayed += 1;
+                    at += h.total_size as usize;
+                }
+                Err(e) => {
+                    stop = Some(ScanStop::Torn { at: here, reason: e.to_string() });
+                    break;
+                }
+            }
+        }
+        pos = PhysicalOffset(pos.0 + at as u64);
+        if let Some(stop) = stop {
+            break stop;
+        }
+        if at == 0 {
+            // Not even one record fit in a full read: the segment ends inside a record.
+            break ScanStop::Torn { at: pos, reason: "record runs past the end of the segment".into() };
+        }
+    };
+    let end = pos;
+    if let ScanStop::Torn { at, reason } = &stop {
+        tracing::warn!(at = at.0, %reason, "CommitLog tail cut at recovery");
+    }
+
+    // 4. Nothing past the end survives: zero the rest of its segment, drop later ones.
+    let end_base = end.0 - end.0 % size;
+    if let Some(file) = segments.get(&end_base) {
+        let path = cl_dir.join(crate::commitlog::segment_name(end_base));
+        file.zero_range(end.0 - end_base, end_base + size - end.0)
+            .await
+            .map_err(StorageError::at("zero", &path, end.0))?;
+    }
+    let doomed: Vec<u64> = segments.range(end_base + 1..).map(|(b, _)| *b).collect();
+    for base in &doomed {
+        segments.remove(base);
+        let path = cl_dir.join(crate::commitlog::segment_name(*base));
+        tracing::warn!(segment = %path.display(), "removing a segment past the recovered end");
+        disk.remove_file(&path).await.map_err(StorageError::at("remove", &path, *base))?;
+    }
+    if !doomed.is_empty() {
+        disk.sync_dir(&cl_dir).await.map_err(StorageError::at("sync directory", &cl_dir, 0))?;
+    }
+    for (base, file) in segments.range(start.0 - start.0 % size..) {
+        let path = cl_dir.join(crate::commitlog::segment_name(*base));
+        file.sync_data().await.map_err(StorageError::at("sync", &path, *base))?;
+    }
+
+    let report =
+        RecoveryReport { checkpoint: start, end, scanned_bytes: end.0 - start.0, records_replayed: replayed, stop };
+    let checkpoint = saved.unwrap_or(Checkpoint { sequence: 0, commitlog: min });
+    let min = if segments.is_empty() { end } else { min };
+    Ok(Recovered { segments, min, end, queues, checkpoint, checkpoint_file: cp_file, report })
+}
+
+pub fn queue_dir(config: &StoreConfig, topic: &str, queue_id: i32) -> PathBuf {
+    consumequeue_dir(&config.dir).join(topic).join(queue_id.to_string())
+}
+
+pub fn new_queue<F>(config: &StoreConfig, topic: &str, queue_id: i32) -> ConsumeQueue<F> {
+    ConsumeQueue::new(
+        topic.to_string(),
+        queue_id,
+        queue_dir(config, topic, queue_id),
+        config.cq_file_entries,
+        BTreeMap::new(),
+        QueueOffset(0),
+        QueueOffset(0),
+    )
+}
+
+/// Opens every ConsumeQueue and cuts each back to its plausible entries for records in
+/// `[cl_min, cut_at)`.
+async fn open_queues<D: Disk>(
+    disk: &D,
+    config: &StoreConfig,
+    cut_at: PhysicalOffset,
+    cl_min: PhysicalOffset,
+) -> Result<Vec<ConsumeQueue<D::File>>> {
+    let cq_root = consumequeue_dir(&config.dir);
+    let mut queues = Vec::new();
+    let mut topics = disk.list_dir(&cq_root).await.map_err(StorageError::at("list", &cq_root, 0))?;
+    topics.sort();
+    for topic in topics {
+        let topic_dir = cq_root.join(&topic);
+        let Ok(mut ids) = disk.list_dir(&topic_dir).await else { continue };
+        ids.sort();
+        for id in ids {
+            let Ok(queue_id) = id.parse::<i32>() else { continue };
+            queues.push(open_queue(disk, config, &topic, queue_id, cut_at, cl_min).await?);
+        }
+    }
+    Ok(queues)
+}
+
+async fn open_queue<D: Disk>(
+    disk: &D,
+    config: &StoreConfig,
+    topic: &str,
+    queue_id: i32,
+    cut_at: PhysicalOffset,
+    cl_min: PhysicalOffset,
+) -> Result<ConsumeQueue<D::File>> {
+    let dir = queue_dir(config, topic, queue_id);
+    let per_file = config.cq_file_entries;
+    let mut firsts: Vec<u64> = disk
+        .list_dir(&dir)
+        .await
+        .map_err(StorageError::at("list", &dir, 0))?
+        .iter()
+        .filter_map(|n| consume_queue::parse_file_name(n))
+        .filter(|f| f % per_file == 0)
+        .collect();
+    firsts.sort_unstable();
+
+    // Files must follow each other. A file after a gap, or after a file that is not
+    // full, holds nothing recovery can trust.
+    let mut files: BTreeMap<u64, Rc<D::File>> = BTreeMap::new();
+    let mut start = None;
+    let mut end = 0u64;
+    let mut sealed = false;
+    let mut stale = Vec::new();
+    for first in firsts {
+        let path = dir.join(consume_queue::file_name(first));
+        if sealed || (start.is_some() && first != end) {
+            stale.push((first, path));
+            continue;
+        }
+        let file = disk.open(&path, OpenMode::Existing).await.map_err(StorageError::at("open", &path, 0))?;
+        let entries =
+            (file.len().await.map_err(StorageError::at("stat", &path, 0))? / ENTRY_BYTES as u64).min(per_file);
+        start.get_or_insert(first);
+        end = first + entries;
+        sealed = entries < per_file;
+        files.insert(first, Rc::new(file));
+    }
+    let start = start.unwrap_or(0);
+
+    // Cut back from the end: entries for records at or past the checkpoint, and zeros or
+    // garbage a crash left behind. Reads go backwards a block at a time.
+    const CUT_BLOCK_ENTRIES: u64 = 4096;
+    while end > start {
+        let file_first = (end - 1) - (end - 1) % per_file;
+        let block_start = end.saturating_sub(CUT_BLOCK_ENTRIES).max(start).max(file_first);
+        let file = files.get(&file_first).cloned().expect("the file holding an entry below end is open");
+        let pos = (block_start - file_first) * ENTRY_BYTES as u64;
+        let bytes = file.read_at(pos, ((end - block_start) as usize) * ENTRY_BYTES).await.map_err(StorageError::at(
+            "read",
+            file.path(),
+            pos,
+        ))?;
+        let entries = CqEntry::decode_all(&bytes);
+        let good = entries.iter().rposition(|e| e.physical_offset < cut_at && e.is_plausible());
+        match good {
+            Some(i) => {
+                end = block_start + i as u64 + 1;
+                break;
+            }
+            None => end = block_start,
+        }
+    }
+
+    // Make the files say what was decided: drop files past the end (keeping the first
+    // file, so an emptied queue keeps its offset numbering), cut the last one.
+    for (first, file) in files.iter() {
+        if *first > start && *first >= end {
+            stale.push((*first, file.path().clone()));
+        } else if *first + per_file > end {
+            let len = (end - first) * ENTRY_BYTES as u64;
+            file.truncate(len).await.map_err(StorageError::at("truncate", file.path(), len))?;
+        }
+    }
+    for (first, path) in &stale {
+        files.remove(first);
+        tracing::warn!(file = %path.display(), "removing a ConsumeQueue file past the recovered end");
+        disk.remove_file(path).await.map_err(StorageError::at("remove", path, 0))?;
+    }
+    if !stale.is_empty() {
+        disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
+    }
+
+    // The first entry whose record retention has not deleted.
+    let (mut lo, mut hi) = (start, end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let file_first = mid - mid % per_file;
+        let file = files.get(&file_first).cloned().expect("entries below end have a file");
+        let pos = (mid - file_first) * ENTRY_BYTES as u64;
+        let bytes = crate::disk::read_exact(&*file, pos, ENTRY_BYTES, false).await.map_err(StorageError::at(
+            "read",
+            file.path(),
+            pos,
+        ))?;
+        let e = CqEntry::decode(bytes[..].try_into().expect("one entry"));
+        if e.physical_offset < cl_min {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(ConsumeQueue::new(topic.to_string(), queue_id, dir, per_file, files, QueueOffset(lo), QueueOffset(end)))
+}

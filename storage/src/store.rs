@@ -1,0 +1,1156 @@
+//! The store of one shard: its CommitLog, its ConsumeQueues and its topic table, and the
+//! tasks that write, flush, checkpoint and clean them.
+//!
+//! Lives on the shard's glommio executor and is not `Send`: every state change happens
+//! there, and other shards talk to it through the broker's channels. Clones of a
+//! [`Store`] are handles to the same store; the background tasks stop when the last
+//! handle is dropped (a crash, as far as the disk can tell) or after [`Store::close`]
+//! (a clean shutdown: everything written, flushed and checkpointed).
+//!
+//! Tasks, each sleeping on a [`Notify`] or a timer, never spinning:
+//! - writer: hands pending chunks to the kernel in order; publishes their ConsumeQueue
+//!   entries; answers `async` appends.
+//! - flusher: fdatasyncs the written range when a `sync` append waits, when too many
+//!   bytes are dirty, or every flush interval; answers `sync` appends. Appends that arrive
+//!   while an fdatasync runs are covered by the next one (group commit).
+//! - sweeper: answers `sync` appends that waited past the flush timeout with an error.
+//! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention.
+//!
+//! Invariant: no `RefCell` borrow is held across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use glommio::Task;
+use rockshard_net::properties::{self, keys};
+use rockshard_net::stored::{self, sys_flag, RecordFields, HEADER_SIZE_MAX_BYTES};
+
+use crate::checkpoint::Checkpoint;
+use crate::commitlog::{segment_name, CommitLog, Dispatch, Waiter};
+use crate::consume_queue::{self, ConsumeQueue, CqEntry, EntrySource, ENTRY_BYTES};
+use crate::disk::{read_exact, Disk, DiskFile, GlommioDisk, OpenMode};
+use crate::error::{Result, StorageError};
+use crate::limits::*;
+use crate::offset::{PhysicalOffset, QueueOffset};
+use crate::recovery::{self, RecoveryReport};
+use crate::sync::{completion, Completion, Notify};
+use crate::topics::{FlushMode, TopicConfig, TopicTable};
+
+/// The topic RocketMQ parks delayed messages in; its tag-hash slot holds the delivery
+/// time instead of a tag hash.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+
+/// RocketMQ's default `messageDelayLevel`: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
+/// 20m 30m 1h 2h, in milliseconds. Level n (1-based) is entry n − 1.
+pub const DELAY_LEVELS_MS: [i64; 18] = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000, 480_000, 540_000,
+    600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+];
+
+/// The ConsumeQueue tag hash of a record: the delivery time for the delay topic, the
+/// Java hash of TAGS otherwise. Appends and recovery both use this, so a rebuilt entry
+/// equals the original.
+pub fn tags_code_of(topic: &[u8], properties: &[u8], store_timestamp_ms: i64) -> i64 {
+    if topic == SCHEDULE_TOPIC.as_bytes() {
+        if let Some(level) = properties::get(properties, keys::DELAY).and_then(|l| l.parse::<usize>().ok()) {
+            let level = level.clamp(1, DELAY_LEVELS_MS.len());
+            return store_timestamp_ms + DELAY_LEVELS_MS[level - 1];
+        }
+    }
+    properties::tags_code(properties)
+}
+
+/// Half (prepared) and rolled-back transactional records are stored but never indexed
+/// in a ConsumeQueue, as in RocketMQ.
+pub fn dispatchable(sys: i32) -> bool {
+    matches!(sys & sys_flag::TRANSACTION_MASK, sys_flag::TRANSACTION_NOT_TYPE | sys_flag::TRANSACTION_COMMIT)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The shard's data directory.
+    pub dir: PathBuf,
+    pub segment_size_bytes: u64,
+    pub cq_file_entries: u64,
+    pub flush_interval_ms: u64,
+    pub flush_dirty_bytes: u64,
+    pub sync_flush_timeout_ms: u64,
+    pub checkpoint_interval_ms: u64,
+    pub hot_window_bytes: u64,
+    /// Segments whose last write is older than this are deleted; 0 keeps them forever.
+    pub retention_hours: u64,
+    /// The CommitLog is kept below this many bytes by deleting its oldest segments.
+    pub retention_bytes: Option<u64>,
+    pub retention_check_interval_ms: u64,
+    /// The flush mode of topics the topic table does not know.
+    pub default_flush: FlushMode,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            segment_size_bytes: SEGMENT_SIZE_DEFAULT_BYTES,
+            cq_file_entries: CONSUME_QUEUE_FILE_ENTRIES_DEFAULT,
+            flush_interval_ms: FLUSH_INTERVAL_DEFAULT_MS,
+            flush_dirty_bytes: FLUSH_DIRTY_DEFAULT_BYTES,
+            sync_flush_timeout_ms: SYNC_FLUSH_TIMEOUT_DEFAULT_MS,
+            checkpoint_interval_ms: CHECKPOINT_INTERVAL_DEFAULT_MS,
+            hot_window_bytes: HOT_WINDOW_DEFAULT_BYTES,
+            retention_hours: RETENTION_DEFAULT_HOURS,
+            retention_bytes: None,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_DEFAULT_MS,
+            default_flush: FlushMode::Async,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key, detail: String| Err(StorageError::Config { key, detail });
+        if self.segment_size_bytes < SEGMENT_SIZE_MIN_BYTES {
+            return bad("segment_size_bytes", format!("must be at least {SEGMENT_SIZE_MIN_BYTES}"));
+        }
+        if self.cq_file_entries == 0 {
+            return bad("cq_file_entries", "must be at least 1".into());
+        }
+        for (key, v) in [
+            ("flush_interval_ms", self.flush_interval_ms),
+            ("sync_flush_timeout_ms", self.sync_flush_timeout_ms),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            ("retention_check_interval_ms", self.retention_check_interval_ms),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where one appended record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendedRecord {
+    pub physical_offset: PhysicalOffset,
+    /// Queue offset of the record; 0 for records not indexed (transaction halves).
+    pub queue_offset: QueueOffset,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    pub records: Vec<AppendedRecord>,
+    pub store_timestamp_ms: i64,
+}
+
+/// An append in progress. Its offsets are known at once ([`AppendWait::result`]);
+/// awaiting it gives the answer: written (`async`) or flushed (`sync`), or why not.
+pub struct AppendWait {
+    result: Option<AppendResult>,
+    done: Completion<Result<()>>,
+}
+
+impl AppendWait {
+    pub fn result(&self) -> &AppendResult {
+        self.result.as_ref().expect("AppendWait polled after completion")
+    }
+}
+
+impl Future for AppendWait {
+    type Output = Result<AppendResult>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.done).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(self.result.take().expect("completed once"))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// How a read against a ConsumeQueue went (RocketMQ's `GetMessageStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    /// Entries were examined but none matched the filter.
+    NoMatchedMessage,
+    /// The entries point at CommitLog data retention already deleted.
+    MessageWasRemoving,
+    /// The queue does not exist.
+    NoMatchedLogicQueue,
+    /// The queue exists but holds nothing.
+    NoMessageInQueue,
+    /// Below the queue's min offset: the data moved away (retention).
+    OffsetTooSmall,
+    /// Exactly at the end: nothing new yet (a pull may wait).
+    OffsetOverflowOne,
+    /// Past the end.
+    OffsetOverflowBadly,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    /// Where the next read should start.
+    pub next_begin_offset: QueueOffset,
+    pub min_offset: QueueOffset,
+    pub max_offset: QueueOffset,
+    /// Whole stored records, in queue order: a pull-response body is their concatenation.
+    pub messages: Vec<Bytes>,
+}
+
+/// Which side of a timestamp an offset search lands on (RocketMQ's `BoundaryType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// The first message stored at or after the time.
+    Lower,
+    /// The last message stored at or before the time.
+    Upper,
+}
+
+/// Counters for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub appended_records: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub hot_reads: u64,
+    pub cold_reads: u64,
+    pub checkpoints: u64,
+    pub segments_deleted: u64,
+}
+
+/// Min and max offset of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub topic: String,
+    pub queue_id: i32,
+    pub min_offset: QueueOffset,
+    pub max_offset: QueueOffset,
+}
+
+type ArrivalListener = Box<dyn Fn(&str, i32, QueueOffset)>;
+
+struct Queues<F> {
+    index: HashMap<(String, i32), usize>,
+    list: Vec<Rc<RefCell<ConsumeQueue<F>>>>,
+}
+
+struct Inner<D: Disk> {
+    config: StoreConfig,
+    disk: D,
+    log: RefCell<CommitLog<D::File>>,
+    queues: RefCell<Queues<D::File>>,
+    topics: RefCell<TopicTable>,
+    checkpoint: Cell<Checkpoint>,
+    checkpoint_file: D::File,
+    writer_wake: Notify,
+    flusher_wake: Notify,
+    maintenance_wake: Notify,
+    closing: Cell<bool>,
+    stats: Cell<StoreStats>,
+    arrival: RefCell<Option<ArrivalListener>>,
+    recovery: RecoveryReport,
+}
+
+#[derive(Default)]
+struct Tasks {
+    writer: RefCell<Option<Task<()>>>,
+    others: RefCell<Vec<Task<()>>>,
+}
+
+/// A shard's store. Cheap to clone; all clones are the same store.
+pub struct Store<D: Disk = GlommioDisk> {
+    inner: Rc<Inner<D>>,
+    tasks: Rc<Tasks>,
+}
+
+impl<D: Disk> Clone for Store<D> {
+    fn clone(&self) -> Self {
+        Store { inner: self.inner.clone(), tasks: self.tasks.clone() }
+    }
+}
+
+impl Store<GlommioDisk> {
+    /// Opens (recovering if needed) the store in `config.dir` on the real disk.
+    pub async fn open(config: StoreConfig) -> Result<Self> {
+        Self::open_on(GlommioDisk, config).await
+    }
+}
+
+impl<D: Disk> Store<D> {
+    /// Opens the store on `disk`, recovering whatever a crash left, and starts its tasks.
+    /// Must run on a glommio executor.
+    pub async fn open_on(disk: D, config: StoreConfig) -> Result<Self> {
+        config.validate()?;
+        let rec = recovery::recover(&disk, &config).await?;
+        tracing::info!(dir = %config.dir.display(), report = ?rec.report, "store opened");
+        let topics = load_topics(&disk, &config.dir).await?;
+        let queues = Queues {
+            index: rec.queues.iter().enumerate().map(|(i, q)| ((q.topic.clone(), q.queue_id), i)).collect(),
+            list: rec.queues.into_iter().map(|q| Rc::new(RefCell::new(q))).collect(),
+        };
+        let log = CommitLog::new(
+            recovery::commitlog_dir(&config.dir),
+            config.segment_size_bytes,
+            rec.segments,
+            rec.min,
+            rec.end,
+        );
+        let inner = Rc::new(Inner {
+            config,
+            disk,
+            log: RefCell::new(log),
+            queues: RefCell::new(queues),
+            topics: RefCell::new(topics),
+            checkpoint: Cell::new(rec.checkpoint),
+            checkpoint_file: rec.checkpoint_file,
+            writer_wake: Notify::default(),
+            flusher_wake: Notify::default(),
+            maintenance_wake: Notify::default(),
+            closing: Cell::new(false),
+            stats: Cell::new(StoreStats::default()),
+            arrival: RefCell::new(None),
+            recovery: rec.report,
+        });
+        // Persist the replayed ConsumeQueue entries and move the checkpoint to the
+        // recovered end now, so a crash right after start does not rescan the same tail.
+        inner.checkpoint().await?;
+        let tasks = Rc::new(Tasks::default());
+        *tasks.writer.borrow_mut() = Some(glommio::spawn_local(writer_loop(inner.clone())));
+        tasks.others.borrow_mut().extend([
+            glommio::spawn_local(flusher_loop(inner.clone())),
+            glommio::spawn_local(sweeper_loop(inner.clone())),
+            glommio::spawn_local(maintenance_loop(inner.clone())),
+        ]);
+        Ok(Store { inner, tasks })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.get()
+    }
+
+    /// Calls `listener(topic, queue_id, new max offset)` whenever new entries of a queue
+    /// become readable, so long-polling pulls can be answered at once.
+    pub fn set_arrival_listener(&self, listener: impl Fn(&str, i32, QueueOffset) + 'static) {
+        *self.inner.arrival.borrow_mut() = Some(Box::new(listener));
+    }
+
+    // ---- topics -------------------------------------------------------------------
+
+    pub fn topic(&self, name: &str) -> Option<TopicConfig> {
+        self.inner.topics.borrow().get(name).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<TopicConfig> {
+        self.inner.topics.borrow().iter().cloned().collect()
+    }
+
+    /// Creates or replaces a topic's configuration (its flush mode applies to the next
+    /// append) and persists the table.
+    pub async fn upsert_topic(&self, config: TopicConfig) -> Result<()> {
+        if config.name.is_empty() {
+            return Err(StorageError::InvalidArgument("topic name is empty".into()));
+        }
+        self.inner.topics.borrow_mut().upsert(config);
+        self.save_topics().await
+    }
+
+    /// Removes a topic's configuration. Its stored records stay until retention; its
+    /// ConsumeQueues stay readable by offset.
+    pub async fn remove_topic(&self, name: &str) -> Result<Option<TopicConfig>> {
+        let removed = self.inner.topics.borrow_mut().remove(name);
+        self.save_topics().await?;
+        Ok(removed)
+    }
+
+    async fn save_topics(&self) -> Result<()> {
+        let json = self.inner.topics.borrow().to_json();
+        save_atomically(&self.inner.disk, &recovery::config_dir(&self.inner.config.dir), "topics.json", json).await
+    }
+
+    pub fn flush_mode(&self, topic: &str) -> FlushMode {
+        self.inner.topics.borrow().get(topic).map_or(self.inner.config.default_flush, |t| t.flush)
+    }
+
+    // ---- appending ----------------------------------------------------------------
+
+    /// Appends records. Offsets are assigned and the bytes encoded before this returns;
+    /// the returned [`AppendWait`] resolves when the records are written (`async`
+    /// topics, or `wait_store` false) or flushed (`sync` topics). The store timestamp of
+    /// every record is set here; the other fields are stored as given.
+    pub fn append(&self, records: &[RecordFields<'_>], wait_store: bool) -> Result<AppendWait> {
+        let inner = &self.inner;
+        if inner.closing.get() {
+            return Err(StorageError::Closed);
+        }
+        let mut log = inner.log.borrow_mut();
+        if let Some(e) = &log.fenced {
+            return Err(e.clone());
+        }
+        // Check everything before changing anything: a rejected batch leaves no trace.
+        let store_timestamp_ms = now_ms();
+        let mut lens = Vec::with_capacity(records.len());
+        let mut total = 0usize;
+        let mut sync = false;
+        for r in records {
+            if r.topic.is_empty() || r.queue_id < 0 {
+                return Err(StorageError::InvalidArgument(format!(
+                    "topic {:?} queue {}: a record needs a topic and a queue id >= 0",
+                    String::from_utf8_lossy(r.topic),
+                    r.queue_id
+                )));
+            }
+            let topic =
+                std::str::from_utf8(r.topic).map_err(|_| StorageError::InvalidArgument("topic is not UTF-8".into()))?;
+            let len = stored::encoded_len(r)?;
+            if !log.fits(len) {
+                return Err(StorageError::MessageTooLarge { size: len, segment_size: log.segment_size });
+            }
+            sync |= self.flush_mode(topic) == FlushMode::Sync;
+            lens.push(len);
+            total += len;
+        }
+        if log.pending_bytes + total > PENDING_WRITE_MAX_BYTES {
+            return Err(StorageError::Busy { pending_bytes: log.pending_bytes, limit_bytes: PENDING_WRITE_MAX_BYTES });
+        }
+
+        let mut appended = Vec::with_capacity(records.len());
+        for (r, &len) in records.iter().zip(&lens) {
+            let topic = std::str::from_utf8(r.topic).expect("checked above");
+            let index = if dispatchable(r.sys_flag) { Some(self.queue_index(topic, r.queue_id)) } else { None };
+            let queue_offset = match index {
+                Some(i) => self.inner.queues.borrow().list[i].borrow_mut().assign(),
+                None => QueueOffset(0),
+            };
+            let (at, chunk) = log.reserve(len);
+            let fields = RecordFields { store_timestamp_ms, ..*r };
+            stored::encode(&fields, queue_offset.0 as i64, at.0 as i64, &mut chunk.data)
+                .expect("encoded_len accepted these fields");
+            if let Some(queue) = index {
+                let entry = CqEntry {
+                    physical_offset: at,
+                    size: len as u32,
+                    tags_code: tags_code_of(r.topic, r.properties, store_timestamp_ms),
+                };
+                chunk.dispatch.push(Dispatch { queue, offset: queue_offset, entry });
+            }
+            appended.push(AppendedRecord { physical_offset: at, queue_offset, size: len as u32 });
+        }
+        let (done, wait) = completion();
+        let end = log.pos.appended();
+        if sync && wait_store {
+            let deadline = Instant::now() + Duration::from_millis(inner.config.sync_flush_timeout_ms);
+            log.flush_waiters.push_back(Waiter { end, deadline: Some(deadline), done });
+        } else {
+            log.write_waiters.push_back(Waiter { end, deadline: None, done });
+        }
+        drop(log);
+        let mut stats = inner.stats.get();
+        stats.appended_records += records.len() as u64;
+        inner.stats.set(stats);
+        inner.writer_wake.notify();
+        Ok(AppendWait { result: Some(AppendResult { records: appended, store_timestamp_ms }), done: wait })
+    }
+
+    fn queue_index(&self, topic: &str, queue_id: i32) -> usize {
+        let mut queues = self.inner.queues.borrow_mut();
+        if let Some(&i) = queues.index.get(&(topic.to_string(), queue_id)) {
+            return i;
+        }
+        let q = recovery::new_queue(&self.inner.config, topic, queue_id);
+        queues.list.push(Rc::new(RefCell::new(q)));
+        let i = queues.list.len() - 1;
+        queues.index.insert((topic.to_string(), queue_id), i);
+        i
+    }
+
+    fn queue(&self, topic: &str, queue_id: i32) -> Option<Rc<RefCell<ConsumeQueue<D::File>>>> {
+        let queues = self.inner.queues.borrow();
+        queues.index.get(&(topic.to_string(), queue_id)).map(|&i| queues.list[i].clone())
+    }
+
+    // ---- reading ------------------------------------------------------------------
+
+    /// CommitLog positions: (min, flushed, written, appended).
+    pub fn commitlog_positions(&self) -> (PhysicalOffset, PhysicalOffset, PhysicalOffset, PhysicalOffset) {
+        let log = self.inner.log.borrow();
+        (log.min, log.pos.flushed(), log.pos.written(), log.pos.appended())
+    }
+
+    /// Reads `len` CommitLog bytes at `at`: through the page cache inside the hot window,
+    /// with O_DIRECT below it.
+    pub async fn read_log(&self, at: PhysicalOffset, len: usize) -> Result<Bytes> {
+        let (file, pos, direct) = {
+            let log = self.inner.log.borrow();
+            let written = log.pos.written();
+            if at < log.min || at.0 + len as u64 > written.0 {
+                return Err(StorageError::InvalidArgument(format!(
+                    "CommitLog range [{at}, {}) is outside the stored [{}, {written})",
+                    at.0 + len as u64,
+                    log.min
+                )));
+            }
+            let base = log.segment_base(at);
+            let Some(file) = log.segments.get(&base).cloned() else {
+                return Err(StorageError::InvalidArgument(format!("no segment holds offset {at}")));
+            };
+            let direct = at.0 < written.0.saturating_sub(self.inner.config.hot_window_bytes);
+            (file, at.0 - base, direct)
+        };
+        let mut stats = self.inner.stats.get();
+        if direct {
+            stats.cold_reads += 1;
+        } else {
+            stats.hot_reads += 1;
+        }
+        self.inner.stats.set(stats);
+        read_exact(&*file, pos, len, direct).await.map_err(|e| StorageError::io("read", file.path(), at.0, e))
+    }
+
+    /// Reads the whole record at `at` (a message id names one of these).
+    pub async fn read_message(&self, at: PhysicalOffset) -> Result<Bytes> {
+        let written = self.inner.log.borrow().pos.written();
+        let peek = (HEADER_SIZE_MAX_BYTES as u64).min(written.0.saturating_sub(at.0)) as usize;
+        let head = self.read_log(at, peek).await?;
+        let header = stored::decode_header(&head)?
+            .ok_or_else(|| StorageError::InvalidArgument(format!("no record at offset {at}")))?;
+        if header.physical_offset != at.0 as i64 {
+            return Err(StorageError::InvalidArgument(format!("no record starts at offset {at}")));
+        }
+        self.read_log(at, header.total_size as usize).await
+    }
+
+    async fn entries(
+        &self,
+        q: &Rc<RefCell<ConsumeQueue<D::File>>>,
+        from: QueueOffset,
+        max: u64,
+    ) -> Result<Vec<CqEntry>> {
+        let source = q.borrow().locate(from, max);
+        match source {
+            EntrySource::Empty => Ok(Vec::new()),
+            EntrySource::Memory(entries) => Ok(entries),
+            EntrySource::File { file, pos, count } => {
+                let bytes = file
+                    .read_at(pos, count as usize * ENTRY_BYTES)
+                    .await
+                    .map_err(|e| StorageError::io("read", file.path(), pos, e))?;
+                Ok(CqEntry::decode_all(&bytes))
+            }
+        }
+    }
+
+    /// Reads up to `max_messages` records (and about `max_bytes`, but always at least
+    /// one) of a queue from `offset`, skipping entries `filter` rejects by tag hash.
+    pub async fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+        max_messages: u32,
+        max_bytes: usize,
+        filter: Option<&dyn Fn(i64) -> bool>,
+    ) -> Result<GetResult> {
+        let Some(q) = self.queue(topic, queue_id) else {
+            return Ok(GetResult {
+                status: GetStatus::NoMatchedLogicQueue,
+                next_begin_offset: QueueOffset(0),
+                min_offset: QueueOffset(0),
+                max_offset: QueueOffset(0),
+                messages: Vec::new(),
+            });
+        };
+        let (min, max) = {
+            let q = q.borrow();
+            (q.min, q.published)
+        };
+        let answer = |status, next| GetResult {
+            status,
+            next_begin_offset: next,
+            min_offset: min,
+            max_offset: max,
+            messages: Vec::new(),
+        };
+        if max.0 == 0 {
+            return Ok(answer(GetStatus::NoMessageInQueue, QueueOffset(0)));
+        }
+        if offset < min {
+            return Ok(answer(GetStatus::OffsetTooSmall, min));
+        }
+        if offset == max {
+            return Ok(answer(GetStatus::OffsetOverflowOne, offset));
+        }
+        if offset > max {
+            return Ok(answer(GetStatus::OffsetOverflowBadly, max));
+        }
+
+        // Pick the entries: examine at most GET_ENTRIES_MAX, keep what passes the filter
+        // until enough messages or bytes.
+        let log_min = self.inner.log.borrow().min;
+        let mut wanted: Vec<CqEntry> = Vec::new();
+        let mut next = offset;
+        let mut bytes = 0usize;
+        let mut removed = 0usize;
+        let limit = QueueOffset(offset.0 + GET_ENTRIES_MAX);
+        'scan: while next < max && next < limit {
+            let batch = self.entries(&q, next, (limit.0 - next.0).min(max.0 - next.0)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                if wanted.len() >= max_messages as usize || (!wanted.is_empty() && bytes + e.size as usize > max_bytes)
+                {
+                    break 'scan;
+                }
+                next = next.next();
+                if e.physical_offset < log_min {
+                    removed += 1;
+                    continue;
+                }
+                if filter.is_some_and(|f| !f(e.tags_code)) {
+                    continue;
+                }
+                bytes += e.size as usize;
+                wanted.push(e);
+            }
+        }
+
+        // Read contiguous runs of records in one I/O each.
+        let mut messages = Vec::with_capacity(wanted.len());
+        let mut i = 0;
+        while i < wanted.len() {
+            let start = wanted[i].physical_offset;
+            let mut end = start.add(u64::from(wanted[i].size));
+            let mut j = i + 1;
+            while j < wanted.len()
+                && wanted[j].physical_offset == end
+                && (end.0 - start.0) as usize + wanted[j].size as usize <= READ_RUN_MAX_BYTES
+            {
+                end = end.add(u64::from(wanted[j].size));
+                j += 1;
+            }
+            let run = self.read_log(start, (end.0 - start.0) as usize).await?;
+            let mut at = 0usize;
+            for e in &wanted[i..j] {
+                messages.push(run.slice(at..at + e.size as usize));
+                at += e.size as usize;
+            }
+            i = j;
+        }
+        let status = if !messages.is_empty() {
+            GetStatus::Found
+        } else if removed > 0 {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+    }
+
+    /// Min and max offsets of a queue; `None` if it does not exist.
+    pub fn queue_offsets(&self, topic: &str, queue_id: i32) -> Option<(QueueOffset, QueueOffset)> {
+        self.queue(topic, queue_id).map(|q| {
+            let q = q.borrow();
+            (q.min, q.published)
+        })
+    }
+
+    /// Every queue with its min and max offset.
+    pub fn queue_infos(&self) -> Vec<QueueInfo> {
+        let queues = self.inner.queues.borrow();
+        queues
+            .list
+            .iter()
+            .map(|q| {
+                let q = q.borrow();
+                QueueInfo { topic: q.topic.clone(), queue_id: q.queue_id, min_offset: q.min, max_offset: q.published }
+            })
+            .collect()
+    }
+
+    async fn entry_at(&self, q: &Rc<RefCell<ConsumeQueue<D::File>>>, at: QueueOffset) -> Result<Option<CqEntry>> {
+        Ok(self.entries(q, at, 1).await?.into_iter().next())
+    }
+
+    async fn store_time_of(&self, e: &CqEntry) -> Result<i64> {
+        let head = self.read_log(e.physical_offset, (e.size as usize).min(HEADER_SIZE_MAX_BYTES)).await?;
+        let h = stored::decode_header(&head)?
+            .ok_or_else(|| StorageError::InvalidArgument(format!("short record at {}", e.physical_offset)))?;
+        Ok(h.store_timestamp_ms)
+    }
+
+    /// The store time of a queue's oldest readable message, if any.
+    pub async fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Result<Option<i64>> {
+        let Some(q) = self.queue(topic, queue_id) else { return Ok(None) };
+        let min = q.borrow().min;
+        match self.entry_at(&q, min).await? {
+            Some(e) => Ok(Some(self.store_time_of(&e).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The queue offset for a store time, by binary search over the ConsumeQueue (store
+    /// times ascend with queue offsets within a shard).
+    pub async fn offset_by_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        time_ms: i64,
+        boundary: Boundary,
+    ) -> Result<QueueOffset> {
+        let Some(q) = self.queue(topic, queue_id) else { return Ok(QueueOffset(0)) };
+        let (min, max) = {
+            let q = q.borrow();
+            (q.min, q.published)
+        };
+        // Lower: first offset whose time >= t. Upper: last offset whose time <= t, found
+        // as (first offset whose time > t) - 1.
+        let (mut lo, mut hi) = (min.0, max.0);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some(e) = self.entry_at(&q, QueueOffset(mid)).await? else { break };
+            let t = self.store_time_of(&e).await?;
+            let before = match boundary {
+                Boundary::Lower => t < time_ms,
+                Boundary::Upper => t <= time_ms,
+            };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(match boundary {
+            Boundary::Lower => QueueOffset(lo),
+            Boundary::Upper => QueueOffset(lo.saturating_sub(1).max(min.0)),
+        })
+    }
+
+    // ---- lifecycle ----------------------------------------------------------------
+
+    /// Shuts down cleanly: refuses new appends, writes and flushes everything pending,
+    /// answers every waiter, persists the ConsumeQueues and writes a final checkpoint.
+    pub async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closing.replace(true) {
+            return Ok(());
+        }
+        inner.writer_wake.notify();
+        let writer = self.tasks.writer.borrow_mut().take();
+        if let Some(writer) = writer {
+            writer.await;
+        }
+        inner.flush_written().await?;
+        inner.checkpoint().await?;
+        for task in self.tasks.others.borrow_mut().drain(..) {
+            drop(task);
+        }
+        Ok(())
+    }
+
+    /// Forces an fdatasync of everything written and a checkpoint now.
+    pub async fn sync_now(&self) -> Result<()> {
+        self.inner.flush_written().await?;
+        self.inner.checkpoint().await
+    }
+
+    /// Applies retention now rather than at the next interval.
+    pub async fn apply_retention(&self) -> Result<u64> {
+        self.inner.apply_retention().await
+    }
+}
+
+// ---- background tasks -----------------------------------------------------------------
+
+async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
+    loop {
+        let chunk = loop {
+            let next = inner.log.borrow_mut().pending.pop_front();
+            match next {
+                Some(c) => break c,
+                None if inner.closing.get() => return,
+                None => inner.writer_wake.notified().await,
+            }
+        };
+        let start = chunk.start;
+        let len = chunk.data.len();
+        match inner.write_chunk(start, chunk.data).await {
+            Ok(()) => inner.on_written(start, len, chunk.dispatch),
+            Err(e) => inner.on_write_failed(e),
+        }
+    }
+}
+
+async fn flusher_loop<D: Disk>(inner: Rc<Inner<D>>) {
+    let interval = Duration::from_millis(inner.config.flush_interval_ms);
+    loop {
+        if !inner.flush_is_urgent() {
+            futures_lite::future::or(inner.flusher_wake.notified(), glommio::timer::sleep(interval)).await;
+        }
+        if let Err(e) = inner.flush_written().await {
+            tracing::error!(error = %e, "CommitLog flush failed; the store is fenced");
+        }
+    }
+}
+
+async fn sweeper_loop<D: Disk>(inner: Rc<Inner<D>>) {
+    let timeout_ms = inner.config.sync_flush_timeout_ms;
+    let period = Duration::from_millis((timeout_ms / 10).clamp(1, 100));
+    loop {
+        glommio::timer::sleep(period).await;
+        let now = Instant::now();
+        let mut log = inner.log.borrow_mut();
+        while log.flush_waiters.front().is_some_and(|w| w.deadline.is_some_and(|d| d <= now)) {
+            let w = log.flush_waiters.pop_front().expect("front exists");
+            w.done.complete(Err(StorageError::FlushTimeout { offset: w.end.0, timeout_ms }));
+        }
+    }
+}
+
+async fn maintenance_loop<D: Disk>(inner: Rc<Inner<D>>) {
+    let interval = Duration::from_millis(inner.config.checkpoint_interval_ms);
+    let retention_every = Duration::from_millis(inner.config.retention_check_interval_ms);
+    let mut last_retention = Instant::now();
+    loop {
+        futures_lite::future::or(inner.maintenance_wake.notified(), glommio::timer::sleep(interval)).await;
+        if let Err(e) = inner.checkpoint().await {
+            tracing::error!(error = %e, "checkpoint failed; will retry");
+            continue;
+        }
+        if last_retention.elapsed() >= retention_every {
+            last_retention = Instant::now();
+            if let Err(e) = inner.apply_retention().await {
+                tracing::error!(error = %e, "retention failed; will retry");
+            }
+        }
+    }
+}
+
+impl<D: Disk> Inner<D> {
+    fn segment_path(&self, base: u64) -> PathBuf {
+        recovery::commitlog_dir(&self.config.dir).join(segment_name(base))
+    }
+
+    /// Writes one chunk, creating (and fully allocating) its segment first if needed.
+    async fn write_chunk(&self, start: PhysicalOffset, data: Vec<u8>) -> Result<()> {
+        let (base, existing) = {
+            let log = self.log.borrow();
+            let base = log.segment_base(start);
+            (base, log.segments.get(&base).cloned())
+        };
+        let file = match existing {
+            Some(f) => f,
+            None => {
+                let path = self.segment_path(base);
+                let f =
+                    self.disk.open(&path, OpenMode::Create).await.map_err(StorageError::at("create", &path, base))?;
+                if let Err(e) = f.allocate(self.config.segment_size_bytes).await {
+                    // Do not leave a short segment behind for recovery to trip over.
+                    let _ = self.disk.remove_file(&path).await;
+                    return Err(StorageError::io("allocate", &path, base, e));
+                }
+                let dir = recovery::commitlog_dir(&self.config.dir);
+                self.disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
+                let f = Rc::new(f);
+                self.log.borrow_mut().segments.insert(base, f.clone());
+                f
+            }
+        };
+        file.write_at(data, start.0 - base).await.map_err(|e| StorageError::io("write", file.path(), start.0, e))?;
+        let mut stats = self.stats.get();
+        stats.writes += 1;
+        self.stats.set(stats);
+        Ok(())
+    }
+
+    fn on_written(&self, start: PhysicalOffset, len: usize, dispatch: Vec<Dispatch>) {
+        let end = start.add(len as u64);
+        let (wake_flusher, tail_full) = {
+            let mut log = self.log.borrow_mut();
+            log.pos.write_to(end);
+            log.pending_bytes -= len;
+            CommitLog::<D::File>::complete_upto(&mut log.write_waiters, end);
+            let flush_due = log.flush_waiters.front().is_some_and(|w| w.end <= end)
+                || end.0 - log.pos.flushed().0 >= self.config.flush_dirty_bytes;
+            (flush_due, false)
+        };
+        let mut tail_full = tail_full;
+        {
+            let queues = self.queues.borrow();
+            let arrival = self.arrival.borrow();
+            let mut last: Option<usize> = None;
+            for d in &dispatch {
+                let mut q = queues.list[d.queue].borrow_mut();
+                q.publish(d.offset, d.entry);
+                tail_full |= q.tail.len() >= CONSUME_QUEUE_TAIL_ENTRIES_MAX;
+                if let (Some(listener), true) = (arrival.as_ref(), last != Some(d.queue)) {
+                    listener(&q.topic, q.queue_id, q.published);
+                }
+                last = Some(d.queue);
+            }
+        }
+        if wake_flusher {
+            self.flusher_wake.notify();
+        }
+        if tail_full {
+            self.maintenance_wake.notify();
+        }
+    }
+
+    fn on_write_failed(&self, err: StorageError) {
+        tracing::error!(error = %err, "CommitLog write failed; abandoning unwritten appends");
+        let mut log = self.log.borrow_mut();
+        log.pending.clear();
+        log.pending_bytes = 0;
+        log.pos.abandon_unwritten();
+        let written = log.pos.written();
+        CommitLog::<D::File>::fail_after(&mut log.write_waiters, written, &err);
+        CommitLog::<D::File>::fail_after(&mut log.flush_waiters, written, &err);
+        for q in &self.queues.borrow().list {
+            q.borrow_mut().abandon_unpublished();
+        }
+    }
+
+    fn flush_is_urgent(&self) -> bool {
+        let log = self.log.borrow();
+        log.fenced.is_none() && log.flush_waiters.front().is_some_and(|w| w.end <= log.pos.written())
+    }
+
+    /// fdatasyncs everything written so far and answers the `sync` appends it covers.
+    async fn flush_written(&self) -> Result<()> {
+        let (target, files) = {
+            let log = self.log.borrow();
+            if let Some(e) = &log.fenced {
+                return Err(e.clone());
+            }
+            let target = log.pos.written();
+            (target, log.segments_between(log.pos.flushed(), target))
+        };
+        if files.is_empty() {
+            return Ok(());
+        }
+        for f in &files {
+            if let Err(e) = f.sync_data().await {
+                let err = StorageError::io("fdatasync", f.path(), target.0, e);
+                let mut log = self.log.borrow_mut();
+                let flushed = log.pos.flushed();
+                CommitLog::<D::File>::fail_after(&mut log.flush_waiters, flushed, &err);
+                log.fenced = Some(StorageError::Fenced(std::sync::Arc::new(err.clone())));
+                return Err(err);
+            }
+        }
+        let mut log = self.log.borrow_mut();
+        if target > log.pos.flushed() {
+            log.pos.flush_to(target);
+        }
+        CommitLog::<D::File>::complete_upto(&mut log.flush_waiters, target);
+        drop(log);
+        let mut stats = self.stats.get();
+        stats.flushes += 1;
+        self.stats.set(stats);
+        Ok(())
+    }
+
+    /// Persists every ConsumeQueue tail, fdatasyncs the files written, then records the
+    /// flushed CommitLog offset as the new checkpoint.
+    async fn checkpoint(&self) -> Result<()> {
+        let target = self.log.borrow().pos.flushed();
+        let queues: Vec<_> = self.queues.borrow().list.clone();
+        let mut dirty = Vec::new();
+        for q in &queues {
+            loop {
+                let batch = q.borrow().next_persist_batch();
+                let Some((file_first, bytes)) = batch else { break };
+                let n = bytes.len() / ENTRY_BYTES;
+                let (file, pos) = self.cq_file(q, file_first).await?;
+                file.write_at(bytes, pos).await.map_err(|e| StorageError::io("write", file.path(), pos, e))?;
+                q.borrow_mut().persisted(n);
+                if !dirty.iter().any(|d: &Rc<D::File>| Rc::ptr_eq(d, &file)) {
+                    dirty.push(file);
+                }
+            }
+        }
+        for f in &dirty {
+            f.sync_data().await.map_err(|e| StorageError::io("fdatasync", f.path(), 0, e))?;
+        }
+        let current = self.checkpoint.get();
+        if target == current.commitlog && current.sequence > 0 {
+            return Ok(());
+        }
+        let next = Checkpoint { sequence: current.sequence + 1, commitlog: target };
+        let path = self.checkpoint_file.path().clone();
+        self.checkpoint_file
+            .write_at(next.encode(), next.slot_pos())
+            .await
+            .map_err(|e| StorageError::io("write", &path, next.slot_pos(), e))?;
+        self.checkpoint_file.sync_data().await.map_err(|e| StorageError::io("fdatasync", &path, 0, e))?;
+        self.checkpoint.set(next);
+        let mut stats = self.stats.get();
+        stats.checkpoints += 1;
+        self.stats.set(stats);
+        Ok(())
+    }
+
+    /// The ConsumeQueue file starting at entry `file_first` (created if new) and the byte
+    /// position of the queue's `file_end` in it.
+    async fn cq_file(&self, q: &Rc<RefCell<ConsumeQueue<D::File>>>, file_first: u64) -> Result<(Rc<D::File>, u64)> {
+        let (existing, dir, pos) = {
+            let q = q.borrow();
+            (q.files.get(&file_first).cloned(), q.dir.clone(), (q.file_end.0 - file_first) * ENTRY_BYTES as u64)
+        };
+        if let Some(f) = existing {
+            return Ok((f, pos));
+        }
+        let path = dir.join(consume_queue::file_name(file_first));
+        let io = |op| StorageError::at(op, &path, 0);
+        let new_dir = !self.disk.exists(&dir).await;
+        if new_dir {
+            self.disk.create_dir_all(&dir).await.map_err(io("create directory"))?;
+        }
+        let f = Rc::new(self.disk.open(&path, OpenMode::Create).await.map_err(io("create"))?);
+        self.disk.sync_dir(&dir).await.map_err(io("sync directory"))?;
+        if new_dir {
+            // The queue's and the topic's directory entries must be durable too.
+            for parent in dir.ancestors().skip(1).take(2) {
+                self.disk.sync_dir(parent).await.map_err(io("sync directory"))?;
+            }
+        }
+        q.borrow_mut().files.insert(file_first, f.clone());
+        Ok((f, pos))
+    }
+
+    /// Deletes the oldest segments past the retention limits (never the one being
+    /// written, never one the checkpoint has not passed), then moves each queue's min
+    /// offset past the deleted data and drops ConsumeQueue files wholly below it.
+    /// Returns the number of segments deleted.
+    async fn apply_retention(&self) -> Result<u64> {
+        let size = self.config.segment_size_bytes;
+        let max_age =
+            (self.config.retention_hours > 0).then(|| Duration::from_secs(self.config.retention_hours * 3600));
+        let mut deleted = 0;
+        loop {
+            let candidate = {
+                let log = self.log.borrow();
+                let checkpoint = self.checkpoint.get().commitlog;
+                match log.segments.iter().next() {
+                    Some((&base, _)) if log.segments.len() > 1 && base + size <= checkpoint.0 => {
+                        Some((base, log.segments.len() as u64 * size))
+                    }
+                    _ => None,
+                }
+            };
+            let Some((base, total)) = candidate else { break };
+            let path = self.segment_path(base);
+            let too_big = self.config.retention_bytes.is_some_and(|max| total > max);
+            let too_old = match max_age {
+                Some(age) => {
+                    let modified =
+                        self.disk.modified(&path).await.map_err(|e| StorageError::io("stat", &path, base, e))?;
+                    SystemTime::now().duration_since(modified).is_ok_and(|d| d > age)
+                }
+                None => false,
+            };
+            if !(too_big || too_old) {
+                break;
+            }
+            {
+                let mut log = self.log.borrow_mut();
+                log.segments.remove(&base);
+                log.min = PhysicalOffset(base + size);
+            }
+            tracing::info!(segment = %path.display(), too_big, too_old, "retention deletes a segment");
+            self.disk.remove_file(&path).await.map_err(|e| StorageError::io("remove", &path, base, e))?;
+            deleted += 1;
+        }
+        if deleted == 0 {
+            return Ok(0);
+        }
+        let cl_dir = recovery::commitlog_dir(&self.config.dir);
+        self.disk.sync_dir(&cl_dir).await.map_err(|e| StorageError::io("sync directory", &cl_dir, 0, e))?;
+        let mut stats = self.stats.get();
+        stats.segments_deleted += deleted;
+        self.stats.set(stats);
+
+        let log_min = self.log.borrow().min;
+        let queues: Vec<_> = self.queues.borrow().list.clone();
+        for q in &queues {
+            // Binary search for the first entry still pointing at stored data.
+            let (mut lo, mut hi) = {
+                let q = q.borrow();
+                (q.min.0, q.published.0)
+            };
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let source = q.borrow().locate(QueueOffset(mid), 1);
+                let e = match source {
+                    EntrySource::Memory(v) => v.first().copied(),
+                    EntrySource::File { file, pos, .. } => {
+                        let b = read_exact(&*file, pos, ENTRY_BYTES, false)
+                            .await
+                            .map_err(|e| StorageError::io("read", file.path(), pos, e))?;
+                        Some(CqEntry::decode(b[..].try_into().expect("one entry")))
+                    }
+                    EntrySource::Empty => None,
+                };
+                match e {
+                    Some(e) if e.physical_offset < log_min => lo = mid + 1,
+                    _ => hi = mid,
+                }
+            }
+            let doomed: Vec<(u64, PathBuf)> = {
+                let mut q = q.borrow_mut();
+                q.min = QueueOffset(lo);
+                let last = q.files.keys().next_back().copied();
+                let per_file = q.entries_per_file;
+                let gone: Vec<u64> =
+                    q.files.keys().copied().filter(|f| Some(*f) != last && f + per_file <= lo).collect();
+                gone.into_iter().filter_map(|f| q.files.remove(&f).map(|file| (f, file.path().clone()))).collect()
+            };
+            for (_, path) in &doomed {
+                self.disk.remove_file(path).await.map_err(|e| StorageError::io("remove", path, 0, e))?;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
+    let path = recovery::config_dir(root).join("topics.json");
+    if !disk.exists(&path).await {
+        return Ok(TopicTable::default());
+    }
+    let file = disk.open(&path, OpenMode::Existing).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
+    let len = file.len().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
+    let bytes = read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
+    TopicTable::from_json(&bytes).map_err(|e| StorageError::Corrupt { path, offset: 0, detail: e.to_string() })
+}
+
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old or the new contents.
+pub(crate) async fn save_atomically<D: Disk>(disk: &D, dir: &Path, name: &str, bytes: Vec<u8>) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let io = |op, p: &Path| StorageError::at(op, p, 0);
+    let file = disk.open(&tmp, OpenMode::Create).await.map_err(io("create", &tmp))?;
+    file.truncate(0).await.map_err(io("truncate", &tmp))?;
+    file.write_at(bytes, 0).await.map_err(io("write", &tmp))?;
+    file.sync_data().await.map_err(io("fdatasync", &tmp))?;
+    disk.rename(&tmp, &path).await.map_err(io("rename", &tmp))?;
+    disk.sync_dir(dir).await.map_err(io("sync directory", dir))
+}
