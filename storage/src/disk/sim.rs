@@ -40,6 +40,7 @@ struct State {
     capacity_bytes: Option<u64>,
     failing_writes: u32,
     failing_syncs: u32,
+    sync_delay: Option<std::time::Duration>,
     stats: SimStats,
 }
 
@@ -95,6 +96,44 @@ impl SimDisk {
     /// The next `n` syncs fail with EIO.
     pub fn fail_next_syncs(&self, n: u32) {
         self.state.borrow_mut().failing_syncs = n;
+    }
+
+    /// Every sync takes this long (a slow or stalled disk); needs a glommio executor.
+    pub fn set_sync_delay(&self, delay: Option<std::time::Duration>) {
+        self.state.borrow_mut().sync_delay = delay;
+    }
+
+    /// An independent copy of the whole disk, live and durable images alike, so one
+    /// written state can be damaged in many different ways.
+    pub fn fork(&self) -> SimDisk {
+        let st = self.state.borrow();
+        let mut copies: BTreeMap<*const FileData, Rc<FileData>> = BTreeMap::new();
+        let mut copy = |f: &Rc<FileData>| {
+            copies
+                .entry(Rc::as_ptr(f))
+                .or_insert_with(|| {
+                    Rc::new(FileData {
+                        data: RefCell::new(f.data.borrow().clone()),
+                        durable: RefCell::new(f.durable.borrow().clone()),
+                        modified: Cell::new(f.modified.get()),
+                    })
+                })
+                .clone()
+        };
+        let files = st.files.iter().map(|(p, f)| (p.clone(), copy(f))).collect();
+        let durable_files = st.durable_files.iter().map(|(p, f)| (p.clone(), copy(f))).collect();
+        SimDisk {
+            state: Rc::new(RefCell::new(State {
+                files,
+                durable_files,
+                dirs: st.dirs.clone(),
+                capacity_bytes: st.capacity_bytes,
+                failing_writes: 0,
+                failing_syncs: 0,
+                sync_delay: None,
+                stats: SimStats::default(),
+            })),
+        }
     }
 
     pub fn stats(&self) -> SimStats {
@@ -321,13 +360,20 @@ impl DiskFile for SimFile {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
+        // fdatasync promises only what was written before it began: snapshot first, so a
+        // slow sync does not also make durable the writes that land while it runs.
+        let snapshot = self.data.data.borrow().clone();
+        let delay = self.disk.state.borrow().sync_delay;
+        if let Some(d) = delay {
+            glommio::timer::sleep(d).await;
+        }
         let mut st = self.disk.state.borrow_mut();
         if st.failing_syncs > 0 {
             st.failing_syncs -= 1;
             return Err(errno(libc::EIO));
         }
         st.stats.syncs += 1;
-        *self.data.durable.borrow_mut() = self.data.data.borrow().clone();
+        *self.data.durable.borrow_mut() = snapshot;
         Ok(())
     }
 
