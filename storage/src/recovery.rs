@@ -202,14 +202,17 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
                         });
                         let q = &mut queues[qi];
                         if h.queue_offset != q.published.0 as i64 {
-                            return Err(StorageError::Corrupt {
-                                path: q.dir.clone(),
-                                offset: here.0,
-                                detail: format!(
-                                    "record at {here} has queue offset {} but {topic}:{} has {} entries before it",
+                            // Only QUEUEOFFSET can disagree here (the body CRC and the
+                            // position already matched): a damaged header. Like any other
+                            // damage, it ends the log.
+                            stop = Some(ScanStop::Torn {
+                                at: here,
+                                reason: format!(
+                                    "queue offset {} but {topic}:{} has {} entries before it",
                                     h.queue_offset, h.queue_id, q.published
                                 ),
                             });
+                            break;
                         }
                         q.recover_entry(CqEntry {
                             physical_offset: here,
