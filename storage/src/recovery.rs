@@ -6,7 +6,8 @@
 //!    cut every ConsumeQueue back to its entries for records below P (and any zeros or
 //!    garbage a crash left at its end).
 //! 3. Scan the CommitLog from P, record by record: size bounds, magic, the record's own
-//!    PHYSICALOFFSET equal to where it sits, and the body CRC. Each good record is
+//!    PHYSICALOFFSET equal to where it sits, the body CRC, and a topic and properties
+//!    free of the zeros a torn write leaves (BODYCRC does not cover them). Each good record is
 //!    re-indexed in its ConsumeQueue. The first bad or missing record is the end.
 //! 4. Zero everything past the end of its segment and delete later segments, so bytes
 //!    of a torn record can never be mistaken for data after new appends land in front
@@ -27,7 +28,7 @@ use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::error::{Result, StorageError};
 use crate::limits::RECOVERY_READ_BYTES;
 use crate::offset::{PhysicalOffset, QueueOffset};
-use crate::store::{dispatchable, tags_code_of, StoreConfig};
+use crate::store::{dispatchable, tags_code_of, valid_properties, valid_topic, StoreConfig};
 
 /// What recovery found, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +182,8 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
                         Some(format!("record says it is at {}", h.physical_offset))
                     } else if !view.body_crc_matches() {
                         Some("body CRC mismatch".to_string())
+                    } else if !valid_topic(view.topic) || !valid_properties(view.properties) {
+                        Some("topic or properties hold bytes no append writes (torn to zeros?)".to_string())
                     } else if here.0 + u64::from(h.total_size) + stored::BLANK_SIZE_MIN_BYTES as u64 > segment_end {
                         Some("record runs into the segment's BLANK space".to_string())
                     } else {

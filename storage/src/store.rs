@@ -67,6 +67,19 @@ pub fn tags_code_of(topic: &[u8], properties: &[u8], store_timestamp_ms: i64) ->
     properties::tags_code(properties)
 }
 
+/// Whether a topic name is one RocketMQ accepts: `[%|a-zA-Z0-9_-]`, not empty. Recovery
+/// relies on it too: a zeroed (torn) topic byte can never pass.
+pub fn valid_topic(topic: &[u8]) -> bool {
+    !topic.is_empty() && topic.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+}
+
+/// Property strings never hold NUL bytes (appends refuse them). BODYCRC covers only the
+/// body, so this is what lets recovery tell a record whose properties were torn to zeros
+/// from an intact one.
+pub fn valid_properties(properties: &[u8]) -> bool {
+    !properties.contains(&0)
+}
+
 /// Half (prepared) and rolled-back transactional records are stored but never indexed
 /// in a ConsumeQueue, as in RocketMQ.
 pub fn dispatchable(sys: i32) -> bool {
@@ -410,15 +423,17 @@ impl<D: Disk> Store<D> {
         let mut total = 0usize;
         let mut sync = false;
         for r in records {
-            if r.topic.is_empty() || r.queue_id < 0 {
+            if !valid_topic(r.topic) || r.queue_id < 0 {
                 return Err(StorageError::InvalidArgument(format!(
-                    "topic {:?} queue {}: a record needs a topic and a queue id >= 0",
+                    "topic {:?} queue {}: a record needs a topic of [%|a-zA-Z0-9_-] and a queue id >= 0",
                     String::from_utf8_lossy(r.topic),
                     r.queue_id
                 )));
             }
-            let topic =
-                std::str::from_utf8(r.topic).map_err(|_| StorageError::InvalidArgument("topic is not UTF-8".into()))?;
+            if !valid_properties(r.properties) {
+                return Err(StorageError::InvalidArgument("message properties contain a NUL byte".into()));
+            }
+            let topic = std::str::from_utf8(r.topic).expect("valid topics are ASCII");
             let len = stored::encoded_len(r)?;
             if !log.fits(len) {
                 return Err(StorageError::MessageTooLarge { size: len, segment_size: log.segment_size });
