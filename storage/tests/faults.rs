@@ -1,0 +1,180 @@
+//! Operating errors: a full disk, failed writes, a failed fdatasync, bad input. Each gets
+//! a clear error; nothing already stored is damaged; reads keep working; appends work
+//! again once the cause is gone (or, after a failed fdatasync, once the store reopens).
+
+mod common;
+
+use common::*;
+use rockshard_storage::{FlushMode, GetStatus, SimDisk, StorageError, Store, StoreConfig, TopicConfig};
+
+const DIR: &str = "/data";
+const SEGMENT: u64 = 8192;
+
+fn config() -> StoreConfig {
+    small_config(DIR, SEGMENT)
+}
+
+#[test]
+fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_is_freed() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        let mut stored = Vec::new();
+        for i in 0..20 {
+            let b = body(i, 300);
+            store.append(&[fields("T", 0, &b, b"")], true).unwrap().await.unwrap();
+            stored.push(b);
+        }
+        // No room for another segment: the append that needs one fails.
+        disk.set_capacity(Some(disk.used_bytes() + 100));
+        let mut failures = 0;
+        for i in 20..60 {
+            let b = body(i, 300);
+            match store.append(&[fields("T", 0, &b, b"")], true).unwrap().await {
+                Ok(_) => stored.push(b),
+                Err(e) => {
+                    assert!(e.is_disk_full(), "expected a disk-full error, got {e}");
+                    failures += 1;
+                }
+            }
+        }
+        assert!(failures > 0, "the disk never filled up");
+        // Everything stored before is intact and readable.
+        assert_eq!(read_bodies(&store, "T", 0).await, stored);
+
+        // Space comes back: appends resume at the next queue offset, no gap.
+        disk.set_capacity(None);
+        let b = body(1000, 300);
+        let r = store.append(&[fields("T", 0, &b, b"")], true).unwrap().await.unwrap();
+        assert_eq!(r.records[0].queue_offset.0, stored.len() as u64);
+        stored.push(b);
+        assert_eq!(read_bodies(&store, "T", 0).await, stored);
+        store.close().await.unwrap();
+
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        assert_eq!(read_bodies(&store, "T", 0).await, stored);
+    });
+}
+
+#[test]
+fn a_failed_write_fails_its_appends_and_the_next_ones_succeed() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        let a = body(1, 100);
+        store.append(&[fields("T", 0, &a, b"")], true).unwrap().await.unwrap();
+        disk.fail_next_writes(1);
+        let lost = body(2, 100);
+        let err = store.append(&[fields("T", 0, &lost, b"")], true).unwrap().await.unwrap_err();
+        assert!(matches!(err, StorageError::Io { op: "write", .. }), "{err}");
+        let c = body(3, 100);
+        let r = store.append(&[fields("T", 0, &c, b"")], true).unwrap().await.unwrap();
+        assert_eq!(r.records[0].queue_offset.0, 1, "the failed record's offset is reused, no gap");
+        assert_eq!(read_bodies(&store, "T", 0).await, vec![a.clone(), c.clone()]);
+        drop(store);
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        assert_eq!(read_bodies(&store, "T", 0).await, vec![a, c]);
+    });
+}
+
+#[test]
+fn a_failed_fdatasync_fences_the_store_until_it_reopens() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+        let a = body(1, 100);
+        store.append(&[fields("S", 0, &a, b"")], true).unwrap().await.unwrap();
+        disk.fail_next_syncs(1);
+        let b = body(2, 100);
+        let err = store.append(&[fields("S", 0, &b, b"")], true).unwrap().await.unwrap_err();
+        assert!(matches!(err, StorageError::Io { op: "fdatasync", .. }), "{err}");
+        // After a failed fsync the page cache cannot be trusted: refuse, do not pretend.
+        let err = store.append(&[fields("S", 0, &b, b"")], true).err().expect("fenced");
+        assert!(matches!(err, StorageError::Fenced(_)), "{err}");
+        // Reads still work.
+        assert_eq!(read_bodies(&store, "S", 0).await.first(), Some(&a));
+        drop(store);
+        disk.power_loss();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        assert_eq!(read_bodies(&store, "S", 0).await.first(), Some(&a));
+        let c = body(3, 100);
+        store.append(&[fields("S", 0, &c, b"")], true).unwrap().await.unwrap();
+    });
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_no_trace() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        let before = store.commitlog_positions();
+        let big = vec![0u8; SEGMENT as usize];
+        let err = store.append(&[fields("T", 0, &big, b"")], true).err().unwrap();
+        assert!(matches!(err, StorageError::MessageTooLarge { .. }), "{err}");
+        let huge = vec![0u8; 5 << 20];
+        assert!(matches!(store.append(&[fields("T", 0, &huge, b"")], true), Err(StorageError::Message(_))));
+        assert!(matches!(store.append(&[fields("", 0, b"x", b"")], true), Err(StorageError::InvalidArgument(_))));
+        assert!(matches!(store.append(&[fields("a b", 0, b"x", b"")], true), Err(StorageError::InvalidArgument(_))));
+        assert!(matches!(store.append(&[fields("T", -1, b"x", b"")], true), Err(StorageError::InvalidArgument(_))));
+        assert!(matches!(
+            store.append(&[fields("T", 0, b"x", b"K\x01\x00\x02")], true),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        // A batch with one bad record stores none of them.
+        let ok = body(1, 10);
+        assert!(store.append(&[fields("T", 0, &ok, b""), fields("T", 0, &big, b"")], true).is_err());
+        assert_eq!(store.commitlog_positions(), before);
+        assert!(store.queue_offsets("T", 0).is_none());
+        let r = store.get_messages("T", 0, q(0), 32, 1 << 20, None).await.unwrap();
+        assert_eq!(r.status, GetStatus::NoMatchedLogicQueue);
+        // A bad config names the key.
+        let mut c = config();
+        c.segment_size_bytes = 10;
+        let err = Store::open_on(SimDisk::new(), c).await.err().unwrap();
+        assert!(err.to_string().contains("segment_size_bytes"), "{err}");
+    });
+}
+
+#[test]
+fn reads_answer_every_offset_case_the_way_rocketmq_does() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        store.append(&[fields("E", 0, b"", b"")], true).unwrap().await.unwrap();
+        for i in 0..10 {
+            let b = body(i, 100);
+            let tags: &[u8] = if i % 2 == 0 { b"TAGS\x01even\x02" } else { b"TAGS\x01odd\x02" };
+            store.append(&[fields("T", 0, &b, tags)], true).unwrap().await.unwrap();
+        }
+        let get = |off, filter: Option<&'static dyn Fn(i64) -> bool>| {
+            let store = store.clone();
+            async move { store.get_messages("T", 0, q(off), 32, 1 << 20, filter).await.unwrap() }
+        };
+        let r = get(10, None).await;
+        assert_eq!((r.status, r.next_begin_offset, r.max_offset), (GetStatus::OffsetOverflowOne, q(10), q(10)));
+        let r = get(11, None).await;
+        assert_eq!((r.status, r.next_begin_offset), (GetStatus::OffsetOverflowBadly, q(10)));
+        let r = get(3, None).await;
+        assert_eq!((r.status, r.messages.len(), r.next_begin_offset), (GetStatus::Found, 7, q(10)));
+        // Tag filtering by hash: only "even" messages.
+        static EVEN: fn(i64) -> bool = |code| code == i64::from(rockshard_net::properties::java_string_hash("even"));
+        let r = get(0, Some(&EVEN)).await;
+        assert_eq!((r.status, r.messages.len()), (GetStatus::Found, 5));
+        static NONE: fn(i64) -> bool = |_| false;
+        let r = get(0, Some(&NONE)).await;
+        assert_eq!((r.status, r.next_begin_offset), (GetStatus::NoMatchedMessage, q(10)));
+        // max_messages and max_bytes (at least one message always).
+        let r = store.get_messages("T", 0, q(0), 3, 1 << 20, None).await.unwrap();
+        assert_eq!((r.messages.len(), r.next_begin_offset), (3, q(3)));
+        let r = store.get_messages("T", 0, q(0), 32, 1, None).await.unwrap();
+        assert_eq!((r.messages.len(), r.next_begin_offset), (1, q(1)));
+        // A message id names a record by physical offset.
+        let first = r.messages[0].clone();
+        let (_, _, _, _) = store.commitlog_positions();
+        let h = rockshard_net::stored::decode_header(&first).unwrap().unwrap();
+        let again = store.read_message(rockshard_storage::PhysicalOffset(h.physical_offset as u64)).await.unwrap();
+        assert_eq!(again, first);
+        assert!(store.read_message(rockshard_storage::PhysicalOffset(h.physical_offset as u64 + 1)).await.is_err());
+    });
+}
