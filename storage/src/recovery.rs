@@ -199,24 +199,27 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
                             break;
                         };
                         let key = (topic.to_string(), h.queue_id);
+                        let expected = by_name.get(&key).map_or(0, |&i| queues[i].published.0);
+                        if h.queue_offset != expected as i64 {
+                            // Only QUEUEOFFSET (or QUEUEID) can disagree here: the body
+                            // CRC and the position already matched. A damaged header,
+                            // which like any other damage ends the log. The queue is
+                            // created only for a record that passes, so a damaged queue
+                            // id leaves no phantom queue behind.
+                            stop = Some(ScanStop::Torn {
+                                at: here,
+                                reason: format!(
+                                    "queue offset {} but {topic}:{} has {expected} entries before it",
+                                    h.queue_offset, h.queue_id
+                                ),
+                            });
+                            break;
+                        }
                         let qi = *by_name.entry(key).or_insert_with(|| {
                             queues.push(new_queue(config, topic, h.queue_id));
                             queues.len() - 1
                         });
                         let q = &mut queues[qi];
-                        if h.queue_offset != q.published.0 as i64 {
-                            // Only QUEUEOFFSET can disagree here (the body CRC and the
-                            // position already matched): a damaged header. Like any other
-                            // damage, it ends the log.
-                            stop = Some(ScanStop::Torn {
-                                at: here,
-                                reason: format!(
-                                    "queue offset {} but {topic}:{} has {} entries before it",
-                                    h.queue_offset, h.queue_id, q.published
-                                ),
-                            });
-                            break;
-                        }
                         q.recover_entry(CqEntry {
                             physical_offset: here,
                             size: h.total_size,
