@@ -65,7 +65,7 @@ pub struct Chunk {
 
 impl Chunk {
     pub fn end(&self) -> PhysicalOffset {
-        self.start.add(self.data.len() as u64)
+        self.start.plus(self.data.len() as u64)
     }
 }
 
@@ -154,7 +154,7 @@ impl<F> CommitLog<F> {
             at = PhysicalOffset(segment_end);
             self.pos.append_to(at);
         }
-        self.pos.append_to(at.add(len as u64));
+        self.pos.append_to(at.plus(len as u64));
         self.pending_bytes += len;
         (at, self.chunk_at(at, len))
     }

@@ -82,7 +82,7 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
         return None;
     }
     let bytes: u64 = name.parse().ok()?;
-    (bytes % ENTRY_BYTES as u64 == 0).then_some(bytes / ENTRY_BYTES as u64)
+    bytes.is_multiple_of(ENTRY_BYTES as u64).then_some(bytes / ENTRY_BYTES as u64)
 }
 
 /// Where the entries a read asks for are.

@@ -43,7 +43,7 @@ offset_type!(
 );
 
 impl PhysicalOffset {
-    pub fn add(self, bytes: u64) -> Self {
+    pub fn plus(self, bytes: u64) -> Self {
         Self(self.0 + bytes)
     }
 }

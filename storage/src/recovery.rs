@@ -118,7 +118,7 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
             });
         }
         let file = disk.open(&path, OpenMode::Existing).await.map_err(StorageError::at("open", &path, base))?;
-        let len = file.len().await.map_err(StorageError::at("stat", &path, base))?;
+        let len = file.size().await.map_err(StorageError::at("stat", &path, base))?;
         if len != size {
             if i + 1 < bases.len() || len > size {
                 return Err(StorageError::Config {
@@ -354,7 +354,7 @@ async fn open_queue<D: Disk>(
         }
         let file = disk.open(&path, OpenMode::Existing).await.map_err(StorageError::at("open", &path, 0))?;
         let entries =
-            (file.len().await.map_err(StorageError::at("stat", &path, 0))? / ENTRY_BYTES as u64).min(per_file);
+            (file.size().await.map_err(StorageError::at("stat", &path, 0))? / ENTRY_BYTES as u64).min(per_file);
         start.get_or_insert(first);
         end = first + entries;
         sealed = entries < per_file;

@@ -652,13 +652,13 @@ impl<D: Disk> Store<D> {
         let mut i = 0;
         while i < wanted.len() {
             let start = wanted[i].physical_offset;
-            let mut end = start.add(u64::from(wanted[i].size));
+            let mut end = start.plus(u64::from(wanted[i].size));
             let mut j = i + 1;
             while j < wanted.len()
                 && wanted[j].physical_offset == end
                 && (end.0 - start.0) as usize + wanted[j].size as usize <= READ_RUN_MAX_BYTES
             {
-                end = end.add(u64::from(wanted[j].size));
+                end = end.plus(u64::from(wanted[j].size));
                 j += 1;
             }
             let run = self.read_log(start, (end.0 - start.0) as usize).await?;
@@ -896,7 +896,7 @@ impl<D: Disk> Inner<D> {
     }
 
     fn on_written(&self, start: PhysicalOffset, len: usize, dispatch: Vec<Dispatch>) {
-        let end = start.add(len as u64);
+        let end = start.plus(len as u64);
         let (wake_flusher, tail_full) = {
             let mut log = self.log.borrow_mut();
             log.pos.write_to(end);
@@ -1152,7 +1152,7 @@ async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
         return Ok(TopicTable::default());
     }
     let file = disk.open(&path, OpenMode::Existing).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
-    let len = file.len().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
+    let len = file.size().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
     let bytes = read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
     TopicTable::from_json(&bytes).map_err(|e| StorageError::Corrupt { path, offset: 0, detail: e.to_string() })
 }

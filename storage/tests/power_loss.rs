@@ -70,7 +70,8 @@ fn every_sync_acknowledged_record_survives_power_loss() {
         disk.power_loss();
 
         let store = Store::open_on(disk.clone(), config()).await.unwrap();
-        assert_all_present(&store, "S", &acks.borrow()).await;
+        let acks = acks.borrow().clone();
+        assert_all_present(&store, "S", &acks).await;
         assert_eq!(store.topic("S").unwrap().flush, FlushMode::Sync, "topic config is durable too");
     });
 }
@@ -86,13 +87,15 @@ fn every_sync_acknowledged_record_survives_a_torn_power_loss() {
             // Unacknowledged async traffic in flight when the power goes.
             for i in 0..50 {
                 let b = body(900_000 + i, 200);
-                let _ = store.append(&[fields("A", 0, &b, b"")], true).unwrap();
+                // Appended, never awaited: in flight when the power goes.
+                drop(store.append(&[fields("A", 0, &b, b"")], true).unwrap());
             }
             drop(store);
             disk.power_loss_torn(seed);
 
             let store = Store::open_on(disk.clone(), config()).await.unwrap();
-            assert_all_present(&store, "S", &acks.borrow()).await;
+            let acks = acks.borrow().clone();
+            assert_all_present(&store, "S", &acks).await;
             // Whatever survived of "A" is a valid prefix (read_bodies checks every CRC).
             let a = read_bodies(&store, "A", 0).await;
             for (i, b) in a.iter().enumerate() {

@@ -146,7 +146,7 @@ impl DiskFile for GlommioFile {
         self.buffered.fdatasync().await.map_err(to_io)
     }
 
-    async fn len(&self) -> io::Result<u64> {
+    async fn size(&self) -> io::Result<u64> {
         self.buffered.file_size().await.map_err(to_io)
     }
 

@@ -67,7 +67,7 @@ pub trait DiskFile: 'static {
     /// page cache. Alignment is the implementation's business.
     async fn read_direct(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     async fn sync_data(&self) -> io::Result<()>;
-    async fn len(&self) -> io::Result<u64>;
+    async fn size(&self) -> io::Result<u64>;
     /// Reserves `len` bytes from 0, extending the file with zeros if it is shorter, so
     /// writes inside the range cannot fail for lack of space.
     async fn allocate(&self, len: u64) -> io::Result<()>;

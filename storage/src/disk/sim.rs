@@ -377,7 +377,7 @@ impl DiskFile for SimFile {
         Ok(())
     }
 
-    async fn len(&self) -> io::Result<u64> {
+    async fn size(&self) -> io::Result<u64> {
         Ok(self.data.data.borrow().len() as u64)
     }
 
