@@ -21,6 +21,7 @@ pub mod commitlog;
 pub mod consume_queue;
 pub mod disk;
 pub mod error;
+pub mod fuzzing;
 pub mod limits;
 pub mod offset;
 pub mod recovery;
