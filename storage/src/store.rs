@@ -523,6 +523,12 @@ impl<D: Disk> Store<D> {
                 )));
             }
             let base = log.segment_base(at);
+            if at.0 + len as u64 > base + log.segment_size {
+                return Err(StorageError::InvalidArgument(format!(
+                    "CommitLog range [{at}, {}) crosses the end of its segment; records never do",
+                    at.0 + len as u64
+                )));
+            }
             let Some(file) = log.segments.get(&base).cloned() else {
                 return Err(StorageError::InvalidArgument(format!("no segment holds offset {at}")));
             };

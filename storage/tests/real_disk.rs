@@ -260,10 +260,6 @@ fn hot_and_cold_reads_agree_and_clean_reopen_loses_nothing() {
 }
 
 #[test]
-#[ignore = "store bug: GlommioFile::read_direct (storage/src/disk/glommio_disk.rs) trusts glommio 0.9 \
-            DmaFile::read_at, which returns min(read_size, size) bytes from the unaligned start although \
-            read_size counts from the aligned-down start: a direct read running past EOF returns up to \
-            one alignment unit of buffer bytes past the end instead of a short read"]
 fn cold_reads_do_not_run_past_the_end_of_a_file() {
     // The Disk contract (storage/src/disk/mod.rs): read_at and read_direct return
     // identical bytes for the same range, and fewer bytes only at the end of the file.

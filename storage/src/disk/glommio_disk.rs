@@ -130,16 +130,19 @@ impl DiskFile for GlommioFile {
     }
 
     async fn read_direct(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        // Aligned reads done here rather than with glommio's unaligned `read_at`: that one
+        // counts the bytes read from the aligned-down start but returns them from `pos`,
+        // so near the end of a file it hands back bytes that lie past the end.
         let file = self.direct().await?;
-        let mut out = Vec::with_capacity(len);
-        while out.len() < len {
-            let got = file.read_at(pos + out.len() as u64, len - out.len()).await.map_err(to_io)?;
-            if got.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&got);
+        let start = file.align_down(pos);
+        let skip = (pos - start) as usize;
+        let want = file.align_up(pos + len as u64) - start;
+        let got = file.read_at_aligned(start, want as usize).await.map_err(to_io)?;
+        let available = got.len().saturating_sub(skip).min(len);
+        if available == 0 {
+            return Ok(Bytes::new());
         }
-        Ok(Bytes::from(out))
+        Ok(Bytes::copy_from_slice(&got[skip..skip + available]))
     }
 
     async fn sync_data(&self) -> io::Result<()> {
