@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The fio figures BENCHMARKS.md sets the storage benches against, measured on the
+# directory the benches write to (target/tmp, the repository's filesystem), so the
+# ratios compare the store with its own disk. One JSON report per job in $OUT.
+#
+# Usage: benches/fio.sh OUT_DIR [ROUND]   (run from the repository root)
+set -euo pipefail
+OUT=${1:?output directory}
+ROUND=${2:-1}
+DIR=${ROCKSHARD_BENCH_DIR:-target/tmp}/fio
+mkdir -p "$OUT" "$DIR"
+
+# Buffered sequential write, 1 MiB blocks, 2 GiB, with the final fsync inside the
+# measured time: the store's async figure likewise ends with an fdatasync of
+# everything, so both count "bytes on the disk", not copies into the page cache.
+# seqw64 also fdatasyncs every 64 writes (64 MiB), as the store's flusher does at
+# FLUSH_DIRTY_DEFAULT_BYTES; it is the limit the async figure is set against, because
+# it is both the store's own write pattern and the faster of the two here (one 2 GiB
+# end-fsync is slow on this kernel; see BENCHMARKS.md).
+fio --name=seqw --directory="$DIR" --rw=write --bs=1M --size=2G --ioengine=psync \
+    --end_fsync=1 --unlink=1 --output-format=json --output="$OUT/seqw-$ROUND.json"
+fio --name=seqw64 --directory="$DIR" --rw=write --bs=1M --size=2G --ioengine=psync \
+    --fdatasync=64 --end_fsync=1 --unlink=1 --output-format=json --output="$OUT/seqw64-$ROUND.json"
+
+# Diagnostic: the store's own write shape. io_uring buffered writes of 288 KiB (one
+# batch of 256 records), one at a time, fdatasync every 227 writes (64 MiB). The
+# difference between this and the async bench is time the store spends per record.
+fio --name=uring288k --directory="$DIR" --rw=write --bs=288k --size=2G --ioengine=io_uring \
+    --iodepth=1 --fdatasync=227 --end_fsync=1 --unlink=1 --output-format=json \
+    --output="$OUT/uring288k-$ROUND.json"
+
+# Context only: O_DIRECT sequential write, 1 MiB blocks, 8 in flight (the device).
+fio --name=dwrite --directory="$DIR" --rw=write --bs=1M --size=2G --direct=1 --iodepth=8 \
+    --ioengine=io_uring --unlink=1 --output-format=json --output="$OUT/dwrite-$ROUND.json"
+
+# 4 KiB appends each followed by fdatasync, on a fresh file (each sync also commits the
+# size change, as the store's syncs commit unwritten-extent conversion): the latency a
+# sync append with one writer cannot beat.
+fio --name=fsync4k --directory="$DIR" --rw=write --bs=4k --size=1G --runtime=10 \
+    --ioengine=psync --fdatasync=1 --unlink=1 --output-format=json --output="$OUT/fsync4k-$ROUND.json"
+
+# O_DIRECT sequential read, 1 MiB blocks, 8 in flight: the cold-read limit. The file is
+# laid out on the first round and kept for the others.
+fio --name=dread --directory="$DIR" --filename=dread.dat --rw=read --bs=1M --size=2G \
+    --direct=1 --iodepth=8 --ioengine=io_uring --output-format=json --output="$OUT/dread-$ROUND.json"
+
+# Diagnostic: O_DIRECT sequential read shaped like the store's cold path today (one
+# read of about 32 records, 36 KiB, at a time).
+fio --name=dread36k --directory="$DIR" --filename=dread.dat --rw=read --bs=36k --size=2G \
+    --runtime=10 --direct=1 --iodepth=1 --ioengine=io_uring --output-format=json \
+    --output="$OUT/dread36k-$ROUND.json"
