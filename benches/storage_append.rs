@@ -73,7 +73,6 @@ where
     work(store.clone(), iters).await;
     let elapsed = start.elapsed();
     let (mut sum, stats) = (totals.get(), store.stats());
-    eprintln!("DEBUG iters {iters} stats {stats:?} elapsed {elapsed:?}");
     sum.appended_records += stats.appended_records;
     sum.writes += stats.writes;
     sum.flushes += stats.flushes;
@@ -169,6 +168,10 @@ fn append_sync(c: &mut Criterion) {
 /// one bench: the evidence that batching and group commit happen (or do not).
 fn report_batching(name: &str, totals: &Cell<StoreStats>) {
     let t = totals.take();
+    if t.appended_records == 0 {
+        // The bench was filtered out on the command line.
+        return;
+    }
     let per = |n: u64| t.appended_records as f64 / n.max(1) as f64;
     eprintln!(
         "{name}: {} records, {:.1} records per write, {:.1} records per fdatasync",

@@ -20,7 +20,7 @@
 mod common;
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ const TOPIC: &str = "bench-read";
 /// checkpointing the same ConsumeQueue tail, and that overlap panics (see "What is in
 /// the way" in BENCHMARKS.md). The next open recovers the tail from the CommitLog, which
 /// is untimed setup; once reopened, the store is idle and closes safely.
-async fn fill(dir: &PathBuf) {
+async fn fill(dir: &Path) {
     let store = Store::open(bench_config(dir)).await.expect("open the bench store");
     store.upsert_topic(TopicConfig::new(TOPIC, 1, FlushMode::Async)).await.expect("create the bench topic");
     let body = [b'r'; BODY_BYTES];

@@ -11,7 +11,7 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rockshard_net::stored::{self, RecordFields};
@@ -45,7 +45,7 @@ pub fn fresh_dir(label: &str) -> PathBuf {
     dir
 }
 
-pub fn remove_dir(dir: &PathBuf) {
+pub fn remove_dir(dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir) {
         eprintln!("warning: could not remove bench directory {}: {e}", dir.display());
     }
@@ -54,8 +54,8 @@ pub fn remove_dir(dir: &PathBuf) {
 /// The store configuration of the benches: defaults (flush interval, dirty-bytes flush
 /// threshold, checkpoint interval), except the segment size, and no age retention so a
 /// bench never deletes its own data.
-pub fn bench_config(dir: &PathBuf) -> StoreConfig {
-    let mut c = StoreConfig::new(dir.clone());
+pub fn bench_config(dir: &Path) -> StoreConfig {
+    let mut c = StoreConfig::new(dir);
     c.segment_size_bytes = SEGMENT_BYTES;
     c.retention_hours = 0;
     c
