@@ -268,6 +268,8 @@ struct Inner<D: Disk> {
     writer_wake: Notify,
     flusher_wake: Notify,
     maintenance_wake: Notify,
+    /// One checkpoint at a time: two would persist the same ConsumeQueue tail twice.
+    checkpoint_lock: glommio::sync::Semaphore,
     closing: Cell<bool>,
     stats: Cell<StoreStats>,
     arrival: RefCell<Option<ArrivalListener>>,
@@ -329,6 +331,7 @@ impl<D: Disk> Store<D> {
             writer_wake: Notify::default(),
             flusher_wake: Notify::default(),
             maintenance_wake: Notify::default(),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
             stats: Cell::new(StoreStats::default()),
             arrival: RefCell::new(None),
@@ -992,6 +995,8 @@ impl<D: Disk> Inner<D> {
     /// Persists every ConsumeQueue tail, fdatasyncs the files written, then records the
     /// flushed CommitLog offset as the new checkpoint.
     async fn checkpoint(&self) -> Result<()> {
+        // sync_now and close may call this while the maintenance task is inside it.
+        let _only_one = self.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
         let target = self.log.borrow().pos.flushed();
         let queues: Vec<_> = self.queues.borrow().list.clone();
         let mut dirty = Vec::new();

@@ -238,3 +238,26 @@ fn recovery_scans_only_what_came_after_the_checkpoint() {
         assert_eq!(total, 2010);
     });
 }
+
+#[test]
+fn concurrent_checkpoints_run_one_at_a_time() {
+    // Found by the benches: sync_now racing the maintenance task's checkpoint persisted
+    // the same ConsumeQueue tail twice and panicked.
+    run(async {
+        let disk = SimDisk::new();
+        disk.set_sync_delay(Some(Duration::from_millis(1)));
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        for i in 0..200 {
+            let b = body(i, 100);
+            store.append(&[fields("A", 0, &b, b"")], true).unwrap().await.unwrap();
+        }
+        let (a, b) = (store.clone(), store.clone());
+        let t1 = glommio::spawn_local(async move { a.sync_now().await });
+        let t2 = glommio::spawn_local(async move { b.sync_now().await });
+        t1.await.unwrap();
+        t2.await.unwrap();
+        store.close().await.unwrap();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        assert_eq!(read_bodies(&store, "A", 0).await.len(), 200);
+    });
+}
