@@ -1,0 +1,2 @@
+//! `rockshard admin`: topics, routes, cluster and consumer progress over the remoting
+//! protocol.

@@ -1,0 +1,1 @@
+//! Broker and NameServer settings: defaults, a TOML file, then flags.

@@ -1,0 +1,38 @@
+//! The one error type of the `rockshard` crate.
+//!
+//! RocketMQ response codes are not errors of this crate: handlers answer them on the
+//! wire (see `rockshard_net::code::response`). This enum is for what goes wrong on our
+//! side of a socket or a file: I/O with the address or path involved, a peer that
+//! answered with a failure code, bad configuration naming its key.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {target}: {source}")]
+    Io { op: &'static str, target: String, source: io::Error },
+    #[error("protocol error from {peer}: {source}")]
+    Protocol { peer: String, source: rockshard_net::Error },
+    #[error(transparent)]
+    Storage(#[from] rockshard_storage::StorageError),
+    #[error("config `{key}`: {detail}")]
+    Config { key: String, detail: String },
+    #[error("request code {code} to {peer} got no answer within {timeout_ms} ms")]
+    Timeout { peer: String, code: i32, timeout_ms: u64 },
+    #[error("connection to {peer} is closed")]
+    Closed { peer: String },
+    #[error("{peer} answered code {code}: {remark}")]
+    Remote { peer: String, code: i32, remark: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Adapter for `map_err`: an I/O error of `op` against `target` (an address or path).
+    pub fn io(op: &'static str, target: impl ToString) -> impl FnOnce(io::Error) -> Error {
+        let target = target.to_string();
+        move |source| Error::Io { op, target, source }
+    }
+}

@@ -1,0 +1,26 @@
+//! Rockshard's broker, NameServer and admin client, as a library shared by the
+//! `rockshard` binary, the load tool (`tools/bench`) and the tests.
+//!
+//! Map:
+//! - `remoting`: sockets. A glommio server that turns a connection's bytes into
+//!   [`rockshard_net::RemotingCommand`]s and hands them to a service, and a pipelined
+//!   client for the other direction (broker → NameServer, admin, load tool).
+//! - `namesrv`: the route registry (pure table + the request handler) and its server.
+//! - `broker`: one shard per core; each owns a store, its consumer groups, offsets,
+//!   long-polling waiters and delayed messages, and registers as `<name>-s<shard>`.
+//! - `config`: the broker's settings from a TOML file and flags.
+//! - `admin`: what `rockshard admin` does, over the remoting protocol.
+//!
+//! Threading: everything here runs on glommio executors, one per shard, plus one for the
+//! embedded NameServer; state is never shared across executors except through owned
+//! messages (see `broker::control`).
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod namesrv;
+pub mod remoting;
+
+pub use error::{Error, Result};

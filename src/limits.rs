@@ -1,0 +1,1 @@
+//! Named limits of the broker and NameServer, each with the reason for its value.

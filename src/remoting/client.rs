@@ -1,0 +1,1 @@
+//! Pipelined remoting client on glommio.

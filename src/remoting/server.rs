@@ -1,0 +1,1 @@
+//! Remoting server on glommio.
