@@ -401,6 +401,26 @@ impl<D: Disk> Store<D> {
         save_atomically(&self.inner.disk, &recovery::config_dir(&self.inner.config.dir), "topics.json", json).await
     }
 
+    /// Replaces `config/<name>` atomically (old or new contents survive any crash):
+    /// for the broker's own small state files (consumer offsets, delay progress).
+    pub async fn save_config_file(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        save_atomically(&self.inner.disk, &recovery::config_dir(&self.inner.config.dir), name, bytes).await
+    }
+
+    /// Reads `config/<name>`, or `None` when it was never saved.
+    pub async fn load_config_file(&self, name: &str) -> Result<Option<Bytes>> {
+        let path = recovery::config_dir(&self.inner.config.dir).join(name);
+        if !self.inner.disk.exists(&path).await {
+            return Ok(None);
+        }
+        let disk = &self.inner.disk;
+        let file = disk.open(&path, OpenMode::Existing).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
+        let len = file.size().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
+        let bytes =
+            read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
+        Ok(Some(bytes))
+    }
+
     pub fn flush_mode(&self, topic: &str) -> FlushMode {
         self.inner.topics.borrow().get(topic).map_or(self.inner.config.default_flush, |t| t.flush)
     }
