@@ -10,6 +10,11 @@
 //!   (not valid JSON, but what a Java NameServer sends to clients older than 4.9.4
 //!   (version < 401) and in every GET_BROKER_CLUSTER_INFO body; old Go clients need it).
 //!
+//! Admin bodies keyed by a [`MessageQueue`] (topic stats, consume stats, reset offsets)
+//! travel in a third form: fastjson writes each key as the queue's JSON object, unquoted.
+//! Those types have their own `encode`/`decode`, which write that form and also read
+//! keys given as strings of JSON.
+//!
 //! Members are declared in alphabetical order, which is the order Java's fastjson writes,
 //! so our standard output of a value equals a Java NameServer's for the same value.
 //! Members the Rust client requires (e.g. `filterServerTable`, `enableActingMaster`,
@@ -309,6 +314,269 @@ pub struct LockBatchResponseBody {
 #[serde(default)]
 pub struct KVTable {
     pub table: BTreeMap<String, String>,
+}
+
+/// One queue's offsets as GET_TOPIC_STATS_INFO reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicOffset {
+    /// Store time (ms) of the queue's newest message; 0 when the queue is empty.
+    pub last_update_timestamp: i64,
+    /// Next offset to be written (= number of entries ever written).
+    pub max_offset: i64,
+    /// Smallest offset still readable.
+    pub min_offset: i64,
+}
+
+/// GET_TOPIC_STATS_INFO's response body (Java `TopicStatsTable`). The map is keyed by
+/// [`MessageQueue`]: see [`encode_mq_keyed`] for how such keys travel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicStatsTable {
+    #[serde(deserialize_with = "mq_keyed")]
+    pub offset_table: BTreeMap<MessageQueue, TopicOffset>,
+}
+
+impl TopicStatsTable {
+    /// Java's form: `{"offsetTable":{{"brokerName":..}:{..}}}`.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        let mut out = b"{\"offsetTable\":".to_vec();
+        encode_mq_keyed(&self.offset_table, &mut out)?;
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// Reads Java's form or the string-keyed form.
+    pub fn decode(body: &[u8]) -> Result<TopicStatsTable, Error> {
+        from_json(&object_keys_as_strings(body))
+    }
+}
+
+/// One queue of a consumer group's progress (Java `OffsetWrapper`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct OffsetWrapper {
+    /// The queue's max offset.
+    pub broker_offset: i64,
+    /// The group's committed offset (0 when it never committed).
+    pub consumer_offset: i64,
+    /// Store time (ms) of the last consumed message; 0 when unknown.
+    pub last_timestamp: i64,
+    /// Where the group's pulls have reached; the committed offset when not tracked.
+    pub pull_offset: i64,
+}
+
+/// GET_CONSUME_STATS's response body (Java `ConsumeStats`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ConsumeStats {
+    pub consume_tps: f64,
+    #[serde(deserialize_with = "mq_keyed")]
+    pub offset_table: BTreeMap<MessageQueue, OffsetWrapper>,
+}
+
+impl ConsumeStats {
+    /// Java's form: `{"consumeTps":0.0,"offsetTable":{{"brokerName":..}:{..}}}`.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        let mut out = b"{\"consumeTps\":".to_vec();
+        serde_json::to_writer(&mut out, &self.consume_tps)
+            .map_err(|e| Error::BodyJson { body: "ConsumeStats", detail: e.to_string() })?;
+        out.extend_from_slice(b",\"offsetTable\":");
+        encode_mq_keyed(&self.offset_table, &mut out)?;
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// Reads Java's form or the string-keyed form.
+    pub fn decode(body: &[u8]) -> Result<ConsumeStats, Error> {
+        from_json(&object_keys_as_strings(body))
+    }
+}
+
+/// INVOKE_BROKER_TO_RESET_OFFSET's response body and RESET_CONSUMER_CLIENT_OFFSET's
+/// request body (Java `ResetOffsetBody`): the new offset of each queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ResetOffsetBody {
+    #[serde(deserialize_with = "mq_keyed")]
+    pub offset_table: BTreeMap<MessageQueue, i64>,
+}
+
+impl ResetOffsetBody {
+    /// Java's form: `{"offsetTable":{{"brokerName":..}:42}}`.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        let mut out = b"{\"offsetTable\":".to_vec();
+        encode_mq_keyed(&self.offset_table, &mut out)?;
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// Reads Java's form or the string-keyed form.
+    pub fn decode(body: &[u8]) -> Result<ResetOffsetBody, Error> {
+        from_json(&object_keys_as_strings(body))
+    }
+}
+
+/// One client connection of a consumer group (Java `Connection`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClientConnection {
+    /// `ip:port` of the client's socket.
+    pub client_addr: String,
+    pub client_id: String,
+    /// The language name, as in JSON headers (`JAVA`, `RUST`).
+    pub language: String,
+    pub version: i32,
+}
+
+/// GET_CONSUMER_CONNECTION_LIST's response body (Java `ConsumerConnection`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ConsumerConnection {
+    pub connection_set: Vec<ClientConnection>,
+    pub consume_from_where: ConsumeFromWhere,
+    pub consume_type: ConsumeType,
+    pub message_model: MessageModel,
+    pub subscription_table: BTreeMap<String, SubscriptionData>,
+}
+
+/// Appends a map keyed by [`MessageQueue`] as Java's fastjson writes it: each key is the
+/// queue's JSON object, unquoted (`{{"brokerName":"b","queueId":0,"topic":"T"}:1}`).
+/// That is not valid JSON, but it is what Java brokers send and Java admin tools read;
+/// [`object_keys_as_strings`] turns it back into JSON.
+pub fn encode_mq_keyed<V: Serialize>(map: &BTreeMap<MessageQueue, V>, out: &mut Vec<u8>) -> Result<(), Error> {
+    let err = |e: serde_json::Error| Error::BodyJson { body: "MessageQueue-keyed map", detail: e.to_string() };
+    out.push(b'{');
+    for (i, (mq, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, mq).map_err(err)?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, value).map_err(err)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Rewrites every object key that is itself an object (`{{"a":1}:2}`, fastjson's form of
+/// a map with object keys) into a JSON string holding that object's text
+/// (`{"{\"a\":1}":2}`), which is also how string-keyed encoders write such maps. Other
+/// bytes are copied unchanged; input that is not JSON-like stays not JSON-like.
+pub fn object_keys_as_strings(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 64);
+    // Open containers, to know whether a `,` is followed by a key (objects) or not.
+    let mut open: Vec<u8> = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut key_position = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        if key_position && b == b'{' {
+            let end = balanced_object_end(json, i);
+            out.push(b'"');
+            for &c in &json[i..end] {
+                match c {
+                    b'"' => out.extend_from_slice(b"\\\""),
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    c if c < 0x20 => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+                    c => out.push(c),
+                }
+            }
+            out.push(b'"');
+            key_position = false;
+            i = end;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                key_position = false;
+            }
+            b'{' => {
+                open.push(b'{');
+                key_position = true;
+            }
+            b'[' => {
+                open.push(b'[');
+                key_position = false;
+            }
+            b'}' | b']' => {
+                open.pop();
+                key_position = false;
+            }
+            b',' => key_position = open.last() == Some(&b'{'),
+            _ if b.is_ascii_whitespace() => {}
+            _ => key_position = false,
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+/// The index just past the object that starts at `json[start]` (a `{`), or the end of
+/// the input when it is never closed.
+fn balanced_object_end(json: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in json.iter().enumerate().skip(start) {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    json.len()
+}
+
+/// Reads a map whose keys are strings holding a [`MessageQueue`]'s JSON.
+fn mq_keyed<'de, D, V>(deserializer: D) -> Result<BTreeMap<MessageQueue, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    let raw = BTreeMap::<String, V>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(key, value)| {
+            serde_json::from_str::<MessageQueue>(&key)
+                .map(|mq| (mq, value))
+                .map_err(|e| serde::de::Error::custom(format!("map key `{key}` is not a MessageQueue: {e}")))
+        })
+        .collect()
 }
 
 fn body_name<T>() -> &'static str {
@@ -667,6 +935,124 @@ mod tests {
             to_json(&DataVersion { counter: 1, state_version: 0, timestamp: 2 }).expect("encodes"),
             br#"{"counter":1,"stateVersion":0,"timestamp":2}"#
         );
+    }
+
+    fn mq(broker: &str, queue_id: i32) -> MessageQueue {
+        MessageQueue { broker_name: broker.into(), queue_id, topic: "T".into() }
+    }
+
+    #[test]
+    fn mq_keyed_bodies_use_javas_object_keys_and_round_trip() {
+        let stats = TopicStatsTable {
+            offset_table: BTreeMap::from([
+                (mq("b-s0", 0), TopicOffset { last_update_timestamp: 1_700_000_000_000, max_offset: 5, min_offset: 1 }),
+                (mq("b-s0", 1), TopicOffset::default()),
+            ]),
+        };
+        let bytes = stats.encode().expect("encodes");
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf8"),
+            concat!(
+                r#"{"offsetTable":{{"brokerName":"b-s0","queueId":0,"topic":"T"}:"#,
+                r#"{"lastUpdateTimestamp":1700000000000,"maxOffset":5,"minOffset":1},"#,
+                r#"{"brokerName":"b-s0","queueId":1,"topic":"T"}:"#,
+                r#"{"lastUpdateTimestamp":0,"maxOffset":0,"minOffset":0}}}"#
+            )
+        );
+        assert_eq!(TopicStatsTable::decode(&bytes), Ok(stats));
+
+        let consume = ConsumeStats {
+            consume_tps: 0.0,
+            offset_table: BTreeMap::from([(
+                mq("b-s1", 2),
+                OffsetWrapper { broker_offset: 10, consumer_offset: 7, last_timestamp: 3, pull_offset: 7 },
+            )]),
+        };
+        let bytes = consume.encode().expect("encodes");
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf8"),
+            concat!(
+                r#"{"consumeTps":0.0,"offsetTable":{{"brokerName":"b-s1","queueId":2,"topic":"T"}:"#,
+                r#"{"brokerOffset":10,"consumerOffset":7,"lastTimestamp":3,"pullOffset":7}}}"#
+            )
+        );
+        assert_eq!(ConsumeStats::decode(&bytes), Ok(consume));
+
+        let reset = ResetOffsetBody { offset_table: BTreeMap::from([(mq("b", 0), 4), (mq("b", 3), 0)]) };
+        let bytes = reset.encode().expect("encodes");
+        assert_eq!(ResetOffsetBody::decode(&bytes), Ok(reset));
+        assert_eq!(ResetOffsetBody::decode(b"{\"offsetTable\":{}}"), Ok(ResetOffsetBody::default()));
+    }
+
+    #[test]
+    fn mq_keyed_bodies_decode_java_key_order_and_string_keys() {
+        // Java's HashMap order, fastjson member order of the key object differing from
+        // ours, whitespace, and a second dialect where keys are strings of JSON.
+        let java = br#"{ "offsetTable" : { {"topic":"T","brokerName":"b","queueId":1} : 9 ,
+            {"queueId":0,"brokerName":"b","topic":"T"}:8 } }"#;
+        let reset = ResetOffsetBody::decode(java).expect("decodes");
+        assert_eq!(reset.offset_table, BTreeMap::from([(mq("b", 0), 8), (mq("b", 1), 9)]));
+        let stringly = br#"{"offsetTable":{"{\"brokerName\":\"b\",\"queueId\":0,\"topic\":\"T\"}":8}}"#;
+        assert_eq!(ResetOffsetBody::decode(stringly).expect("decodes").offset_table[&mq("b", 0)], 8);
+        assert!(ResetOffsetBody::decode(br#"{"offsetTable":{"notaqueue":1}}"#).is_err());
+        assert!(ResetOffsetBody::decode(br#"{"offsetTable":{{"brokerName":"b""#).is_err());
+    }
+
+    #[test]
+    fn object_keys_become_strings_only_in_key_position() {
+        let input = br#"{"a":[{"x":1},{"y":{"z":2}}],{"k":"}\""}:{"v":[1,{}]},"s":"{\"q\":1}"}"#;
+        let expected = br#"{"a":[{"x":1},{"y":{"z":2}}],"{\"k\":\"}\\\"\"}":{"v":[1,{}]},"s":"{\"q\":1}"}"#;
+        assert_eq!(
+            String::from_utf8(object_keys_as_strings(input)).expect("utf8"),
+            String::from_utf8(expected.to_vec()).expect("utf8")
+        );
+        let round: serde_json::Value = serde_json::from_slice(&object_keys_as_strings(input)).expect("valid JSON");
+        assert_eq!(round["{\"k\":\"}\\\"\"}"]["v"][0], 1);
+    }
+
+    #[test]
+    fn consumer_connection_round_trips() {
+        let body = ConsumerConnection {
+            connection_set: vec![ClientConnection {
+                client_addr: "127.0.0.1:50000".into(),
+                client_id: "127.0.0.1@1#2".into(),
+                language: "RUST".into(),
+                version: 474,
+            }],
+            consume_from_where: ConsumeFromWhere::ConsumeFromFirstOffset,
+            consume_type: ConsumeType::ConsumePassively,
+            message_model: MessageModel::Clustering,
+            subscription_table: BTreeMap::from([(
+                "T".into(),
+                SubscriptionData { topic: "T".into(), sub_string: "*".into(), ..Default::default() },
+            )]),
+        };
+        let json = to_json(&body).expect("encodes");
+        let text = String::from_utf8(json.clone()).expect("utf8");
+        assert!(text.starts_with(r#"{"connectionSet":[{"clientAddr":"127.0.0.1:50000","clientId":"127.0.0.1@1#2","language":"RUST","version":474}],"consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionTable":{"T":{"#), "{text}");
+        assert_eq!(from_json::<ConsumerConnection>(&json), Ok(body));
+    }
+
+    #[test]
+    fn pseudo_random_mq_keyed_bodies_never_panic() {
+        let seed = ConsumeStats {
+            consume_tps: 1.5,
+            offset_table: BTreeMap::from([
+                (mq("b", 0), OffsetWrapper::default()),
+                (mq("b", 1), OffsetWrapper::default()),
+            ]),
+        }
+        .encode()
+        .expect("encodes");
+        let mut rng = XorShift(23);
+        let mut decoded = 0;
+        for _ in 0..3000 {
+            let input = rng.mutate(&seed);
+            decoded += usize::from(ConsumeStats::decode(&input).is_ok());
+            let _ = TopicStatsTable::decode(&input);
+            let _ = ResetOffsetBody::decode(&input);
+        }
+        assert!(decoded > 100, "only {decoded} bodies decoded");
     }
 
     #[test]

@@ -52,10 +52,13 @@ pub mod request {
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    /// Per-queue min/max offsets of a topic on one broker (admin).
+    pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
     pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     pub const GET_CONSUME_STATS: i32 = 208;
+    pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
     pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
     pub const REGISTER_TOPIC_IN_NAMESRV: i32 = 217;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
@@ -63,6 +66,9 @@ pub mod request {
     pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
     /// Broker → client.
     pub const GET_CONSUMER_STATUS_FROM_CLIENT: i32 = 221;
+    /// Admin -> broker: move a consumer group's offsets to a time (the broker then tells
+    /// the group's clients with RESET_CONSUMER_CLIENT_OFFSET).
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
     /// Broker → client.
@@ -133,6 +139,57 @@ pub mod response {
     pub const NOT_LEADER_FOR_QUEUE: i32 = 501;
     pub const ILLEGAL_OPERATION: i32 = 604;
     pub const GO_AWAY: i32 = 1500;
+
+    /// Java's name of a response code, for messages people read (`TOPIC_NOT_EXIST`);
+    /// `None` for a code this table does not know.
+    pub fn name(code: i32) -> Option<&'static str> {
+        Some(match code {
+            SUCCESS => "SUCCESS",
+            SYSTEM_ERROR => "SYSTEM_ERROR",
+            SYSTEM_BUSY => "SYSTEM_BUSY",
+            REQUEST_CODE_NOT_SUPPORTED => "REQUEST_CODE_NOT_SUPPORTED",
+            TRANSACTION_FAILED => "TRANSACTION_FAILED",
+            FLUSH_DISK_TIMEOUT => "FLUSH_DISK_TIMEOUT",
+            SLAVE_NOT_AVAILABLE => "SLAVE_NOT_AVAILABLE",
+            FLUSH_SLAVE_TIMEOUT => "FLUSH_SLAVE_TIMEOUT",
+            MESSAGE_ILLEGAL => "MESSAGE_ILLEGAL",
+            SERVICE_NOT_AVAILABLE => "SERVICE_NOT_AVAILABLE",
+            VERSION_NOT_SUPPORTED => "VERSION_NOT_SUPPORTED",
+            NO_PERMISSION => "NO_PERMISSION",
+            TOPIC_NOT_EXIST => "TOPIC_NOT_EXIST",
+            TOPIC_EXIST_ALREADY => "TOPIC_EXIST_ALREADY",
+            PULL_NOT_FOUND => "PULL_NOT_FOUND",
+            PULL_RETRY_IMMEDIATELY => "PULL_RETRY_IMMEDIATELY",
+            PULL_OFFSET_MOVED => "PULL_OFFSET_MOVED",
+            QUERY_NOT_FOUND => "QUERY_NOT_FOUND",
+            SUBSCRIPTION_PARSE_FAILED => "SUBSCRIPTION_PARSE_FAILED",
+            SUBSCRIPTION_NOT_EXIST => "SUBSCRIPTION_NOT_EXIST",
+            SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
+            SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
+            FILTER_DATA_NOT_EXIST => "FILTER_DATA_NOT_EXIST",
+            FILTER_DATA_NOT_LATEST => "FILTER_DATA_NOT_LATEST",
+            INVALID_PARAMETER => "INVALID_PARAMETER",
+            TRANSACTION_SHOULD_COMMIT => "TRANSACTION_SHOULD_COMMIT",
+            TRANSACTION_SHOULD_ROLLBACK => "TRANSACTION_SHOULD_ROLLBACK",
+            TRANSACTION_STATE_UNKNOW => "TRANSACTION_STATE_UNKNOW",
+            TRANSACTION_STATE_GROUP_WRONG => "TRANSACTION_STATE_GROUP_WRONG",
+            NO_BUYER_ID => "NO_BUYER_ID",
+            NOT_IN_CURRENT_UNIT => "NOT_IN_CURRENT_UNIT",
+            CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
+            CONSUME_MSG_TIMEOUT => "CONSUME_MSG_TIMEOUT",
+            NO_MESSAGE => "NO_MESSAGE",
+            POLLING_FULL => "POLLING_FULL",
+            POLLING_TIMEOUT => "POLLING_TIMEOUT",
+            BROKER_NOT_EXIST => "BROKER_NOT_EXIST",
+            BROKER_DISPATCH_NOT_COMPLETE => "BROKER_DISPATCH_NOT_COMPLETE",
+            BROADCAST_CONSUMPTION => "BROADCAST_CONSUMPTION",
+            FLOW_CONTROL => "FLOW_CONTROL",
+            NOT_LEADER_FOR_QUEUE => "NOT_LEADER_FOR_QUEUE",
+            ILLEGAL_OPERATION => "ILLEGAL_OPERATION",
+            GO_AWAY => "GO_AWAY",
+            _ => return None,
+        })
+    }
 }
 
 /// `flag` bits of every command (Java `RemotingCommand` RPC_TYPE / RPC_ONEWAY).
@@ -305,6 +362,16 @@ mod tests {
         assert_eq!(LanguageCode::from_code(255), LanguageCode::Other);
         assert_eq!(LanguageCode::from_name("rust"), Some(LanguageCode::Rust));
         assert_eq!(LanguageCode::from_name("COBOL"), None);
+    }
+
+    #[test]
+    fn response_names_are_javas() {
+        assert_eq!(response::name(response::SUCCESS), Some("SUCCESS"));
+        assert_eq!(response::name(17), Some("TOPIC_NOT_EXIST"));
+        assert_eq!(response::name(3), Some("REQUEST_CODE_NOT_SUPPORTED"));
+        assert_eq!(response::name(202), Some("TRANSACTION_STATE_UNKNOW"));
+        assert_eq!(response::name(1500), Some("GO_AWAY"));
+        assert_eq!(response::name(9999), None);
     }
 
     #[test]
