@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod namesrv;
+pub mod process;
 pub mod remoting;
 
 pub use error::{Error, Result};

@@ -16,6 +16,46 @@ pub const CONNECTION_READ_CHUNK_BYTES: usize = 64 * 1024;
 /// anyway. Longer than a sync flush timeout (5 s), so a sync send still gets its answer.
 pub const SHUTDOWN_DRAIN_MAX_MS: u64 = 8_000;
 
+/// RocketMQ's default ports: brokers listen on 10911, NameServers on 9876. Shard i of a
+/// broker takes `port + i`.
+pub const BROKER_PORT_DEFAULT: u16 = 10911;
+pub const NAMESRV_PORT_DEFAULT: u16 = 9876;
+
+/// RocketMQ's NameServer timings: scan every 10 s, drop a broker silent for 120 s.
+pub const NAMESRV_SCAN_INTERVAL_DEFAULT_MS: u64 = 10_000;
+pub const NAMESRV_BROKER_EXPIRY_DEFAULT_MS: u64 = 120_000;
+
+/// Brokers re-register (heartbeat) every 30 s, as RocketMQ's do; four missed beats
+/// fit inside the NameServer's expiry.
+pub const REGISTER_INTERVAL_DEFAULT_MS: u64 = 30_000;
+
+/// More shards than this is a configuration mistake, not a machine.
+pub const SHARDS_MAX: usize = 256;
+
+pub const DATA_DIR_DEFAULT: &str = "./data";
+pub const BROKER_NAME_DEFAULT: &str = "broker-a";
+pub const CLUSTER_NAME_DEFAULT: &str = "DefaultCluster";
+
+/// RocketMQ's `maxMessageSize` default: 4 MiB per message (or per batch body).
+pub const MESSAGE_SIZE_DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The most `max_message_size_bytes` may be raised to: a stored record must fit a frame
+/// with room for its header (the codec's frame limit is 16 MiB).
+pub const MESSAGE_SIZE_LIMIT_BYTES: usize = 15 * 1024 * 1024;
+
+/// Queues of an auto-created topic across all shards. RocketMQ creates 4 per broker; a
+/// two-shard broker then shows 2 × 4 = 8, so 8 in all keeps what clients see familiar.
+pub const DEFAULT_TOPIC_QUEUES: u32 = 8;
+/// RocketMQ refuses more than 1024 queues per topic per broker.
+pub const TOPIC_QUEUES_MAX: u32 = 1024;
+
+/// Clients heartbeat every 30 s; one silent for 120 s is gone (RocketMQ's channel
+/// expiry), and its consumer group rebalances.
+pub const CLIENT_EXPIRY_DEFAULT_MS: u64 = 120_000;
+
+/// Clients ask to be held 15 s (push) or 20 s (lite pull) and time out at 30 s; never
+/// hold a pull longer than the client waits.
+pub const LONG_POLLING_MAX_DEFAULT_MS: u64 = 30_000;
+
 /// Requests one remoting client connection keeps waiting for answers at once; a further
 /// request waits for a slot. Above the load tool's deepest pipelines (a few hundred per
 /// connection), and small enough that a stalled peer pins only a bounded table.
@@ -41,3 +81,39 @@ pub const CLIENT_WRITE_BUFFER_KEEP_MAX_BYTES: usize = 1024 * 1024;
 /// How long closing a remoting client waits for queued frames (oneway requests sent just
 /// before) to be written; a peer that does not read must not block shutdown.
 pub const CLIENT_CLOSE_FLUSH_MAX_MS: u64 = 1_000;
+
+/// RocketMQ's 18 delay levels (1 s … 2 h); the delay topic has one queue per level.
+pub const DELAY_LEVEL_COUNT: u32 = 18;
+
+/// A message is retried this many times before it goes to the dead-letter queue, unless
+/// the consumer says otherwise (RocketMQ's `maxReconsumeTimes` default).
+pub const MAX_RECONSUME_TIMES_DEFAULT: i32 = 16;
+
+/// RocketMQ's topic name limit (`TopicValidator.TOPIC_MAX_LENGTH`).
+pub const TOPIC_NAME_MAX_BYTES: usize = 127;
+
+/// Topic changes queued between two shards. They are rare (admin requests, first sends
+/// of new topics); a full channel makes the sender wait, which is fine for them.
+pub const CONTROL_CHANNEL_CAPACITY: usize = 1024;
+
+/// How long a shard waits for a peer's control channel to connect (shards connect them
+/// within moments of start).
+pub const CONTROL_CONNECT_MAX_MS: u64 = 10_000;
+
+/// How often each executor looks at the process-wide stop flag.
+pub const STOP_POLL_INTERVAL_MS: u64 = 50;
+
+/// Most messages one pull returns, whatever the client asks: RocketMQ's default batch
+/// is 32 and the client never asks for more than its pull batch size.
+pub const PULL_MESSAGES_MAX: u32 = 1024;
+
+/// Most bytes one pull returns: a pull answer must fit one frame with room to spare.
+pub const PULL_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// How long a registration with a NameServer may take before it counts as failed (and
+/// is retried); RocketMQ uses 6 s for the same call.
+pub const REGISTER_TIMEOUT_MS: u64 = 6_000;
+/// Until a NameServer has accepted us once, retry this often (it may still be starting).
+pub const REGISTER_RETRY_MS: u64 = 200;
+/// Shutdown waits this long per NameServer for UNREGISTER_BROKER's answer.
+pub const UNREGISTER_TIMEOUT_MS: u64 = 2_000;

@@ -1,16 +1,18 @@
-//! The `rockshard` command.
+//! The `rockshard` command: `broker` (with its embedded NameServer by default),
+//! `namesrv` (standalone), `admin` (topics, routes, consumer progress over the remoting
+//! protocol) and `store inspect` (recover a shard directory and print what it holds).
 //!
-//! Today it carries one working tool, `rockshard store inspect`, which opens a shard's
-//! store directory (recovering it exactly as the broker will), and prints the recovery
-//! report, the CommitLog positions and every queue's offsets. `broker`, `namesrv` and
-//! `admin` are the commands of the broker issue; until it lands they say so and exit
-//! with status 2 rather than pretend to run.
+//! Exit status: 0 after a clean stop, 1 when running failed, 2 for bad usage or
+//! configuration (the message names the key at fault).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rockshard::config::{read_settings_file, BrokerConfig, BrokerSettings};
+use rockshard::namesrv::NamesrvConfig;
 use rockshard_storage::{Store, StoreConfig};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -25,12 +27,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the broker (with its embedded NameServer). Not built yet.
-    Broker,
-    /// Run a standalone NameServer. Not built yet.
-    Namesrv,
-    /// Administer topics, routes and consumer groups. Not built yet.
-    Admin,
+    /// Run the broker: one shard per core, embedded NameServer on 127.0.0.1:9876, data in ./data.
+    Broker {
+        /// A TOML file of settings (keys as the flags below, with `_` for `-`); flags win.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: BrokerSettings,
+    },
+    /// Run a standalone NameServer.
+    Namesrv {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        listen: std::net::SocketAddr,
+        /// How often to look for silent brokers, ms.
+        #[arg(long, default_value_t = rockshard::limits::NAMESRV_SCAN_INTERVAL_DEFAULT_MS)]
+        scan_interval_ms: u64,
+        /// Drop a broker silent this long, ms (unless it registered its own timeout).
+        #[arg(long, default_value_t = rockshard::limits::NAMESRV_BROKER_EXPIRY_DEFAULT_MS)]
+        broker_expiry_ms: u64,
+    },
+    /// Administer topics, routes and consumer groups over the remoting protocol.
+    Admin(rockshard::admin::AdminArgs),
     /// Work with a shard's store directly.
     Store {
         #[command(subcommand)]
@@ -52,15 +70,56 @@ enum StoreCommand {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match Cli::parse().command {
-        Command::Broker | Command::Namesrv | Command::Admin => {
-            eprintln!(
-                "rockshard: the broker, NameServer and admin commands are not built yet; \
-                 the storage engine is (see README.md, Status)"
-            );
-            ExitCode::from(2)
+        Command::Broker { config, settings } => broker(config, settings),
+        Command::Namesrv { listen, scan_interval_ms, broker_expiry_ms } => {
+            namesrv(NamesrvConfig { listen, scan_interval_ms, broker_expiry_ms })
         }
+        Command::Admin(args) => rockshard::admin::run(args),
         Command::Store { command: StoreCommand::Inspect { dir, segment_size } } => inspect(dir, segment_size),
+    }
+}
+
+fn broker(config_file: Option<PathBuf>, flags: BrokerSettings) -> ExitCode {
+    let file = match config_file.as_deref().map(read_settings_file).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("rockshard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match BrokerConfig::resolve(file, flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rockshard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rockshard::broker::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rockshard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn namesrv(config: NamesrvConfig) -> ExitCode {
+    if let Err(e) = config.validate() {
+        eprintln!("rockshard: {e}");
+        return ExitCode::from(2);
+    }
+    match rockshard::process::run_namesrv(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rockshard: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

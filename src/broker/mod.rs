@@ -1,1 +1,214 @@
-//! The broker shard.
+//! The broker process: one glommio executor per shard, plus one for the embedded
+//! NameServer, and the signal handling that stops them in order.
+//!
+//! Threads: `run` is called on the main thread, which blocks SIGINT/SIGTERM (so every
+//! thread it starts inherits the mask) and then only waits. A signal thread turns the
+//! first signal into `STOP`; each executor polls it and triggers its own shutdown
+//! signal. A shard shuts down by: stop accepting, finish in-flight requests (long polls
+//! are woken), flush and checkpoint the store, unregister from the NameServers. The
+//! embedded NameServer stops last, so unregistrations reach it.
+//!
+//! Readiness: when every shard has registered with every NameServer once, the process
+//! prints one line to stdout starting with `ready:`; tests and scripts wait for it.
+//!
+//! Deliberately not here: request handling (`shard` and the per-concern modules).
+
+pub mod admin;
+pub mod control;
+pub mod groups;
+pub mod locks;
+pub mod offsets;
+pub mod pull;
+pub mod register;
+pub mod schedule;
+pub mod send;
+pub mod sendback;
+pub mod shard;
+pub mod topics;
+
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info, warn};
+
+use crate::config::BrokerConfig;
+use crate::limits::STOP_POLL_INTERVAL_MS;
+use crate::process::{install_signal_thread, request_stop, watch_stop};
+use crate::remoting::server::{self, Signal};
+use crate::{Error, Result};
+
+/// Wall-clock milliseconds, as RocketMQ timestamps are.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+enum ShardEvent {
+    Ready,
+    Failed(usize, String),
+}
+
+/// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its store.
+pub fn run(config: BrokerConfig) -> Result<()> {
+    install_signal_thread()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(Error::io("create data directory", config.data_dir.display()))?;
+    let config = Arc::new(config);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // The embedded NameServer starts first so the shards' first registration finds it.
+    let namesrv = match config.embedded_namesrv.clone() {
+        None => None,
+        Some(ns) => {
+            let (started_tx, started_rx) = mpsc::channel::<std::result::Result<(), String>>();
+            let handle = LocalExecutorBuilder::new(Placement::Unbound)
+                .name("rockshard-namesrv")
+                .spawn(move || async move {
+                    let shutdown = Signal::new();
+                    // The sidecar outlives the shards: it stops only after they unregistered.
+                    watch_namesrv_stop(shutdown.clone());
+                    let listener = match server::bind(ns.listen) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    drop(listener);
+                    let _ = started_tx.send(Ok(()));
+                    if let Err(e) = crate::namesrv::run(ns, shutdown).await {
+                        error!(error = %e, "embedded NameServer failed");
+                        request_stop();
+                    }
+                })
+                .map_err(|e| Error::Io {
+                    op: "start",
+                    target: "NameServer executor".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            match started_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::Usage(format!("embedded NameServer: {e}"))),
+                Err(_) => return Err(Error::Usage("embedded NameServer did not start".into())),
+            }
+            Some(handle)
+        }
+    };
+
+    let mesh = control::Mesh::new(config.shards);
+    let (events_tx, events_rx) = mpsc::channel::<ShardEvent>();
+    let mut handles = Vec::with_capacity(config.shards);
+    for (id, endpoints) in mesh.into_endpoints().into_iter().enumerate() {
+        let placement = if config.pin_cores { Placement::Fixed(id % cores) } else { Placement::Unbound };
+        let (config, events) = (config.clone(), events_tx.clone());
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("rockshard-shard-{id}"))
+            .spawn(move || async move { run_shard(id, config, endpoints, events).await })
+            .map_err(|e| Error::Io {
+                op: "start",
+                target: format!("shard {id} executor"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        handles.push(handle);
+    }
+    drop(events_tx);
+
+    let mut ready = 0;
+    let mut failure = None;
+    while ready < config.shards {
+        match events_rx.recv() {
+            Ok(ShardEvent::Ready) => ready += 1,
+            Ok(ShardEvent::Failed(id, e)) => {
+                failure = Some(format!("shard {id}: {e}"));
+                request_stop();
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    if failure.is_none() && ready == config.shards {
+        let last = config.port as usize + config.shards - 1;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "ready: broker {} shards {} ports {}-{} namesrv {}",
+            config.broker_name,
+            config.shards,
+            config.port,
+            last,
+            config.namesrv_addrs.join(";")
+        );
+        let _ = out.flush();
+    }
+    for (id, h) in handles.into_iter().enumerate() {
+        if h.join().is_err() {
+            warn!(shard = id, "shard executor ended abnormally");
+        }
+    }
+    NAMESRV_STOP.store(true, Ordering::SeqCst);
+    if let Some(h) = namesrv {
+        let _ = h.join();
+    }
+    match failure {
+        Some(e) => Err(Error::Usage(e)),
+        None => Ok(()),
+    }
+}
+
+/// Set after every shard has stopped (and unregistered): the sidecar NameServer may go.
+static NAMESRV_STOP: AtomicBool = AtomicBool::new(false);
+
+fn watch_namesrv_stop(signal: Rc<Signal>) {
+    glommio::spawn_local(async move {
+        while !NAMESRV_STOP.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(STOP_POLL_INTERVAL_MS)).await;
+        }
+        signal.trigger();
+    })
+    .detach();
+}
+
+async fn run_shard(
+    id: usize,
+    config: Arc<BrokerConfig>,
+    endpoints: control::Endpoints,
+    events: mpsc::Sender<ShardEvent>,
+) {
+    let config = Rc::new((*config).clone());
+    let fail = |e: String| {
+        let _ = events.send(ShardEvent::Failed(id, e));
+    };
+    let listener = match server::bind(config.shard_listen(id)) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    let shutdown = Signal::new();
+    watch_stop(shutdown.clone());
+    let control = control::ControlPlane::connect(id, endpoints).await;
+    let shard = match shard::Shard::open(id, config, control, shutdown.clone()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    info!(shard = id, listen = %shard.config.shard_listen(id), broker = %shard.broker_name, "shard serving");
+    shard.start_tasks();
+    let (registrar, registered) = register::start(&shard);
+    {
+        let events = events.clone();
+        glommio::spawn_local(async move {
+            if registered.await {
+                let _ = events.send(ShardEvent::Ready);
+            }
+        })
+        .detach();
+    }
+    if let Err(e) = server::serve(listener, shard.clone(), shutdown).await {
+        warn!(shard = id, error = %e, "serving ended with an error");
+    }
+    registrar.unregister_all(&shard).await;
+    if let Err(e) = shard.close().await {
+        error!(shard = id, error = %e, "closing the store failed");
+    }
+    info!(shard = id, "shard stopped");
+}

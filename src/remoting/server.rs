@@ -162,8 +162,13 @@ impl Connection {
 /// What a server serves. Implementations live on the same executor as the server.
 pub trait Service: 'static {
     /// Handles one request and returns the answer (`None` for oneway requests or when
-    /// there is nothing to say). Runs as its own task.
-    fn handle(&self, conn: &Rc<Connection>, request: RemotingCommand) -> impl Future<Output = Option<RemotingCommand>>;
+    /// there is nothing to say). Runs as its own task; takes the `Rc` so the handler can
+    /// hand the service to tasks it spawns.
+    fn handle(
+        self: Rc<Self>,
+        conn: &Rc<Connection>,
+        request: RemotingCommand,
+    ) -> impl Future<Output = Option<RemotingCommand>>;
 
     /// Called once when a connection has closed, after its last answer was queued.
     fn on_close(&self, _conn: &Connection) {}
@@ -298,7 +303,7 @@ fn dispatch<S: Service>(conn: &Rc<Connection>, service: &Rc<S>, cmd: RemotingCom
     let (conn, service) = (conn.clone(), service.clone());
     glommio::spawn_local(async move {
         let oneway = cmd.is_oneway();
-        let answer = service.handle(&conn, cmd).await;
+        let answer = service.clone().handle(&conn, cmd).await;
         if let Some(answer) = answer {
             if !oneway {
                 conn.send(&answer);

@@ -1,0 +1,206 @@
+//! A shard's registration with every NameServer: REGISTER_BROKER at start, every
+//! `register_interval_ms` (the heartbeat), and at once after a topic change;
+//! UNREGISTER_BROKER on clean shutdown.
+//!
+//! Each shard registers as its own broker, `<broker_name>-s<shard>` with brokerId 0
+//! (master) at its own address, carrying the topics it holds queues of, so routes send
+//! clients straight to the owning core.
+//!
+//! NameServers are independent: a failure with one (down, slow) never delays
+//! registration with the others; each has its own connection, re-made when it breaks.
+//!
+//! Runs on the shard's executor.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rockshard_net::body::{self, DataVersion, RegisterBrokerBody, TopicConfigSerializeWrapper};
+use rockshard_net::code::{request, response};
+use rockshard_net::headers::CommandHeader;
+use rockshard_net::headers::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
+use rockshard_net::{ExtFields, RemotingCommand};
+use rockshard_storage::sync::{completion, Notify};
+use tracing::{debug, info, warn};
+
+use super::shard::Shard;
+use crate::limits::{REGISTER_TIMEOUT_MS, UNREGISTER_TIMEOUT_MS};
+use crate::remoting::client::Client;
+use crate::{Error, Result};
+
+/// The REGISTER_BROKER request for this shard's current topics.
+pub fn register_request(shard: &Shard) -> RemotingCommand {
+    let mut table = BTreeMap::new();
+    for t in shard.store.topics() {
+        let mut attributes = BTreeMap::new();
+        attributes.insert(super::topics::FLUSH_MODE_ATTRIBUTE.to_string(), t.flush.to_string());
+        table.insert(
+            t.name.clone(),
+            body::TopicConfig {
+                attributes,
+                order: t.order,
+                perm: t.perm as i32,
+                read_queue_nums: t.read_queues as i32,
+                topic_filter_type: "SINGLE_TAG".to_string(),
+                topic_name: t.name.clone(),
+                topic_sys_flag: t.sys_flag as i32,
+                write_queue_nums: t.write_queues as i32,
+            },
+        );
+    }
+    let version = shard.topic_version.get() as i64;
+    let wrapper = TopicConfigSerializeWrapper {
+        data_version: DataVersion { counter: version, state_version: 0, timestamp: version },
+        topic_config_table: table,
+        ..Default::default()
+    };
+    let body =
+        body::to_json(&RegisterBrokerBody { filter_server_list: Vec::new(), topic_config_serialize_wrapper: wrapper })
+            .expect("topic configs always serialize");
+    let header = RegisterBrokerRequestHeader {
+        broker_name: shard.broker_name.clone(),
+        broker_addr: shard.addr.clone(),
+        cluster_name: shard.config.cluster_name.clone(),
+        ha_server_addr: shard.addr.clone(),
+        broker_id: 0,
+        // Tell the NameServer how long to keep us: four missed heartbeats.
+        heartbeat_timeout_millis: Some((shard.config.register_interval_ms * 4) as i64),
+        enable_acting_master: Some(false),
+        compressed: Some(false),
+        body_crc32: Some((rockshard_net::stored::body_crc(&body) & 0x7fff_ffff) as i32),
+    };
+    let mut ext = ExtFields::new();
+    header.encode(&mut ext);
+    RemotingCommand::new_request(request::REGISTER_BROKER, ext).with_body(body)
+}
+
+/// One NameServer's connection, made again when it breaks.
+struct Namesrv {
+    addr: String,
+    client: RefCell<Option<Client>>,
+}
+
+impl Namesrv {
+    async fn request(&self, cmd: RemotingCommand, timeout_ms: u64) -> Result<RemotingCommand> {
+        let timeout = Duration::from_millis(timeout_ms);
+        let existing = self.client.borrow().clone().filter(|c| !c.is_closed());
+        let client = match existing {
+            Some(c) => c,
+            None => {
+                let c = Client::connect(&self.addr, timeout).await?;
+                *self.client.borrow_mut() = Some(c.clone());
+                c
+            }
+        };
+        let answer = client.request(cmd, timeout).await;
+        if answer.is_err() {
+            // A timed-out or broken connection is not reused.
+            self.client.borrow_mut().take();
+        }
+        answer
+    }
+
+    async fn register(&self, shard: &Shard) -> Result<()> {
+        let answer = self.request(register_request(shard), REGISTER_TIMEOUT_MS).await?;
+        if answer.code != response::SUCCESS {
+            return Err(Error::Remote {
+                peer: self.addr.clone(),
+                code: answer.code,
+                remark: answer.remark.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The shard's NameServers, for unregistering at the end.
+pub struct Registrar {
+    namesrvs: Vec<Rc<Namesrv>>,
+}
+
+/// Starts registering. The returned future resolves to true once every NameServer has
+/// accepted a registration (false if the shard stops first).
+pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
+    let namesrvs: Vec<Rc<Namesrv>> = shard
+        .config
+        .namesrv_addrs
+        .iter()
+        .map(|a| Rc::new(Namesrv { addr: a.clone(), client: RefCell::new(None) }))
+        .collect();
+    let (done, registered) = completion::<bool>();
+    let pending = Rc::new(RefCell::new(Some((done, namesrvs.len()))));
+    for ns in namesrvs.iter().cloned() {
+        let (shard, pending) = (shard.clone(), pending.clone());
+        let topics_changed = Rc::new(Notify::default());
+        shard.register_wakers.borrow_mut().push(topics_changed.clone());
+        glommio::spawn_local(async move {
+            let mut first = true;
+            loop {
+                match ns.register(&shard).await {
+                    Ok(()) => {
+                        debug!(shard = shard.id, namesrv = %ns.addr, "registered");
+                        if first {
+                            first = false;
+                            info!(shard = shard.id, namesrv = %ns.addr, broker = %shard.broker_name, "registered with NameServer");
+                            let mut p = pending.borrow_mut();
+                            if let Some((_, left)) = p.as_mut() {
+                                *left -= 1;
+                                if *left == 0 {
+                                    let (done, _) = p.take().expect("present");
+                                    done.complete(true);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => warn!(shard = shard.id, namesrv = %ns.addr, error = %e, "registration failed; will retry"),
+                }
+                // Until the first success, retry soon; then heartbeat at the interval, or
+                // at once when topics change.
+                let wait = if first { crate::limits::REGISTER_RETRY_MS } else { shard.config.register_interval_ms };
+                let stop = futures_lite::future::or(
+                    async {
+                        let interval = glommio::timer::sleep(Duration::from_millis(wait));
+                        futures_lite::future::or(topics_changed.notified(), interval).await;
+                        false
+                    },
+                    async {
+                        shard.shutdown.wait().await;
+                        true
+                    },
+                )
+                .await;
+                if stop {
+                    break;
+                }
+            }
+            if let Some((done, _)) = pending.borrow_mut().take() {
+                done.complete(false);
+            }
+        })
+        .detach();
+    }
+    (Registrar { namesrvs }, registered)
+}
+
+impl Registrar {
+    /// Tells every NameServer this shard is going away (bounded wait per NameServer).
+    pub async fn unregister_all(&self, shard: &Rc<Shard>) {
+        for ns in &self.namesrvs {
+            let header = UnregisterBrokerRequestHeader {
+                broker_name: shard.broker_name.clone(),
+                broker_addr: shard.addr.clone(),
+                cluster_name: shard.config.cluster_name.clone(),
+                broker_id: 0,
+            };
+            let mut ext = ExtFields::new();
+            header.encode(&mut ext);
+            let cmd = RemotingCommand::new_request(request::UNREGISTER_BROKER, ext);
+            match ns.request(cmd, UNREGISTER_TIMEOUT_MS).await {
+                Ok(_) => info!(shard = shard.id, namesrv = %ns.addr, "unregistered"),
+                Err(e) => warn!(shard = shard.id, namesrv = %ns.addr, error = %e, "unregister failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Sends: SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320), and
+//! [`append`], the one way the broker itself stores a message (retries, dead letters,
+//! delayed delivery, transaction commits).
+//!
+//! A send is checked whole before anything is stored — topic (auto-created when
+//! allowed), write permission, queue id, body size, properties — so a refused send
+//! leaves no trace. Then the records are appended to the shard's store in one call
+//! (a batch becomes one write) and the answer waits for what the topic's flush mode
+//! promises: the page cache (`async`) or an fdatasync (`sync`). A producer that sets
+//! `WAIT=false` is answered once the bytes are written, as RocketMQ does.
+//!
+//! Delayed messages follow RocketMQ: a DELAY property > 0 parks the message on
+//! `SCHEDULE_TOPIC_XXXX`, queue `level - 1`, with the real topic and queue in
+//! REAL_TOPIC / REAL_QID; `schedule` moves it back when due.
+//!
+//! Runs on the shard's executor; the answer's message id is an offset id (store host +
+//! CommitLog offset) so VIEW_MESSAGE_BY_ID and END_TRANSACTION can find the record.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use rockshard_net::code::{request, response};
+use rockshard_net::headers::{decode_send_message_header, SendMessageResponseHeader};
+use rockshard_net::properties::{self, keys};
+use rockshard_net::stored::{sys_flag, RecordFields};
+use rockshard_net::{batch, msgid, RemotingCommand};
+use rockshard_storage::store::SCHEDULE_TOPIC;
+use rockshard_storage::topics::perm;
+use rockshard_storage::{AppendWait, StorageError};
+use tracing::debug;
+
+use super::shard::{bad_header, reply, storage_error_code, Shard};
+use super::topics;
+use crate::limits::{DELAY_LEVEL_COUNT, MAX_RECONSUME_TIMES_DEFAULT};
+use crate::remoting::server::Connection;
+
+/// A message the broker stores on its own behalf.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub queue_id: i32,
+    pub body: &'a [u8],
+    pub flag: i32,
+    /// The encoded property string.
+    pub properties: &'a [u8],
+    pub sys_flag: i32,
+    pub born_timestamp_ms: i64,
+    pub born_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+}
+
+/// Where a delayed message is parked: (SCHEDULE_TOPIC queue, properties with the real
+/// destination added). `None` for a message that is not delayed.
+fn divert_delayed(m: &Outgoing<'_>) -> Option<(i32, Vec<u8>)> {
+    if m.topic == SCHEDULE_TOPIC || (m.sys_flag & sys_flag::TRANSACTION_MASK) == sys_flag::TRANSACTION_PREPARED {
+        return None;
+    }
+    let level = properties::get(m.properties, keys::DELAY)?.trim().parse::<i64>().ok()?;
+    if level <= 0 {
+        return None;
+    }
+    let level = level.min(DELAY_LEVEL_COUNT as i64) as i32;
+    let mut props = Vec::with_capacity(m.properties.len() + m.topic.len() + 32);
+    props.extend_from_slice(m.properties);
+    if !props.is_empty() && props.last() != Some(&properties::PROPERTY_SEPARATOR) {
+        props.push(properties::PROPERTY_SEPARATOR);
+    }
+    let qid = m.queue_id.to_string();
+    props.extend_from_slice(&properties::encode([(keys::REAL_TOPIC, m.topic), (keys::REAL_QID, qid.as_str())]));
+    Some((level - 1, props))
+}
+
+/// Stores `msgs` on this shard (in one append), applying the delay rule. The offsets are
+/// in the returned wait's `result()`; awaiting it gives the durability answer.
+pub fn append(shard: &Shard, msgs: &[Outgoing<'_>], wait_store: bool) -> Result<AppendWait, StorageError> {
+    let diverted: Vec<Option<(i32, Vec<u8>)>> = msgs.iter().map(divert_delayed).collect();
+    let fields: Vec<RecordFields<'_>> = msgs
+        .iter()
+        .zip(&diverted)
+        .map(|(m, d)| {
+            let (topic, queue_id, properties) = match d {
+                Some((q, p)) => (SCHEDULE_TOPIC.as_bytes(), *q, p.as_slice()),
+                None => (m.topic.as_bytes(), m.queue_id, m.properties),
+            };
+            RecordFields {
+                topic,
+                queue_id,
+                flag: m.flag,
+                sys_flag: m.sys_flag,
+                born_timestamp_ms: m.born_timestamp_ms,
+                born_host: m.born_host,
+                store_timestamp_ms: 0,
+                store_host: shard.store_host,
+                reconsume_times: m.reconsume_times,
+                prepared_transaction_offset: m.prepared_transaction_offset,
+                body: m.body,
+                properties,
+            }
+        })
+        .collect();
+    shard.store.append(&fields, wait_store)
+}
+
+/// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
+pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
+    let h = match decode_send_message_header(&req.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return bad_header(&req, e),
+    };
+    let is_batch = req.code == request::SEND_BATCH_MESSAGE || h.is_batch();
+    let limit = shard.config.max_message_size_bytes;
+    if req.body.len() > limit {
+        return reply(
+            &req,
+            response::MESSAGE_ILLEGAL,
+            format!("message body of {} bytes is over the {limit}-byte limit (max_message_size_bytes)", req.body.len()),
+        );
+    }
+    if req.body.is_empty() {
+        return reply(&req, response::MESSAGE_ILLEGAL, "message body is empty");
+    }
+
+    // The topic: retries past their limit go to the dead-letter queue (a client may send
+    // to %RETRY% directly when CONSUMER_SEND_MSG_BACK fails).
+    let mut topic_name = h.topic.clone();
+    let reconsume_times = h.reconsume_times.unwrap_or(0);
+    if let Some(group) = topic_name.strip_prefix(topics::RETRY_PREFIX) {
+        let max = h.max_reconsume_times.unwrap_or(MAX_RECONSUME_TIMES_DEFAULT);
+        if reconsume_times > max {
+            topic_name = format!("{}{group}", topics::DLQ_PREFIX);
+        }
+    }
+    let topic = match shard.store.topic(&topic_name) {
+        Some(t) => t,
+        None if topic_name.starts_with(topics::RETRY_PREFIX) || topic_name.starts_with(topics::DLQ_PREFIX) => {
+            match topics::ensure_local_topic(shard, &topic_name, 1, perm::READ_WRITE).await {
+                Ok(t) => t,
+                Err(e) => return reply(&req, response::SYSTEM_ERROR, format!("creating `{topic_name}`: {e}")),
+            }
+        }
+        None => match topics::auto_create(shard, &topic_name).await {
+            Ok(t) => t,
+            Err((code, remark)) => return reply(&req, code, remark),
+        },
+    };
+    if topic.perm & perm::WRITE == 0 {
+        return reply(
+            &req,
+            response::NO_PERMISSION,
+            format!("topic `{topic_name}` is not writable on {}", shard.broker_name),
+        );
+    }
+    let queues = topic.write_queues as i32;
+    let queue_id = if h.queue_id < 0 { shard.next_queue(queues) } else { h.queue_id };
+    if queue_id >= queues {
+        return reply(
+            &req,
+            response::SYSTEM_ERROR,
+            format!(
+                "queue {queue_id} of topic `{topic_name}` does not exist on {} ({queues} write queues)",
+                shard.broker_name
+            ),
+        );
+    }
+
+    let properties = h.properties.as_deref().unwrap_or("").as_bytes();
+    let wait_store = properties::get(properties, keys::WAIT) != Some("false");
+    let base = Outgoing {
+        topic: &topic_name,
+        queue_id,
+        body: &req.body,
+        flag: h.flag,
+        properties,
+        sys_flag: h.sys_flag,
+        born_timestamp_ms: h.born_timestamp_ms,
+        born_host: conn.peer(),
+        reconsume_times,
+        prepared_transaction_offset: 0,
+    };
+    let items;
+    let msgs: Vec<Outgoing<'_>> = if is_batch {
+        items = match batch::decode(&req.body) {
+            Ok(items) if !items.is_empty() => items,
+            Ok(_) => return reply(&req, response::MESSAGE_ILLEGAL, "batch holds no messages"),
+            Err(e) => return reply(&req, response::MESSAGE_ILLEGAL, format!("batch body: {e}")),
+        };
+        items.iter().map(|it| Outgoing { body: it.body, flag: it.flag, properties: it.properties, ..base }).collect()
+    } else {
+        vec![base]
+    };
+
+    let wait = match append(shard, &msgs, wait_store) {
+        Ok(w) => w,
+        Err(e) => return reply(&req, storage_error_code(&e), e.to_string()),
+    };
+    let placed = wait.result().clone();
+    if let Err(e) = wait.await {
+        debug!(shard = shard.id, topic = %topic_name, error = %e, "send not confirmed");
+        return reply(&req, storage_error_code(&e), e.to_string());
+    }
+
+    let mut msg_id = String::with_capacity(placed.records.len() * (msgid::ID_V4_LEN + 1));
+    for (i, r) in placed.records.iter().enumerate() {
+        if i > 0 {
+            msg_id.push(',');
+        }
+        msgid::encode_into(shard.store_host, r.physical_offset.0 as i64, &mut msg_id);
+    }
+    let first = placed.records[0];
+    let header = SendMessageResponseHeader {
+        msg_id,
+        queue_id,
+        queue_offset: first.queue_offset.0 as i64,
+        transaction_id: if is_batch { None } else { properties::get(properties, keys::UNIQ_KEY).map(str::to_string) },
+        batch_uniq_id: None,
+        recall_handle: None,
+        msg_region: None,
+        trace_on: None,
+    };
+    let mut answer = RemotingCommand::response_to(&req, response::SUCCESS, None);
+    answer.set_ext_header(&header);
+    Some(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing<'a>(topic: &'a str, props: &'a [u8]) -> Outgoing<'a> {
+        Outgoing {
+            topic,
+            queue_id: 3,
+            body: b"x",
+            flag: 0,
+            properties: props,
+            sys_flag: 0,
+            born_timestamp_ms: 0,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+    }
+
+    #[test]
+    fn delayed_messages_park_on_the_schedule_topic_with_their_destination() {
+        let props = properties::encode([(keys::DELAY, "2"), (keys::TAGS, "a")]);
+        let (queue, parked) = divert_delayed(&outgoing("orders", &props)).unwrap();
+        assert_eq!(queue, 1);
+        assert_eq!(properties::get(&parked, keys::REAL_TOPIC), Some("orders"));
+        assert_eq!(properties::get(&parked, keys::REAL_QID), Some("3"));
+        assert_eq!(properties::get(&parked, keys::TAGS), Some("a"));
+        // Levels past the table clamp to the last (2 h), as RocketMQ does.
+        let props = properties::encode([(keys::DELAY, "99")]);
+        assert_eq!(divert_delayed(&outgoing("orders", &props)).unwrap().0, 17);
+    }
+
+    #[test]
+    fn undelayed_and_already_parked_messages_stay() {
+        assert!(divert_delayed(&outgoing("orders", &properties::encode([(keys::TAGS, "a")]))).is_none());
+        assert!(divert_delayed(&outgoing("orders", &properties::encode([(keys::DELAY, "0")]))).is_none());
+        let props = properties::encode([(keys::DELAY, "3")]);
+        assert!(divert_delayed(&outgoing(SCHEDULE_TOPIC, &props)).is_none());
+    }
+}

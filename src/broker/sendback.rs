@@ -1,0 +1,12 @@
+//! Consumer send-back: retry and dead-letter queues (owner: helper; placeholder).
+
+use std::rc::Rc;
+
+use rockshard_net::RemotingCommand;
+
+use super::shard::Shard;
+use crate::remoting::server::Connection;
+
+pub async fn handle(_shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
+    Some(RemotingCommand::not_supported(&req))
+}

@@ -1,0 +1,251 @@
+//! Topics on a shard: creation by request (UPDATE_AND_CREATE_TOPIC) and on first send
+//! (auto-create), their spread over shards, system topics, and deletion.
+//!
+//! A topic's queue counts in a request are totals for the whole broker; shard `i` keeps
+//! `control::queue_share(total, shards, i)` of them, so a 16-queue topic on a 4-shard
+//! broker shows in routes as four brokers (`<name>-s0..s3`) with 4 queues each. A shard
+//! whose share is 0 does not have the topic. Retry and dead-letter topics are the
+//! exception: they are created per shard, one queue each, as RocketMQ creates them per
+//! broker, because each shard receives its own heartbeats and send-backs.
+//!
+//! The flush mode travels as a RocketMQ 5 topic attribute, `+flush.mode=sync` (or
+//! `async`), in the request's `attributes` field; an update that does not mention it
+//! keeps the topic's current mode.
+//!
+//! Runs on the shard's executor; changes reach other shards as `control` messages.
+
+use std::rc::Rc;
+
+use rockshard_net::code::response;
+use rockshard_net::headers::CreateTopicRequestHeader;
+use rockshard_net::RemotingCommand;
+use rockshard_storage::store::SCHEDULE_TOPIC;
+use rockshard_storage::topics::perm;
+use rockshard_storage::{FlushMode, TopicConfig};
+use tracing::{info, warn};
+
+use super::control::{queue_share, ControlMsg, TopicSpec};
+use super::shard::{bad_header, reply, Shard};
+use crate::limits::{DELAY_LEVEL_COUNT, TOPIC_NAME_MAX_BYTES, TOPIC_QUEUES_MAX};
+use crate::remoting::server::Connection;
+use crate::{Error, Result};
+
+/// The topic whose route producers use before a topic exists (auto-create path).
+pub const AUTO_CREATE_TOPIC: &str = "TBW102";
+/// Retry topics are `%RETRY%<group>`, dead-letter topics `%DLQ%<group>`.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+pub const DLQ_PREFIX: &str = "%DLQ%";
+/// The attribute key carrying a topic's flush mode.
+pub const FLUSH_MODE_ATTRIBUTE: &str = "flush.mode";
+
+/// Whether a name is a topic clients may create: RocketMQ's charset and length.
+pub fn check_topic_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > TOPIC_NAME_MAX_BYTES {
+        return Err(format!("topic name must be 1 to {TOPIC_NAME_MAX_BYTES} bytes"));
+    }
+    if !rockshard_storage::store::valid_topic(name.as_bytes()) {
+        return Err(format!("topic `{name}` has characters outside [%|a-zA-Z0-9_-]"));
+    }
+    Ok(())
+}
+
+/// Reads `+flush.mode=...` out of a RocketMQ attribute string (`+k=v,+k2=v2,-k3`).
+/// Unknown attributes are ignored, as RocketMQ ignores those it does not support.
+pub fn flush_mode_attribute(attributes: &str) -> std::result::Result<Option<FlushMode>, String> {
+    for item in attributes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let item = item.strip_prefix('+').unwrap_or(item);
+        if let Some((key, value)) = item.split_once('=') {
+            if key.trim() == FLUSH_MODE_ATTRIBUTE {
+                return value.trim().parse::<FlushMode>().map(Some);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Creates the topics every shard has: the delay topic (one queue per level) and, with
+/// auto-create on, TBW102 so producers can route a topic that does not exist yet.
+pub async fn ensure_system_topics(shard: &Rc<Shard>) -> Result<()> {
+    ensure_local_topic(shard, SCHEDULE_TOPIC, DELAY_LEVEL_COUNT, perm::READ_WRITE).await?;
+    if shard.config.auto_create_topic {
+        let share = queue_share(shard.config.default_topic_queues, shard.config.shards, shard.id).max(1);
+        ensure_local_topic(shard, AUTO_CREATE_TOPIC, share, perm::READ_WRITE | perm::INHERIT).await?;
+    } else if shard.store.topic(AUTO_CREATE_TOPIC).is_some() {
+        shard.store.remove_topic(AUTO_CREATE_TOPIC).await?;
+    }
+    Ok(())
+}
+
+/// Creates `name` on this shard only, if it is missing; returns its config.
+pub async fn ensure_local_topic(shard: &Rc<Shard>, name: &str, queues: u32, perm: u32) -> Result<TopicConfig> {
+    if let Some(t) = shard.store.topic(name) {
+        return Ok(t);
+    }
+    let mut t = TopicConfig::new(name, queues, shard.config.default_flush);
+    t.perm = perm;
+    shard.store.upsert_topic(t.clone()).await?;
+    shard.topics_changed();
+    Ok(t)
+}
+
+/// Applies a broker-wide topic spec to this shard's share.
+pub async fn apply_spec(shard: &Rc<Shard>, spec: &TopicSpec) -> Result<()> {
+    let (shards, id) = (shard.config.shards, shard.id);
+    let write = queue_share(spec.write_queues, shards, id);
+    let read = queue_share(spec.read_queues, shards, id);
+    let existing = shard.store.topic(&spec.name);
+    if write == 0 && read == 0 {
+        if existing.is_some() {
+            shard.store.remove_topic(&spec.name).await?;
+            shard.topics_changed();
+        }
+        return Ok(());
+    }
+    let flush = spec.flush.or(existing.as_ref().map(|t| t.flush)).unwrap_or(shard.config.default_flush);
+    let mut t = TopicConfig::new(spec.name.clone(), write, flush);
+    t.read_queues = read;
+    t.perm = spec.perm;
+    t.order = spec.order;
+    if existing.as_ref() != Some(&t) {
+        shard.store.upsert_topic(t).await?;
+        shard.topics_changed();
+    }
+    Ok(())
+}
+
+/// Applies `spec` here and sends it to every other shard.
+pub async fn apply_everywhere(shard: &Rc<Shard>, spec: TopicSpec) -> Result<()> {
+    apply_spec(shard, &spec).await?;
+    shard.control.broadcast(ControlMsg::UpsertTopic(spec)).await;
+    Ok(())
+}
+
+/// Removes `name` from every shard.
+pub async fn delete_topic_everywhere(shard: &Rc<Shard>, name: &str) -> Result<bool> {
+    let removed = shard.store.remove_topic(name).await?.is_some();
+    if removed {
+        shard.topics_changed();
+    }
+    shard.control.broadcast(ControlMsg::DeleteTopic(name.to_string())).await;
+    Ok(removed)
+}
+
+/// Auto-creates `name` for a send that named an unknown topic, when allowed. Returns
+/// this shard's config of it, or why not.
+pub async fn auto_create(shard: &Rc<Shard>, name: &str) -> std::result::Result<TopicConfig, (i32, String)> {
+    if !shard.config.auto_create_topic {
+        return Err((
+            response::TOPIC_NOT_EXIST,
+            format!("topic `{name}` does not exist on {} and auto-create is off; create it with `rockshard admin topic create`", shard.broker_name),
+        ));
+    }
+    check_topic_name(name).map_err(|e| (response::INVALID_PARAMETER, e))?;
+    let spec = TopicSpec {
+        name: name.to_string(),
+        read_queues: shard.config.default_topic_queues,
+        write_queues: shard.config.default_topic_queues,
+        perm: perm::READ_WRITE,
+        flush: None,
+        order: false,
+    };
+    if let Err(e) = apply_everywhere(shard, spec).await {
+        return Err((response::SYSTEM_ERROR, format!("auto-creating topic `{name}`: {e}")));
+    }
+    info!(shard = shard.id, topic = name, "topic auto-created");
+    shard.store.topic(name).ok_or_else(|| {
+        (
+            response::TOPIC_NOT_EXIST,
+            format!("topic `{name}` was created, but none of its queues is on {}", shard.broker_name),
+        )
+    })
+}
+
+/// UPDATE_AND_CREATE_TOPIC (17).
+pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
+    let h: CreateTopicRequestHeader = match req.ext_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(&req, e),
+    };
+    if let Err(e) = check_topic_name(&h.topic) {
+        return reply(&req, response::INVALID_PARAMETER, e);
+    }
+    let max = TOPIC_QUEUES_MAX as i32;
+    if !(0..=max).contains(&h.read_queue_nums) || !(1..=max).contains(&h.write_queue_nums) {
+        return reply(
+            &req,
+            response::INVALID_PARAMETER,
+            format!(
+                "queue counts read {} / write {}: write must be 1 to {max}, read 0 to {max}",
+                h.read_queue_nums, h.write_queue_nums
+            ),
+        );
+    }
+    let flush = match h.attributes.as_deref().map(flush_mode_attribute).transpose() {
+        Ok(f) => f.flatten(),
+        Err(e) => return reply(&req, response::INVALID_PARAMETER, format!("attribute {FLUSH_MODE_ATTRIBUTE}: {e}")),
+    };
+    let spec = TopicSpec {
+        name: h.topic.clone(),
+        read_queues: h.read_queue_nums as u32,
+        write_queues: h.write_queue_nums as u32,
+        perm: (h.perm as u32) & (perm::READ_WRITE | perm::INHERIT),
+        flush,
+        order: h.order,
+    };
+    match apply_everywhere(shard, spec).await {
+        Ok(()) => Some(RemotingCommand::response_to(&req, response::SUCCESS, None)),
+        Err(e) => reply(&req, response::SYSTEM_ERROR, format!("creating topic `{}`: {e}", h.topic)),
+    }
+}
+
+/// Applies topic changes other shards send.
+pub fn start(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            let msg = futures_lite::future::or(async { Some(shard.control.next().await) }, async {
+                shard.shutdown.wait().await;
+                None
+            })
+            .await;
+            let Some(msg) = msg else { break };
+            let result = match &msg {
+                ControlMsg::UpsertTopic(spec) => apply_spec(&shard, spec).await,
+                ControlMsg::DeleteTopic(name) => match shard.store.remove_topic(name).await {
+                    Ok(Some(_)) => {
+                        shard.topics_changed();
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(Error::Storage(e)),
+                },
+            };
+            if let Err(e) = result {
+                warn!(shard = shard.id, ?msg, error = %e, "applying a topic change from another shard failed");
+            }
+        }
+    })
+    .detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_mode_rides_in_rocketmq_attributes() {
+        assert_eq!(flush_mode_attribute("+flush.mode=sync"), Ok(Some(FlushMode::Sync)));
+        assert_eq!(flush_mode_attribute("+message.type=NORMAL,+flush.mode=async"), Ok(Some(FlushMode::Async)));
+        assert_eq!(flush_mode_attribute("+message.type=NORMAL"), Ok(None));
+        assert_eq!(flush_mode_attribute(""), Ok(None));
+        assert!(flush_mode_attribute("+flush.mode=often").unwrap_err().contains("`sync` or `async`"));
+    }
+
+    #[test]
+    fn topic_names_follow_rocketmq() {
+        assert!(check_topic_name("orders_v2-%RETRY%x").is_ok());
+        assert!(check_topic_name("").is_err());
+        assert!(check_topic_name("a b").is_err());
+        assert!(check_topic_name(&"x".repeat(TOPIC_NAME_MAX_BYTES + 1)).is_err());
+    }
+}

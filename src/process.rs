@@ -1,0 +1,92 @@
+//! Process-level plumbing shared by `rockshard broker` and `rockshard namesrv`: turning
+//! SIGINT/SIGTERM into a stop every executor sees, and the standalone NameServer process.
+//!
+//! The main thread blocks the signals before it starts any thread (so all inherit the
+//! mask); one thread waits for them with `sigwait` and sets `STOP`. Executors poll the
+//! flag (see `watch_stop`) — a signal handler could not safely touch them.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::info;
+
+use crate::limits::STOP_POLL_INTERVAL_MS;
+use crate::namesrv::NamesrvConfig;
+use crate::remoting::server::Signal;
+use crate::{Error, Result};
+
+/// Set once a stop was asked for (signal or a shard that failed to start).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Asks every executor of this process to shut down.
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Triggers `signal` once `STOP` is set. Polling a flag every few tens of ms is cheap and
+/// keeps signal handling out of the executors (a signal handler may not touch them).
+pub fn watch_stop(signal: Rc<Signal>) {
+    glommio::spawn_local(async move {
+        while !STOP.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(STOP_POLL_INTERVAL_MS)).await;
+        }
+        signal.trigger();
+    })
+    .detach();
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (inherited by threads started later) and
+/// starts a thread that waits for them.
+pub fn install_signal_thread() -> Result<()> {
+    // SAFETY: plain libc signal-set calls on a local, initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(Error::Io {
+                op: "block signals",
+                target: "SIGINT/SIGTERM".into(),
+                source: std::io::Error::from_raw_os_error(rc),
+            });
+        }
+        let set_copy = set;
+        std::thread::Builder::new()
+            .name("rockshard-signals".into())
+            .spawn(move || {
+                let mut sig: libc::c_int = 0;
+                // sigwait only fails for an invalid set; either way, stop.
+                libc::sigwait(&set_copy, &mut sig);
+                info!(signal = sig, "stop requested; shutting down");
+                request_stop();
+            })
+            .map_err(Error::io("start", "signal thread"))?;
+    }
+    Ok(())
+}
+
+/// Runs a standalone NameServer until SIGINT/SIGTERM.
+pub fn run_namesrv(config: NamesrvConfig) -> Result<()> {
+    install_signal_thread()?;
+    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("rockshard-namesrv")
+        .spawn(move || async move {
+            let shutdown = Signal::new();
+            watch_stop(shutdown.clone());
+            crate::namesrv::run(config, shutdown).await
+        })
+        .map_err(|e| Error::Io {
+            op: "start",
+            target: "NameServer executor".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    handle.join().map_err(|e| Error::Io {
+        op: "run",
+        target: "NameServer executor".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
