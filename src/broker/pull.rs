@@ -18,6 +18,10 @@
 //! offset past them. Every answer carries nextBeginOffset, minOffset, maxOffset and
 //! suggestWhichBrokerId (§6.2).
 //!
+//! A found batch is written to the connection as the answer's header followed by the
+//! stored records themselves (`Connection::send_parts`), one copy from the store's
+//! buffers to the socket buffer.
+//!
 //! Runs on the shard's executor. Invariant: a waiter registers before it re-checks the
 //! queue, so a message that arrives between the read and the wait is never missed.
 
@@ -26,7 +30,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rockshard_net::body::SubscriptionData;
 use rockshard_net::code::{pull_sys_flag, response};
 use rockshard_net::headers::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -189,7 +192,7 @@ fn answer(
 }
 
 /// PULL_MESSAGE and LITE_PULL_MESSAGE.
-pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
     let h: PullMessageRequestHeader = match req.ext_header() {
         Ok(h) => h,
         Err(e) => return bad_header(&req, e),
@@ -282,13 +285,9 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
                         return Some(answer(&req, response::PULL_RETRY_IMMEDIATELY, &r, next, None));
                     }
                 }
-                let len = r.messages.iter().map(|m| m.len()).sum();
-                let mut body = BytesMut::with_capacity(len);
-                for m in &r.messages {
-                    body.extend_from_slice(m);
-                }
                 let next = r.next_begin_offset;
-                return Some(answer(&req, response::SUCCESS, &r, next, None).with_body(body.freeze()));
+                conn.send_parts(&answer(&req, response::SUCCESS, &r, next, None), &r.messages);
+                return None;
             }
             GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => {
                 let next = r.next_begin_offset;

@@ -144,6 +144,29 @@ impl Connection {
         self.writer_wake.notify();
     }
 
+    /// Queues `cmd` with a body made of `parts` (its own body is ignored), copying each
+    /// part once, straight into the out buffer: a pull answer is a run of stored records,
+    /// and gluing them into one buffer first would copy every byte twice.
+    pub fn send_parts(&self, cmd: &RemotingCommand, parts: &[bytes::Bytes]) {
+        if self.closed.get() {
+            return;
+        }
+        let body_len = parts.iter().map(|p| p.len()).sum();
+        let mut out = self.out.borrow_mut();
+        let mark = out.len();
+        if let Err(e) = rockshard_net::encode_frame_head(cmd, body_len, &mut *out) {
+            out.truncate(mark);
+            warn!(peer = %self.peer, code = cmd.code, error = %e, "answer not encodable; dropped");
+            return;
+        }
+        out.reserve(body_len);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        drop(out);
+        self.writer_wake.notify();
+    }
+
     /// Sends a server-initiated oneway request (NOTIFY_CONSUMER_IDS_CHANGED and the like).
     pub fn send_oneway(&self, mut cmd: RemotingCommand) {
         cmd.mark_oneway();
