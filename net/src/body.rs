@@ -279,6 +279,20 @@ pub struct ConsumerListBody {
     pub consumer_id_list: Vec<String>,
 }
 
+/// CHECK_CLIENT_CONFIG's request body: a push consumer's non-TAG subscription, sent at
+/// start so the broker can refuse an expression it cannot evaluate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CheckClientRequestBody {
+    pub client_id: String,
+    pub group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Absent in Java means nothing to check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_data: Option<SubscriptionData>,
+}
+
 /// A queue: the unit of sharding and ordering.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -1053,6 +1067,20 @@ mod tests {
             let _ = ResetOffsetBody::decode(&input);
         }
         assert!(decoded > 100, "only {decoded} bodies decoded");
+    }
+
+    #[test]
+    fn check_client_body_round_trips_with_java_names() {
+        let java = br#"{"clientId":"192.168.0.2@1","group":"CG","namespace":"","subscriptionData":{"classFilterMode":false,"codeSet":[],"expressionType":"SQL92","subString":"a > 1","subVersion":7,"tagsSet":[],"topic":"T"}}"#;
+        let body: CheckClientRequestBody = from_json(java).expect("decodes");
+        assert_eq!(body.client_id, "192.168.0.2@1");
+        assert_eq!(body.group, "CG");
+        let sub = body.subscription_data.as_ref().expect("subscription present");
+        assert_eq!((sub.expression_type.as_str(), sub.sub_string.as_str(), sub.sub_version), ("SQL92", "a > 1", 7));
+        assert_eq!(to_json(&body).expect("encodes"), java.to_vec());
+        let none: CheckClientRequestBody = from_json(br#"{"clientId":"c","group":"G"}"#).expect("decodes");
+        assert_eq!(none.subscription_data, None);
+        assert_eq!(from_json::<CheckClientRequestBody>(&to_json(&none).expect("encodes")), Ok(none));
     }
 
     #[test]
