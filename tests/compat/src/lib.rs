@@ -188,10 +188,8 @@ impl Broker {
     /// Starts a broker with extra command-line arguments appended.
     pub fn start_with(extra_args: &[&str]) -> Broker {
         let binary = broker_binary();
-        let data_dir = tempfile::Builder::new()
-            .prefix("rockshard-compat-")
-            .tempdir()
-            .expect("create a temporary data directory");
+        let data_dir =
+            tempfile::Builder::new().prefix("rockshard-compat-").tempdir().expect("create a temporary data directory");
         let log_path = data_dir.path().join("broker.log");
         let base_port = free_ports(SHARDS);
         let namesrv_port = free_ports(1);
@@ -211,14 +209,15 @@ impl Broker {
             .arg(base_port.to_string())
             .arg("--namesrv-listen")
             .arg(&namesrv_addr)
+            // The test shares two cores with the client runtime and other work.
+            .arg("--pin-cores")
+            .arg("false")
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let command_line = format!("{command:?}");
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
 
         // Both pipes are drained into one log file for the broker's whole life, so it
         // can never block on a full pipe; stdout lines are also forwarded to find the
@@ -233,14 +232,8 @@ impl Broker {
         spawn_log_drain(stdout, Arc::clone(&log), Some(ready_tx));
         spawn_log_drain(stderr, Arc::clone(&log), None);
 
-        let mut broker = Broker {
-            child,
-            data_dir: Some(data_dir),
-            log_path,
-            namesrv_addr,
-            base_port,
-            ready_line: String::new(),
-        };
+        let mut broker =
+            Broker { child, data_dir: Some(data_dir), log_path, namesrv_addr, base_port, ready_line: String::new() };
         let deadline = Instant::now() + BROKER_READY_TIMEOUT;
         loop {
             match ready_rx.recv_timeout(POLL_INTERVAL) {
@@ -361,10 +354,8 @@ impl Broker {
     /// Creates `topic` with `queues` queues and the given flush mode (`sync`/`async`)
     /// with the admin command.
     pub fn create_topic(&self, topic: &str, queues: u32, flush: &str) -> String {
-        let out = self.admin(
-            &["topic", "create"],
-            &["--topic", topic, "--queues", &queues.to_string(), "--flush", flush],
-        );
+        let out =
+            self.admin(&["topic", "create"], &["--topic", topic, "--queues", &queues.to_string(), "--flush", flush]);
         println!("created topic {topic} (queues {queues}, flush {flush}): {}", out.trim());
         out
     }
@@ -444,11 +435,7 @@ impl Clients {
             telemetry.handle(),
         )
         .expect("create the client runtime");
-        Clients {
-            owner: Some(owner),
-            runtime,
-            _telemetry: telemetry,
-        }
+        Clients { owner: Some(owner), runtime, _telemetry: telemetry }
     }
 
     pub fn runtime(&self) -> Arc<ClientRuntime> {
@@ -458,7 +445,8 @@ impl Clients {
     /// Runs `body` on the client runtime; panics if it takes longer than `limit`.
     pub fn run<F: Future>(&self, limit: Duration, body: F) -> F::Output {
         let owner = self.owner.as_ref().expect("runtime owner present until drop");
-        match owner.block_on(tokio::time::timeout(limit, body)) {
+        // The timer must be created inside the runtime, hence the async block.
+        match owner.block_on(async move { tokio::time::timeout(limit, body).await }) {
             Ok(output) => output,
             Err(_) => panic!("test body did not finish within {limit:?}"),
         }
@@ -470,11 +458,8 @@ impl Drop for Clients {
         let Some(owner) = self.owner.take() else { return };
         if !std::thread::panicking() {
             let runtime = Arc::clone(&self.runtime);
-            let report = owner.block_on(async move {
-                tokio::time::timeout(CLIENT_SHUTDOWN_TIMEOUT, runtime.shutdown())
-                    .await
-                    .ok()
-            });
+            let report = owner
+                .block_on(async move { tokio::time::timeout(CLIENT_SHUTDOWN_TIMEOUT, runtime.shutdown()).await.ok() });
             match report {
                 Some(report) if !report.is_healthy() => {
                     eprintln!("client runtime shutdown report: {}", report.to_json())
@@ -548,11 +533,7 @@ impl Delivery {
             tags: msg.get_tags().map(|t| t.to_string()),
             born_timestamp_ms: msg.born_timestamp(),
             store_timestamp_ms: msg.store_timestamp(),
-            properties: msg
-                .properties()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            properties: msg.properties().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             received_at: Instant::now(),
         }
     }
@@ -606,11 +587,7 @@ impl Recorder {
 
     /// Distinct message indexes received by `member`.
     pub fn distinct_indexes_of(&self, member: usize) -> HashSet<u64> {
-        self.lock()
-            .iter()
-            .filter(|d| d.member == member)
-            .filter_map(|d| d.index)
-            .collect()
+        self.lock().iter().filter(|d| d.member == member).filter_map(|d| d.index).collect()
     }
 
     /// Deliveries beyond the first of each index (over all members).
@@ -684,10 +661,5 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
 pub fn describe_missing(expected: impl IntoIterator<Item = u64>, got: &HashSet<u64>) -> String {
     let missing: Vec<u64> = expected.into_iter().filter(|i| !got.contains(i)).collect();
     let shown: Vec<String> = missing.iter().take(20).map(|i| i.to_string()).collect();
-    format!(
-        "{} missing (first: {}{})",
-        missing.len(),
-        shown.join(", "),
-        if missing.len() > 20 { ", ..." } else { "" }
-    )
+    format!("{} missing (first: {}{})", missing.len(), shown.join(", "), if missing.len() > 20 { ", ..." } else { "" })
 }

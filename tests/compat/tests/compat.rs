@@ -34,8 +34,11 @@ use rockshard_compat::{
     OrderlyRecordingListener, Recorder, RecordingListener, SHARDS,
 };
 
-/// Queues asked of `admin topic create` for every test topic.
+/// Queues of every test topic, across the broker (rockshard spreads them over shards).
 const TOPIC_QUEUES: u32 = 8;
+
+/// The topic whose route tells a client where it may create topics.
+const AUTO_CREATE_KEY: &str = "TBW102";
 
 /// How long a freshly created topic may take to show up in the NameServer route.
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(35);
@@ -86,8 +89,22 @@ async fn wait_for_route(producer: &mut DefaultMQProducer, broker: &Broker, topic
     }
 }
 
-/// Creates `topic` with the admin command and waits until it is routable.
-async fn create_topic(
+/// Creates `topic` the way a RocketMQ application does, through the client
+/// (UPDATE_AND_CREATE_TOPIC to every broker in the route of `TBW102`), and waits until
+/// it is routable. The flush-mode test uses the admin command instead.
+async fn create_topic(producer: &mut DefaultMQProducer, broker: &Broker, topic: &str) -> Vec<MessageQueue> {
+    producer
+        .create_topic(AUTO_CREATE_KEY, topic, TOPIC_QUEUES as i32, HashMap::new())
+        .await
+        .unwrap_or_else(|e| panic!("create topic {topic} through the client: {e}; {}", log_hint(broker)));
+    let queues = wait_for_route(producer, broker, topic).await;
+    println!("topic {topic}: {} queues over {SHARDS} shards", queues.len());
+    queues
+}
+
+/// Creates `topic` with `rockshard admin topic create --flush <flush>` and waits until
+/// it is routable.
+async fn create_topic_with_admin(
     producer: &mut DefaultMQProducer,
     broker: &Broker,
     topic: &str,
@@ -95,7 +112,7 @@ async fn create_topic(
 ) -> Vec<MessageQueue> {
     broker.create_topic(topic, TOPIC_QUEUES, flush);
     let queues = wait_for_route(producer, broker, topic).await;
-    println!("topic {topic}: {} queues over {SHARDS} shards", queues.len());
+    println!("topic {topic} (flush {flush}): {} queues over {SHARDS} shards", queues.len());
     queues
 }
 
@@ -197,9 +214,7 @@ async fn poll_until(
 fn remove_local_offsets(instances: &[&str]) {
     let Some(home) = std::env::var_os("HOME") else { return };
     for instance in instances {
-        let dir = std::path::Path::new(&home)
-            .join(".rocketmq_offsets")
-            .join(format!("127.0.0.1@{instance}"));
+        let dir = std::path::Path::new(&home).join(".rocketmq_offsets").join(format!("127.0.0.1@{instance}"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -238,7 +253,7 @@ fn clustering_10k_messages_four_send_modes_two_members_then_lite_pull_from_zero(
         let topic = unique("compat_main");
         let group = unique("compat_main_cg");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        create_topic(&mut producer, &broker, &topic, "async").await;
+        create_topic(&mut producer, &broker, &topic).await;
         let recorder = Recorder::new();
         let subs = [(topic.as_str(), "*")];
         let c1_name = unique("c1");
@@ -484,7 +499,7 @@ fn broadcasting_delivers_every_message_to_each_member() {
         let topic = unique("compat_bcast");
         let group = unique("compat_bcast_cg");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        create_topic(&mut producer, &broker, &topic, "async").await;
+        create_topic(&mut producer, &broker, &topic).await;
         let recorder = Recorder::new();
         let subs = [(topic.as_str(), "*")];
         let mut b1 = start_recording_consumer(
@@ -563,15 +578,13 @@ fn orderly_listener_sees_each_selector_queue_in_order() {
         let topic = unique("compat_order");
         let group = unique("compat_order_cg");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        create_topic(&mut producer, &broker, &topic, "async").await;
+        create_topic(&mut producer, &broker, &topic).await;
 
         let recorder = Recorder::new();
         let mut consumer = push_consumer(rt.clone(), &broker, &group, &unique("o1"), MessageModel::Clustering);
         consumer.subscribe(topic.as_str(), "*").await.expect("subscribe");
-        consumer.register_message_listener_orderly(OrderlyRecordingListener {
-            member: 1,
-            recorder: Arc::clone(&recorder),
-        });
+        consumer
+            .register_message_listener_orderly(OrderlyRecordingListener { member: 1, recorder: Arc::clone(&recorder) });
         consumer.start().await.expect("orderly consumer start");
 
         // index = key * 1000 + seq; sends interleave the keys.
@@ -599,21 +612,12 @@ fn orderly_listener_sees_each_selector_queue_in_order() {
             }
         }
         let total = KEYS * PER_KEY;
-        let complete = wait_until(Duration::from_secs(60), || {
-            recorder.distinct_indexes().len() as u64 >= total
-        })
-        .await;
+        let complete = wait_until(Duration::from_secs(60), || recorder.distinct_indexes().len() as u64 >= total).await;
         consumer.shutdown().await;
         let deliveries = recorder.snapshot();
         let got = recorder.distinct_indexes();
-        println!(
-            "orderly: {} deliveries, {} distinct of {total}",
-            deliveries.len(),
-            got.len()
-        );
-        let expected: Vec<u64> = (0..KEYS)
-            .flat_map(|k| (0..PER_KEY).map(move |s| k * 1000 + s))
-            .collect();
+        println!("orderly: {} deliveries, {} distinct of {total}", deliveries.len(), got.len());
+        let expected: Vec<u64> = (0..KEYS).flat_map(|k| (0..PER_KEY).map(move |s| k * 1000 + s)).collect();
         assert!(
             complete,
             "orderly consumer missed messages: {}; {}",
@@ -623,20 +627,12 @@ fn orderly_listener_sees_each_selector_queue_in_order() {
         // One consumer, no rebalance: exactly once, and per key exactly the send order.
         assert_eq!(deliveries.len() as u64, total, "orderly consumer received duplicates");
         for key in 0..KEYS {
-            let seqs: Vec<u64> = deliveries
-                .iter()
-                .filter_map(|d| d.index)
-                .filter(|i| i / 1000 == key)
-                .map(|i| i % 1000)
-                .collect();
+            let seqs: Vec<u64> =
+                deliveries.iter().filter_map(|d| d.index).filter(|i| i / 1000 == key).map(|i| i % 1000).collect();
             let in_order: Vec<u64> = (0..PER_KEY).collect();
             assert_eq!(seqs, in_order, "key {key}: messages out of send order");
             for d in deliveries.iter().filter(|d| d.index.map(|i| i / 1000) == Some(key)) {
-                assert_eq!(
-                    Some(&d.queue()),
-                    key_queue.get(&key),
-                    "key {key} consumed from another queue"
-                );
+                assert_eq!(Some(&d.queue()), key_queue.get(&key), "key {key} consumed from another queue");
             }
         }
         for (queue, ds) in by_queue(&deliveries) {
@@ -664,7 +660,7 @@ fn tag_subscription_delivers_only_matching_tags() {
     clients.run(Duration::from_secs(180), async {
         let topic = unique("compat_tags");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        create_topic(&mut producer, &broker, &topic, "async").await;
+        create_topic(&mut producer, &broker, &topic).await;
         let ac = Recorder::new();
         let b = Recorder::new();
         let mut c_ac = start_recording_consumer(
@@ -717,11 +713,7 @@ fn tag_subscription_delivers_only_matching_tags() {
             got_b.len(),
             b.len()
         );
-        assert!(
-            complete,
-            "tag groups did not receive their messages in time; {}",
-            log_hint(&broker)
-        );
+        assert!(complete, "tag groups did not receive their messages in time; {}", log_hint(&broker));
         assert_eq!(got_ac, want_ac, "'TagA || TagC' group");
         assert_eq!(got_b, want_b, "'TagB' group");
         for d in ac.snapshot() {
@@ -753,7 +745,7 @@ fn consumer_restarted_mid_stream_resumes_from_committed_offset() {
         let topic = unique("compat_restart");
         let group = unique("compat_restart_cg");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        let queues = create_topic(&mut producer, &broker, &topic, "async").await;
+        let queues = create_topic(&mut producer, &broker, &topic).await;
         let recorder = Recorder::new();
         let subs = [(topic.as_str(), "*")];
         let second_up = AtomicBool::new(false);
@@ -894,7 +886,7 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         let retry_topic = format!("%RETRY%{group}");
         let dlq_topic = format!("%DLQ%{group}");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        create_topic(&mut producer, &broker, &topic, "async").await;
+        create_topic(&mut producer, &broker, &topic).await;
         let recorder = Recorder::new();
         let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
             .client_config(client_config(broker.namesrv_addr(), &unique("rt")))
@@ -930,10 +922,7 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         println!("dlq {dlq_topic}: {} queue(s)", dlq_queues.len());
         let dlq_recorder = Recorder::new();
         let dlq_reader = lite_pull_consumer(rt.clone(), &broker, &unique("compat_dlq_reader"), &unique("dlq"));
-        dlq_reader
-            .subscribe_with_expression(&dlq_topic, "*")
-            .await
-            .expect("subscribe to the DLQ");
+        dlq_reader.subscribe_with_expression(&dlq_topic, "*").await.expect("subscribe to the DLQ");
         dlq_reader.start().await.expect("dlq reader start");
         let in_dlq = poll_until(&dlq_reader, &dlq_recorder, 9, Duration::from_secs(45), |r| {
             r.distinct_indexes().len() as u64 >= COUNT
@@ -967,24 +956,11 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         for i in 0..COUNT {
             let tries: Vec<&Delivery> = deliveries.iter().filter(|d| d.index == Some(i)).collect();
             let times: Vec<i32> = tries.iter().map(|d| d.reconsume_times).collect();
-            assert_eq!(
-                times,
-                (0..=MAX_RECONSUME).collect::<Vec<_>>(),
-                "message {i}: reconsume counts"
-            );
-            assert_eq!(
-                tries[0].queue_topic, topic,
-                "message {i}: first try from the topic itself"
-            );
+            assert_eq!(times, (0..=MAX_RECONSUME).collect::<Vec<_>>(), "message {i}: reconsume counts");
+            assert_eq!(tries[0].queue_topic, topic, "message {i}: first try from the topic itself");
             for t in &tries[1..] {
-                assert_eq!(
-                    t.queue_topic, retry_topic,
-                    "message {i}: later tries come through the retry topic"
-                );
-                assert_eq!(
-                    t.topic, topic,
-                    "message {i}: the client restores the original topic on retries"
-                );
+                assert_eq!(t.queue_topic, retry_topic, "message {i}: later tries come through the retry topic");
+                assert_eq!(t.topic, topic, "message {i}: the client restores the original topic on retries");
             }
             // The broker's back-off for delayLevel 0 is level 3 + reconsumeTimes: 10 s, then 30 s.
             let gap1 = tries[1].received_at.duration_since(tries[0].received_at);
@@ -1033,7 +1009,7 @@ fn delay_level_2_message_arrives_after_five_seconds() {
         let topic = unique("compat_delay");
         let group = unique("compat_delay_cg");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        let queues = create_topic(&mut producer, &broker, &topic, "async").await;
+        let queues = create_topic(&mut producer, &broker, &topic).await;
         let recorder = Recorder::new();
         let mut consumer = start_recording_consumer(
             rt.clone(),
@@ -1085,26 +1061,13 @@ fn delay_level_2_message_arrives_after_five_seconds() {
             sent_at.insert(i, t);
         }
         let arrived = wait_until(Duration::from_secs(20), || {
-            recorder
-                .snapshot()
-                .iter()
-                .filter(|d| d.index.is_some_and(|i| i < DELAYED))
-                .count() as u64
-                >= DELAYED
+            recorder.snapshot().iter().filter(|d| d.index.is_some_and(|i| i < DELAYED)).count() as u64 >= DELAYED
         })
         .await;
         consumer.shutdown().await;
-        let deliveries: Vec<Delivery> = recorder
-            .snapshot()
-            .into_iter()
-            .filter(|d| d.index.is_some_and(|i| i < DELAYED))
-            .collect();
-        assert!(
-            arrived,
-            "delayed messages not delivered within 20 s: got {}; {}",
-            deliveries.len(),
-            log_hint(&broker)
-        );
+        let deliveries: Vec<Delivery> =
+            recorder.snapshot().into_iter().filter(|d| d.index.is_some_and(|i| i < DELAYED)).collect();
+        assert!(arrived, "delayed messages not delivered within 20 s: got {}; {}", deliveries.len(), log_hint(&broker));
         assert_eq!(deliveries.len() as u64, DELAYED, "each delayed message exactly once");
         for d in &deliveries {
             let i = d.index.expect("index");
@@ -1116,10 +1079,7 @@ fn delay_level_2_message_arrives_after_five_seconds() {
                 d.tags
             );
             assert_eq!(d.topic, topic, "delivered on the real topic");
-            assert!(
-                waited >= DELAY,
-                "message {i} arrived after {waited:?}, before its 5 s delay"
-            );
+            assert!(waited >= DELAY, "message {i} arrived after {waited:?}, before its 5 s delay");
             assert!(
                 waited <= DELAY + LATE_SLACK,
                 "message {i} arrived after {waited:?}, later than 5 s + {LATE_SLACK:?}; {}",
@@ -1144,8 +1104,8 @@ fn sync_and_async_flush_topics_both_work() {
         let sync_topic = unique("compat_flush_sync");
         let async_topic = unique("compat_flush_async");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
-        create_topic(&mut producer, &broker, &sync_topic, "sync").await;
-        create_topic(&mut producer, &broker, &async_topic, "async").await;
+        create_topic_with_admin(&mut producer, &broker, &sync_topic, "sync").await;
+        create_topic_with_admin(&mut producer, &broker, &async_topic, "async").await;
         let recorder = Recorder::new();
         let mut consumer = start_recording_consumer(
             rt.clone(),
@@ -1170,27 +1130,16 @@ fn sync_and_async_flush_topics_both_work() {
             }
             println!("flush: {COUNT} sync sends to {topic} in {:?}", t.elapsed());
         }
-        let complete = wait_until(Duration::from_secs(60), || {
-            recorder.distinct_indexes().len() as u64 >= 2 * COUNT
-        })
-        .await;
+        let complete =
+            wait_until(Duration::from_secs(60), || recorder.distinct_indexes().len() as u64 >= 2 * COUNT).await;
         consumer.shutdown().await;
         let got = recorder.distinct_indexes();
-        assert!(
-            complete,
-            "flush topics: {}; {}",
-            describe_missing(0..2 * COUNT, &got),
-            log_hint(&broker)
-        );
+        assert!(complete, "flush topics: {}; {}", describe_missing(0..2 * COUNT, &got), log_hint(&broker));
         for d in recorder.snapshot() {
             let i = d.index.expect("index");
             let want = if i < COUNT { &sync_topic } else { &async_topic };
             assert_eq!(&d.topic, want, "message {i} on the wrong topic");
         }
-        assert_eq!(
-            recorder.duplicate_count(),
-            0,
-            "one consumer, no rebalance: no duplicates"
-        );
+        assert_eq!(recorder.duplicate_count(), 0, "one consumer, no rebalance: no duplicates");
     });
 }
