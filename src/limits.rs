@@ -117,3 +117,42 @@ pub const REGISTER_TIMEOUT_MS: u64 = 6_000;
 pub const REGISTER_RETRY_MS: u64 = 200;
 /// Shutdown waits this long per NameServer for UNREGISTER_BROKER's answer.
 pub const UNREGISTER_TIMEOUT_MS: u64 = 2_000;
+
+/// Longest the delayed-message task sleeps between looks at the 18 delay queues, so a
+/// newly parked message is noticed. The shortest delay (1 s) is ten of these, so every
+/// message is seen before it is due; a look at an idle level costs one in-memory check.
+pub const SCHEDULE_POLL_INTERVAL_MS: u64 = 100;
+/// Delayed messages read from one level per store read (and re-appended together).
+pub const SCHEDULE_BATCH_MESSAGES_MAX: u32 = 64;
+/// Bytes read from one level per store read: bounds memory with large messages.
+pub const SCHEDULE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Batches one level delivers in a pass before the task turns to the other levels, saving
+/// and shutdown: a backlog of one level (after a long stop) cannot starve the rest.
+pub const SCHEDULE_LEVEL_BATCHES_PER_PASS_MAX: usize = 16;
+/// How often delivery progress (`delayOffset.json`) is saved at most: each save costs two
+/// fdatasyncs, and a crash re-delivers at most this much (plus the flush interval).
+pub const SCHEDULE_PERSIST_INTERVAL_MS: u64 = 1_000;
+/// Pause before a delay level tries again after its re-append failed (store busy, disk
+/// error): long enough not to hammer a struggling store, short against the delays.
+pub const SCHEDULE_RETRY_BACKOFF_MS: u64 = 1_000;
+/// RocketMQ allows retry and dead-letter topic names up to 255 bytes (ordinary topics 127).
+pub const RETRY_TOPIC_NAME_MAX_BYTES: usize = 255;
+
+/// Client housekeeping (dropping clients silent past the expiry) runs every quarter of
+/// the expiry, but at most this far apart: RocketMQ's housekeeping scans every 10 s.
+pub const CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS: u64 = 10_000;
+/// ... and at least this far apart, so a tiny test expiry does not make it spin.
+pub const CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS: u64 = 100;
+/// Most clients one housekeeping pass drops (each drop may send a notification to every
+/// member of its group); the rest go on the next pass, so one pass stays short.
+pub const CLIENT_EXPIRY_SWEEP_MAX: usize = 4096;
+
+/// Consumer offsets are saved this often when they changed: RocketMQ's
+/// `flushConsumerOffsetInterval`. A crash loses at most this much progress, which
+/// clients then re-consume (at-least-once).
+pub const CONSUMER_OFFSET_PERSIST_INTERVAL_MS: u64 = 5_000;
+
+/// A queue lock for orderly consumption lapses when its holder has not renewed it for
+/// this long (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`); clients renew
+/// every 20 s and trust their own lock for 30 s, so a live holder never loses it.
+pub const REBALANCE_LOCK_MAX_LIVE_MS: u64 = 60_000;

@@ -1,31 +1,879 @@
-//! Consumer and producer groups of one shard (owner: helper; placeholder until it lands).
+//! Consumer and producer groups of one shard: who is connected, what each consumer group
+//! subscribes to, and telling a group's members when its membership changes.
+//!
+//! Serves HEART_BEAT (34), UNREGISTER_CLIENT (35), CHECK_CLIENT_CONFIG (46) and
+//! GET_CONSUMER_LIST_BY_GROUP (38), and sends NOTIFY_CONSUMER_IDS_CHANGED (40, oneway) to
+//! every member of a consumer group when a member joins, leaves, disconnects or expires,
+//! so the clients rebalance at once instead of at their next 20 s rebalance.
+//!
+//! The model is RocketMQ's `ConsumerManager`/`ProducerManager`, per shard (each shard is
+//! a broker of its own to clients, and receives its own heartbeats):
+//! - a consumer group has members, keyed by clientId, each remembering the connection it
+//!   last heartbeated on and when; the group's consume type, message model and
+//!   consume-from-where are those of the latest heartbeat;
+//! - subscriptions belong to the group, not to a member: a heartbeat adds topics the
+//!   group did not subscribe, replaces a topic's subscription when its `subVersion` is
+//!   newer, and drops topics the heartbeat no longer lists (as Java does; members with
+//!   different subscriptions are a client misconfiguration RocketMQ does not resolve);
+//! - producer groups have members too, so transaction checks can find a producer.
+//!
+//! Invariants:
+//! - A group with no members does not exist; its subscriptions go with it.
+//! - Closing a connection removes only the members whose latest connection it is: a
+//!   client that reconnected stays.
+//! - BROADCASTING groups are never notified (their clients do not rebalance), as in Java.
+//! - No `RefCell` borrow is held across an `.await`; notifications are sent after the
+//!   table's borrow ends.
+//!
+//! Runs on the shard's executor only. The membership rules live in [`GroupTable`], which
+//! is generic over the connection handle so unit tests run without sockets.
+//!
+//! Deliberately not here: subscription-group configs (RocketMQ's subscriptionGroup.json;
+//! every group gets RocketMQ's defaults, one retry queue and 16 retries), SQL92 filtering
+//! (CHECK_CLIENT_CONFIG refuses it as a Java broker with `enablePropertyFilter=false`
+//! does), and closing expired connections (they are forgotten; TCP keeps its own counsel).
 
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
 
-use rockshard_net::body::SubscriptionData;
-use rockshard_net::RemotingCommand;
+use futures_lite::future;
+use rockshard_net::body::{
+    self, CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListBody, HeartbeatData,
+    MessageModel, SubscriptionData,
+};
+use rockshard_net::code::{request, response};
+use rockshard_net::headers::{CommandHeader, ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
+use rockshard_net::{LanguageCode, RemotingCommand};
+use rockshard_storage::topics::perm;
+use tracing::{debug, info, warn};
 
-use super::shard::Shard;
+use super::shard::{bad_header, reply, Shard};
+use super::topics::{self, RETRY_PREFIX};
 use crate::config::BrokerConfig;
+use crate::limits::{
+    CLIENT_EXPIRY_SWEEP_MAX, CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS, CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS,
+};
 use crate::remoting::server::Connection;
 
-pub struct ConsumerGroups {}
+/// Response ext field: the broker understands heartbeat V2 (fingerprints).
+pub const IS_SUPPORT_HEART_BEAT_V2: &str = "IS_SUPPORT_HEART_BEAT_V2";
+/// Response ext field: the client should send full subscriptions next time.
+pub const IS_SUB_CHANGE: &str = "IS_SUB_CHANGE";
+
+/// Who sent a heartbeat, and over which connection.
+#[derive(Debug, Clone)]
+pub struct Client<H> {
+    pub client_id: String,
+    pub conn_id: u64,
+    pub handle: H,
+    pub peer: Option<SocketAddr>,
+    pub language: LanguageCode,
+    pub version: i32,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone)]
+struct Member<H> {
+    conn_id: u64,
+    handle: H,
+    peer: Option<SocketAddr>,
+    language: LanguageCode,
+    version: i32,
+    last_heartbeat_ms: i64,
+}
+
+impl<H: Clone> Member<H> {
+    fn from_client(c: &Client<H>, now_ms: i64) -> Member<H> {
+        Member {
+            conn_id: c.conn_id,
+            handle: c.handle.clone(),
+            peer: c.peer,
+            language: c.language,
+            version: c.version,
+            last_heartbeat_ms: now_ms,
+        }
+    }
+
+    /// Refreshes the member from a new heartbeat; true when it came over another
+    /// connection than before (the client reconnected: for the group, a new channel).
+    fn refresh(&mut self, c: &Client<H>, now_ms: i64) -> bool {
+        let moved = self.conn_id != c.conn_id;
+        if moved {
+            self.conn_id = c.conn_id;
+            self.handle = c.handle.clone();
+            self.peer = c.peer;
+        }
+        self.language = c.language;
+        self.version = c.version;
+        self.last_heartbeat_ms = now_ms;
+        moved
+    }
+}
+
+#[derive(Debug)]
+struct ConsumerGroup<H> {
+    members: BTreeMap<String, Member<H>>,
+    consume_type: ConsumeType,
+    message_model: MessageModel,
+    consume_from_where: ConsumeFromWhere,
+    subscriptions: BTreeMap<String, SubscriptionData>,
+    /// The last heartbeat-V2 fingerprint seen for the group (0 for V1 heartbeats).
+    fingerprint: Option<i32>,
+}
+
+impl<H: Clone> ConsumerGroup<H> {
+    fn new(data: &ConsumerData) -> ConsumerGroup<H> {
+        ConsumerGroup {
+            members: BTreeMap::new(),
+            consume_type: data.consume_type,
+            message_model: data.message_model,
+            consume_from_where: data.consume_from_where,
+            subscriptions: BTreeMap::new(),
+            fingerprint: None,
+        }
+    }
+
+    /// Applies a heartbeat's subscription set; true when the set of topics changed.
+    /// A topic already subscribed is replaced only by a newer `subVersion`.
+    fn update_subscriptions(&mut self, subs: &[SubscriptionData]) -> bool {
+        let mut changed = false;
+        for sub in subs {
+            match self.subscriptions.get_mut(&sub.topic) {
+                None => {
+                    self.subscriptions.insert(sub.topic.clone(), sub.clone());
+                    changed = true;
+                }
+                Some(old) if sub.sub_version > old.sub_version => *old = sub.clone(),
+                Some(_) => {}
+            }
+        }
+        let before = self.subscriptions.len();
+        self.subscriptions.retain(|topic, _| subs.iter().any(|s| s.topic == *topic));
+        changed || self.subscriptions.len() != before
+    }
+
+    fn notice(&self, group: &str) -> Option<Notice<H>> {
+        if self.message_model == MessageModel::Broadcasting || self.members.is_empty() {
+            return None;
+        }
+        Some(Notice { group: group.to_owned(), targets: self.members.values().map(|m| m.handle.clone()).collect() })
+    }
+}
+
+/// A consumer group whose members must hear that its membership changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice<H> {
+    pub group: String,
+    pub targets: Vec<H>,
+}
+
+/// What a heartbeat changed.
+#[derive(Debug)]
+pub struct HeartbeatOutcome<H> {
+    pub notices: Vec<Notice<H>>,
+    /// Heartbeat V2's answer: whether the client should send its subscriptions in full.
+    pub sub_change: bool,
+}
+
+/// A member as admin requests show it (consumer connections, producer connections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub client_id: String,
+    pub peer: Option<SocketAddr>,
+    pub language: LanguageCode,
+    pub version: i32,
+    pub last_heartbeat_ms: i64,
+}
+
+/// A consumer group as admin requests show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerGroupView {
+    pub group: String,
+    pub consume_type: ConsumeType,
+    pub message_model: MessageModel,
+    pub consume_from_where: ConsumeFromWhere,
+    pub members: Vec<MemberView>,
+    pub subscriptions: Vec<SubscriptionData>,
+}
+
+fn view_members<H>(members: &BTreeMap<String, Member<H>>) -> Vec<MemberView> {
+    members
+        .iter()
+        .map(|(id, m)| MemberView {
+            client_id: id.clone(),
+            peer: m.peer,
+            language: m.language,
+            version: m.version,
+            last_heartbeat_ms: m.last_heartbeat_ms,
+        })
+        .collect()
+}
+
+/// The membership rules, without sockets or clocks: every method takes the time.
+#[derive(Debug)]
+pub struct GroupTable<H> {
+    consumers: HashMap<String, ConsumerGroup<H>>,
+    producers: HashMap<String, BTreeMap<String, Member<H>>>,
+}
+
+impl<H: Clone> Default for GroupTable<H> {
+    fn default() -> Self {
+        GroupTable { consumers: HashMap::new(), producers: HashMap::new() }
+    }
+}
+
+impl<H: Clone> GroupTable<H> {
+    /// Registers every consumer and producer group a heartbeat names.
+    pub fn heartbeat(&mut self, hb: &HeartbeatData, client: &Client<H>, now_ms: i64) -> HeartbeatOutcome<H> {
+        let mut notices = Vec::new();
+        // V1 heartbeats always carry full subscriptions: Java answers "changed" to them.
+        let mut sub_change = hb.heartbeat_fingerprint == 0;
+        for data in hb.consumer_data_set.iter().filter(|d| !d.group_name.is_empty()) {
+            let without_sub = hb.heartbeat_fingerprint != 0 && hb.without_sub;
+            let group = self.consumers.entry(data.group_name.clone()).or_insert_with(|| ConsumerGroup::new(data));
+            if hb.heartbeat_fingerprint != 0 {
+                if group.fingerprint.is_some_and(|f| f != hb.heartbeat_fingerprint) {
+                    sub_change = true;
+                }
+                // A V2 client that omits its subscriptions to a broker that has none for
+                // the group (a restarted broker) must be asked for them.
+                if without_sub && group.subscriptions.is_empty() {
+                    sub_change = true;
+                }
+            }
+            group.fingerprint = Some(hb.heartbeat_fingerprint);
+            group.consume_type = data.consume_type;
+            group.message_model = data.message_model;
+            group.consume_from_where = data.consume_from_where;
+            let joined = match group.members.get_mut(&client.client_id) {
+                None => {
+                    group.members.insert(client.client_id.clone(), Member::from_client(client, now_ms));
+                    true
+                }
+                Some(m) => m.refresh(client, now_ms),
+            };
+            let subs_changed = !without_sub && group.update_subscriptions(&data.subscription_data_set);
+            if joined || subs_changed {
+                debug!(group = %data.group_name, client = %client.client_id, joined, subs_changed, "consumer group changed");
+                notices.extend(group.notice(&data.group_name));
+            }
+        }
+        for data in hb.producer_data_set.iter().filter(|d| !d.group_name.is_empty()) {
+            let members = self.producers.entry(data.group_name.clone()).or_default();
+            match members.get_mut(&client.client_id) {
+                None => {
+                    members.insert(client.client_id.clone(), Member::from_client(client, now_ms));
+                }
+                Some(m) => {
+                    m.refresh(client, now_ms);
+                }
+            }
+        }
+        HeartbeatOutcome { notices, sub_change }
+    }
+
+    /// Removes `client_id` from consumer group `group` (UNREGISTER_CLIENT).
+    pub fn unregister_consumer(&mut self, group: &str, client_id: &str) -> Option<Notice<H>> {
+        let g = self.consumers.get_mut(group)?;
+        g.members.remove(client_id)?;
+        let notice = g.notice(group);
+        if g.members.is_empty() {
+            self.consumers.remove(group);
+        }
+        notice
+    }
+
+    /// Removes `client_id` from producer group `group`; true if it was a member.
+    pub fn unregister_producer(&mut self, group: &str, client_id: &str) -> bool {
+        let Some(members) = self.producers.get_mut(group) else { return false };
+        let removed = members.remove(client_id).is_some();
+        if members.is_empty() {
+            self.producers.remove(group);
+        }
+        removed
+    }
+
+    /// Removes every member whose latest connection is `conn_id`.
+    pub fn connection_closed(&mut self, conn_id: u64) -> Vec<Notice<H>> {
+        self.remove_members(usize::MAX, |m| m.conn_id == conn_id).0
+    }
+
+    /// Removes members not heard from for more than `expiry_ms`, at most `max_removals`
+    /// of them (the rest go on the next sweep). Returns the notices and how many went.
+    pub fn expire(&mut self, now_ms: i64, expiry_ms: u64, max_removals: usize) -> (Vec<Notice<H>>, usize) {
+        let expiry_ms = i64::try_from(expiry_ms).unwrap_or(i64::MAX);
+        self.remove_members(max_removals, |m| now_ms.saturating_sub(m.last_heartbeat_ms) > expiry_ms)
+    }
+
+    fn remove_members(&mut self, max_removals: usize, gone: impl Fn(&Member<H>) -> bool) -> (Vec<Notice<H>>, usize) {
+        let mut budget = max_removals;
+        let mut notices = Vec::new();
+        let mut empty = Vec::new();
+        for (name, g) in self.consumers.iter_mut() {
+            if budget == 0 {
+                break;
+            }
+            let before = g.members.len();
+            g.members.retain(|_, m| {
+                if budget > 0 && gone(m) {
+                    budget -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            if g.members.len() != before {
+                notices.extend(g.notice(name));
+                if g.members.is_empty() {
+                    empty.push(name.clone());
+                }
+            }
+        }
+        for name in empty.drain(..) {
+            self.consumers.remove(&name);
+        }
+        for (name, members) in self.producers.iter_mut() {
+            if budget == 0 {
+                break;
+            }
+            members.retain(|_, m| {
+                if budget > 0 && gone(m) {
+                    budget -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            if members.is_empty() {
+                empty.push(name.clone());
+            }
+        }
+        for name in empty {
+            self.producers.remove(&name);
+        }
+        (notices, max_removals - budget)
+    }
+
+    /// The clientIds of a consumer group, sorted (what GET_CONSUMER_LIST_BY_GROUP sends).
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.consumers.get(group).map(|g| g.members.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
+        self.consumers.get(group)?.subscriptions.get(topic).cloned()
+    }
+
+    /// The connection handles of a producer group, most recently heard first.
+    pub fn producer_handles(&self, group: &str) -> Vec<H> {
+        let Some(members) = self.producers.get(group) else { return Vec::new() };
+        let mut list: Vec<&Member<H>> = members.values().collect();
+        list.sort_by_key(|m| std::cmp::Reverse(m.last_heartbeat_ms));
+        list.into_iter().map(|m| m.handle.clone()).collect()
+    }
+
+    pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupView> {
+        let g = self.consumers.get(group)?;
+        Some(ConsumerGroupView {
+            group: group.to_owned(),
+            consume_type: g.consume_type,
+            message_model: g.message_model,
+            consume_from_where: g.consume_from_where,
+            members: view_members(&g.members),
+            subscriptions: g.subscriptions.values().cloned().collect(),
+        })
+    }
+
+    pub fn consumer_group_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.consumers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    pub fn producer_members(&self, group: &str) -> Vec<MemberView> {
+        self.producers.get(group).map(view_members).unwrap_or_default()
+    }
+
+    pub fn producer_group_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.producers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// The shard's groups: the table, with real connections as member handles.
+pub struct ConsumerGroups {
+    table: RefCell<GroupTable<Weak<Connection>>>,
+    expiry_ms: u64,
+    /// Opaque of the next broker-initiated request; clients do not answer them, but
+    /// distinct values keep captures readable.
+    next_opaque: Cell<i32>,
+}
 
 impl ConsumerGroups {
-    pub fn new(_config: &BrokerConfig) -> ConsumerGroups {
-        ConsumerGroups {}
+    pub fn new(config: &BrokerConfig) -> ConsumerGroups {
+        ConsumerGroups {
+            table: RefCell::new(GroupTable::default()),
+            expiry_ms: config.client_expiry_ms,
+            next_opaque: Cell::new(1),
+        }
     }
 
     /// The subscription `group` registered for `topic` by heartbeat, if any.
-    pub fn subscription(&self, _group: &str, _topic: &str) -> Option<SubscriptionData> {
-        None
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
+        self.table.borrow().subscription(group, topic)
     }
 
-    pub fn connection_closed(&self, _conn: &Connection) {}
+    /// The clientIds of a consumer group, sorted; empty when the group is unknown.
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.table.borrow().consumer_ids(group)
+    }
+
+    /// A snapshot of one consumer group (for admin: connections, subscriptions).
+    pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupView> {
+        self.table.borrow().consumer_group(group)
+    }
+
+    pub fn consumer_group_names(&self) -> Vec<String> {
+        self.table.borrow().consumer_group_names()
+    }
+
+    pub fn producer_group_names(&self) -> Vec<String> {
+        self.table.borrow().producer_group_names()
+    }
+
+    pub fn producer_members(&self, group: &str) -> Vec<MemberView> {
+        self.table.borrow().producer_members(group)
+    }
+
+    /// Open connections of a producer group's members, most recently heard first: where
+    /// CHECK_TRANSACTION_STATE goes.
+    pub fn producer_connections(&self, group: &str) -> Vec<Rc<Connection>> {
+        let handles = self.table.borrow().producer_handles(group);
+        handles.iter().filter_map(Weak::upgrade).filter(|c| !c.is_closed()).collect()
+    }
+
+    /// Forgets the clients of a closed connection and tells their groups.
+    pub fn connection_closed(&self, conn: &Connection) {
+        let notices = self.table.borrow_mut().connection_closed(conn.id());
+        if !notices.is_empty() {
+            debug!(peer = %conn.peer(), groups = notices.len(), "connection closed; consumer groups changed");
+        }
+        self.send_notices(notices);
+    }
+
+    /// Forgets clients silent for longer than the expiry; returns how many went.
+    pub fn expire(&self, now_ms: i64) -> usize {
+        let (notices, removed) = self.table.borrow_mut().expire(now_ms, self.expiry_ms, CLIENT_EXPIRY_SWEEP_MAX);
+        if removed > 0 {
+            info!(removed, expiry_ms = self.expiry_ms, "clients expired");
+        }
+        self.send_notices(notices);
+        removed
+    }
+
+    fn send_notices(&self, notices: Vec<Notice<Weak<Connection>>>) {
+        for notice in notices {
+            let ext = ConsumerGroupRequestHeader { consumer_group: notice.group }.to_ext_fields();
+            for target in &notice.targets {
+                let Some(conn) = target.upgrade() else { continue };
+                if conn.is_closed() {
+                    continue;
+                }
+                let opaque = self.next_opaque.get();
+                self.next_opaque.set(opaque.wrapping_add(1));
+                let cmd =
+                    RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED, ext.clone()).with_opaque(opaque);
+                conn.send_oneway(cmd);
+            }
+        }
+    }
 }
 
-pub fn start(_shard: &Rc<Shard>) {}
+/// How often expired clients are looked for: a quarter of the expiry (so a client goes
+/// at most 25 % late), within named bounds.
+fn housekeeping_interval(expiry_ms: u64) -> Duration {
+    Duration::from_millis(
+        (expiry_ms / 4).clamp(CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS, CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS),
+    )
+}
 
-pub async fn handle(_shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    Some(RemotingCommand::not_supported(&req))
+/// Starts the shard's client housekeeping: expired clients and queue locks are dropped
+/// every few seconds until shutdown.
+pub fn start(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let tick = housekeeping_interval(shard.groups.expiry_ms);
+        loop {
+            let stop = future::or(
+                async {
+                    shard.shutdown.wait().await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(tick).await;
+                    false
+                },
+            )
+            .await;
+            if stop {
+                break;
+            }
+            let now = super::now_ms();
+            shard.groups.expire(now);
+            shard.locks.sweep_expired(now);
+        }
+    })
+    .detach();
+}
+
+pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
+    let answer = match req.code {
+        request::HEART_BEAT => heart_beat(shard, conn, &req).await,
+        request::UNREGISTER_CLIENT => unregister_client(shard, &req),
+        request::CHECK_CLIENT_CONFIG => check_client_config(&req),
+        request::GET_CONSUMER_LIST_BY_GROUP => consumer_list(shard, &req),
+        _ => Some(RemotingCommand::not_supported(&req)),
+    };
+    // Oneway requests are never answered (REMOTING.md §7 quirk 9).
+    if req.is_oneway() {
+        None
+    } else {
+        answer
+    }
+}
+
+async fn heart_beat(shard: &Rc<Shard>, conn: &Rc<Connection>, req: &RemotingCommand) -> Option<RemotingCommand> {
+    let hb: HeartbeatData = match body::from_json(&req.body) {
+        Ok(hb) => hb,
+        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("heartbeat body: {e}")),
+    };
+    if hb.client_id.is_empty() {
+        return reply(req, response::INVALID_PARAMETER, "heartbeat without clientID");
+    }
+    // Every consumer group gets its retry topic before it is registered: the push
+    // consumer looks up `%RETRY%<group>`'s route right after its first heartbeat.
+    let mut failures = Vec::new();
+    for data in hb.consumer_data_set.iter().filter(|d| !d.group_name.is_empty()) {
+        let retry = format!("{RETRY_PREFIX}{}", data.group_name);
+        if shard.store.topic(&retry).is_some() {
+            continue;
+        }
+        if let Err(e) = topics::ensure_local_topic(shard, &retry, 1, perm::READ_WRITE).await {
+            warn!(shard = shard.id, topic = %retry, error = %e, "creating a retry topic failed");
+            failures.push(format!("{retry}: {e}"));
+        }
+    }
+    let client = Client {
+        client_id: hb.client_id.clone(),
+        conn_id: conn.id(),
+        handle: Rc::downgrade(conn),
+        peer: Some(conn.peer()),
+        language: req.language,
+        version: req.version,
+    };
+    let outcome = shard.groups.table.borrow_mut().heartbeat(&hb, &client, super::now_ms());
+    shard.groups.send_notices(outcome.notices);
+    if !failures.is_empty() {
+        // The membership above stands (consumption of normal topics works); the client
+        // logs this and heartbeats again in 30 s, which retries the creation.
+        return reply(req, response::SYSTEM_ERROR, format!("retry topic not created: {}", failures.join("; ")));
+    }
+    let mut answer = RemotingCommand::response_to(req, response::SUCCESS, None);
+    answer.ext_fields.insert(IS_SUPPORT_HEART_BEAT_V2, "true");
+    answer.ext_fields.insert(IS_SUB_CHANGE, outcome.sub_change.to_string());
+    Some(answer)
+}
+
+fn unregister_client(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
+    let h: UnregisterClientRequestHeader = match req.ext_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(req, e),
+    };
+    let notice = {
+        let mut table = shard.groups.table.borrow_mut();
+        if let Some(group) = &h.producer_group {
+            table.unregister_producer(group, &h.client_id);
+        }
+        h.consumer_group.as_deref().and_then(|group| table.unregister_consumer(group, &h.client_id))
+    };
+    shard.groups.send_notices(notice.into_iter().collect());
+    Some(RemotingCommand::response_to(req, response::SUCCESS, None))
+}
+
+/// Whether an expression type is a tag expression (Java `ExpressionType.isTagType`:
+/// absent counts as TAG).
+fn is_tag_type(expression_type: &str) -> bool {
+    expression_type.is_empty() || expression_type == "TAG"
+}
+
+fn check_client_config(req: &RemotingCommand) -> Option<RemotingCommand> {
+    if req.body.is_empty() {
+        return Some(RemotingCommand::response_to(req, response::SUCCESS, None));
+    }
+    let body: CheckClientRequestBody = match body::from_json(&req.body) {
+        Ok(b) => b,
+        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("check client config body: {e}")),
+    };
+    match body.subscription_data {
+        Some(sub) if !is_tag_type(&sub.expression_type) => reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!("The broker does not support consumer to filter message by {}", sub.expression_type),
+        ),
+        _ => Some(RemotingCommand::response_to(req, response::SUCCESS, None)),
+    }
+}
+
+fn consumer_list(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
+    let h: ConsumerGroupRequestHeader = match req.ext_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(req, e),
+    };
+    let ids = shard.groups.consumer_ids(&h.consumer_group);
+    if ids.is_empty() {
+        // Java's answer, word for word; clients log it and retry at the next rebalance.
+        return reply(req, response::SYSTEM_ERROR, format!("no consumer for this group, {}", h.consumer_group));
+    }
+    match body::to_json(&ConsumerListBody { consumer_id_list: ids }) {
+        Ok(bytes) => Some(RemotingCommand::response_to(req, response::SUCCESS, None).with_body(bytes)),
+        Err(e) => reply(req, response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rockshard_net::body::ProducerData;
+
+    fn sub(topic: &str, version: i64, expr: &str) -> SubscriptionData {
+        SubscriptionData { topic: topic.into(), sub_version: version, sub_string: expr.into(), ..Default::default() }
+    }
+
+    fn consumer(group: &str, subs: Vec<SubscriptionData>) -> ConsumerData {
+        ConsumerData { group_name: group.into(), subscription_data_set: subs, ..Default::default() }
+    }
+
+    fn hb(client: &str, consumers: Vec<ConsumerData>, producers: &[&str]) -> HeartbeatData {
+        HeartbeatData {
+            client_id: client.into(),
+            consumer_data_set: consumers,
+            producer_data_set: producers.iter().map(|g| ProducerData { group_name: (*g).into() }).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A client whose handle is its name, so notices say who is told.
+    fn client(id: &str, conn_id: u64) -> Client<String> {
+        Client {
+            client_id: id.into(),
+            conn_id,
+            handle: format!("{id}#{conn_id}"),
+            peer: None,
+            language: LanguageCode::Rust,
+            version: 474,
+        }
+    }
+
+    fn targets(notices: &[Notice<String>], group: &str) -> Vec<String> {
+        let mut t: Vec<String> =
+            notices.iter().filter(|n| n.group == group).flat_map(|n| n.targets.iter().cloned()).collect();
+        t.sort();
+        t
+    }
+
+    #[test]
+    fn joining_notifies_every_member_and_repeat_heartbeats_do_not() {
+        let mut t = GroupTable::default();
+        let a = t.heartbeat(&hb("a", vec![consumer("G", vec![sub("T", 1, "*")])], &[]), &client("a", 1), 0);
+        assert_eq!(targets(&a.notices, "G"), ["a#1"]);
+        assert!(a.sub_change, "V1 heartbeats are always answered with IS_SUB_CHANGE=true");
+        let again = t.heartbeat(&hb("a", vec![consumer("G", vec![sub("T", 1, "*")])], &[]), &client("a", 1), 10);
+        assert!(again.notices.is_empty(), "nothing changed: {again:?}");
+        let b = t.heartbeat(&hb("b", vec![consumer("G", vec![sub("T", 1, "*")])], &[]), &client("b", 2), 20);
+        assert_eq!(targets(&b.notices, "G"), ["a#1", "b#2"]);
+        assert_eq!(t.consumer_ids("G"), ["a", "b"]);
+        assert!(t.consumer_ids("other").is_empty());
+    }
+
+    #[test]
+    fn reconnecting_client_moves_to_its_new_connection() {
+        let mut t = GroupTable::default();
+        t.heartbeat(&hb("a", vec![consumer("G", vec![sub("T", 1, "*")])], &["PG"]), &client("a", 1), 0);
+        let moved = t.heartbeat(&hb("a", vec![consumer("G", vec![sub("T", 1, "*")])], &["PG"]), &client("a", 2), 5);
+        assert_eq!(targets(&moved.notices, "G"), ["a#2"], "a new connection is a new channel for the group");
+        // The old connection closing must not remove the member that moved away from it.
+        assert!(t.connection_closed(1).is_empty());
+        assert_eq!(t.consumer_ids("G"), ["a"]);
+        assert_eq!(t.producer_handles("PG"), ["a#2"]);
+        assert!(t.connection_closed(2).is_empty(), "the last member left: nobody to tell");
+        assert!(t.consumer_ids("G").is_empty());
+        assert!(t.consumer_group("G").is_none(), "an empty group is forgotten");
+        assert!(t.subscription("G", "T").is_none(), "with its subscriptions");
+        assert!(t.producer_handles("PG").is_empty());
+    }
+
+    #[test]
+    fn leaving_notifies_the_remaining_members() {
+        let mut t = GroupTable::default();
+        for (id, conn) in [("a", 1), ("b", 2), ("c", 3)] {
+            t.heartbeat(&hb(id, vec![consumer("G", vec![sub("T", 1, "*")])], &[]), &client(id, conn), 0);
+        }
+        let n = t.unregister_consumer("G", "b").expect("b was a member");
+        assert_eq!(targets(&[n], "G"), ["a#1", "c#3"]);
+        assert!(t.unregister_consumer("G", "b").is_none(), "unregistering twice changes nothing");
+        assert!(t.unregister_consumer("nope", "a").is_none());
+        let closed = t.connection_closed(3);
+        assert_eq!(targets(&closed, "G"), ["a#1"]);
+        assert_eq!(t.consumer_ids("G"), ["a"]);
+    }
+
+    #[test]
+    fn broadcasting_groups_are_never_notified() {
+        let mut t = GroupTable::default();
+        let mut data = consumer("B", vec![sub("T", 1, "*")]);
+        data.message_model = MessageModel::Broadcasting;
+        assert!(t.heartbeat(&hb("a", vec![data.clone()], &[]), &client("a", 1), 0).notices.is_empty());
+        assert!(t.heartbeat(&hb("b", vec![data], &[]), &client("b", 2), 0).notices.is_empty());
+        assert!(t.connection_closed(1).is_empty());
+        assert_eq!(t.consumer_ids("B"), ["b"], "membership is still tracked");
+    }
+
+    #[test]
+    fn newer_sub_version_replaces_older_and_dropped_topics_go() {
+        let mut t = GroupTable::default();
+        t.heartbeat(
+            &hb("a", vec![consumer("G", vec![sub("T", 10, "TagA"), sub("U", 10, "*")])], &[]),
+            &client("a", 1),
+            0,
+        );
+        assert_eq!(t.subscription("G", "T").map(|s| s.sub_string), Some("TagA".into()));
+        // An older version does not replace, and is not a change.
+        let older = t.heartbeat(
+            &hb("a", vec![consumer("G", vec![sub("T", 5, "TagB"), sub("U", 10, "*")])], &[]),
+            &client("a", 1),
+            1,
+        );
+        assert!(older.notices.is_empty());
+        assert_eq!(t.subscription("G", "T").map(|s| (s.sub_string, s.sub_version)), Some(("TagA".into(), 10)));
+        // A newer one replaces; the set of topics is the same, so no rebalance is needed.
+        let newer = t.heartbeat(
+            &hb("a", vec![consumer("G", vec![sub("T", 11, "TagB"), sub("U", 10, "*")])], &[]),
+            &client("a", 1),
+            2,
+        );
+        assert!(newer.notices.is_empty());
+        assert_eq!(t.subscription("G", "T").map(|s| (s.sub_string, s.sub_version)), Some(("TagB".into(), 11)));
+        // Dropping U and adding V changes the topic set: members are told.
+        let changed = t.heartbeat(
+            &hb("a", vec![consumer("G", vec![sub("T", 11, "TagB"), sub("V", 12, "*")])], &[]),
+            &client("a", 1),
+            3,
+        );
+        assert_eq!(targets(&changed.notices, "G"), ["a#1"]);
+        assert!(t.subscription("G", "U").is_none());
+        assert!(t.subscription("G", "V").is_some());
+        assert!(t.subscription("other", "T").is_none());
+    }
+
+    #[test]
+    fn heartbeat_v2_without_subscriptions_keeps_them() {
+        let mut t = GroupTable::default();
+        let mut first = hb("a", vec![consumer("G", vec![sub("T", 1, "*")])], &[]);
+        first.heartbeat_fingerprint = 77;
+        let out = t.heartbeat(&first, &client("a", 1), 0);
+        assert!(!out.sub_change, "first V2 heartbeat with full subscriptions: nothing to ask for");
+        let mut light = hb("a", vec![consumer("G", vec![])], &[]);
+        light.heartbeat_fingerprint = 77;
+        light.without_sub = true;
+        let out = t.heartbeat(&light, &client("a", 1), 1);
+        assert!(!out.sub_change);
+        assert!(out.notices.is_empty());
+        assert!(t.subscription("G", "T").is_some(), "withoutSub keeps the registered subscriptions");
+        light.heartbeat_fingerprint = 78;
+        assert!(t.heartbeat(&light, &client("a", 1), 2).sub_change, "a new fingerprint asks for full subscriptions");
+        // A broker that knows no subscriptions for the group asks for them too.
+        let mut fresh = GroupTable::default();
+        light.heartbeat_fingerprint = 78;
+        assert!(fresh.heartbeat(&light, &client("a", 1), 0).sub_change);
+    }
+
+    #[test]
+    fn expiry_drops_silent_clients_within_the_sweep_bound() {
+        let mut t = GroupTable::default();
+        for (id, conn, at) in [("a", 1, 0), ("b", 2, 0), ("c", 3, 0), ("d", 4, 100)] {
+            t.heartbeat(&hb(id, vec![consumer("G", vec![sub("T", 1, "*")])], &["PG"]), &client(id, conn), at);
+        }
+        // At exactly the expiry nobody goes; one ms later a, b, c are silent too long.
+        assert_eq!(t.expire(1_000, 1_000, 100).1, 0);
+        let (notices, removed) = t.expire(1_001, 1_000, 2);
+        assert_eq!(removed, 2, "the sweep bound holds");
+        assert_eq!(targets(&notices, "G").len(), 2, "the two remaining members are told");
+        let (_, removed) = t.expire(1_001, 1_000, 100);
+        // The third consumer, then the producer entries of a, b, c.
+        assert_eq!(removed, 1 + 3);
+        assert_eq!(t.consumer_ids("G"), ["d"]);
+        assert_eq!(t.producer_handles("PG"), ["d#4"]);
+        let (_, removed) = t.expire(10_000, 1_000, 100);
+        assert_eq!(removed, 2);
+        assert!(t.consumer_group_names().is_empty());
+        assert!(t.producer_group_names().is_empty());
+    }
+
+    #[test]
+    fn producers_register_and_unregister() {
+        let mut t = GroupTable::default();
+        t.heartbeat(&hb("a", vec![], &["PG", "CLIENT_INNER_PRODUCER"]), &client("a", 1), 0);
+        t.heartbeat(&hb("b", vec![], &["PG"]), &client("b", 2), 5);
+        assert_eq!(t.producer_handles("PG"), ["b#2", "a#1"], "most recently heard first");
+        assert_eq!(t.producer_group_names(), ["CLIENT_INNER_PRODUCER", "PG"]);
+        assert!(t.unregister_producer("PG", "b"));
+        assert!(!t.unregister_producer("PG", "b"));
+        assert_eq!(t.producer_members("PG").iter().map(|m| m.client_id.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert!(t.consumer_group_names().is_empty(), "producers are not consumers");
+    }
+
+    #[test]
+    fn empty_group_names_are_ignored_and_views_show_the_latest_settings() {
+        let mut t = GroupTable::default();
+        let mut data = consumer("G", vec![sub("T", 1, "*")]);
+        data.consume_type = ConsumeType::ConsumeActively;
+        data.consume_from_where = ConsumeFromWhere::ConsumeFromFirstOffset;
+        t.heartbeat(&hb("a", vec![data, consumer("", vec![])], &[""]), &client("a", 1), 42);
+        assert_eq!(t.consumer_group_names(), ["G"]);
+        assert!(t.producer_group_names().is_empty());
+        let view = t.consumer_group("G").expect("registered");
+        assert_eq!(view.consume_type, ConsumeType::ConsumeActively);
+        assert_eq!(view.consume_from_where, ConsumeFromWhere::ConsumeFromFirstOffset);
+        assert_eq!(view.members[0].client_id, "a");
+        assert_eq!(view.members[0].last_heartbeat_ms, 42);
+        assert_eq!(view.subscriptions.len(), 1);
+    }
+
+    #[test]
+    fn housekeeping_interval_is_a_quarter_of_the_expiry_within_bounds() {
+        assert_eq!(housekeeping_interval(120_000), Duration::from_millis(CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS));
+        assert_eq!(housekeeping_interval(4_000), Duration::from_millis(1_000));
+        assert_eq!(housekeeping_interval(1), Duration::from_millis(CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS));
+    }
+
+    #[test]
+    fn only_tag_expressions_pass_the_client_config_check() {
+        assert!(is_tag_type("TAG"));
+        assert!(is_tag_type(""));
+        assert!(!is_tag_type("SQL92"));
+        let sql = br#"{"clientId":"c","group":"G","subscriptionData":{"topic":"T","subString":"a > 1","expressionType":"SQL92"}}"#;
+        let req = RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, Default::default()).with_body(&sql[..]);
+        let answer = check_client_config(&req).expect("answered");
+        assert_eq!(answer.code, response::SYSTEM_ERROR);
+        assert_eq!(answer.remark.as_deref(), Some("The broker does not support consumer to filter message by SQL92"));
+        let tag =
+            br#"{"clientId":"c","group":"G","subscriptionData":{"topic":"T","subString":"*","expressionType":"TAG"}}"#;
+        let req = RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, Default::default()).with_body(&tag[..]);
+        assert_eq!(check_client_config(&req).map(|a| a.code), Some(response::SUCCESS));
+        let bad = RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, Default::default()).with_body(&b"{"[..]);
+        assert_eq!(check_client_config(&bad).map(|a| a.code), Some(response::SYSTEM_ERROR));
+    }
 }
