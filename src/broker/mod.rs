@@ -59,7 +59,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // The embedded NameServer starts first so the shards' first registration finds it.
-    let namesrv = match config.embedded_namesrv.clone() {
+    let namesrv = match config.embedded_namesrv {
         None => None,
         Some(ns) => {
             let (started_tx, started_rx) = mpsc::channel::<std::result::Result<(), String>>();

@@ -1,0 +1,106 @@
+//! Micro-benchmarks of the per-message work outside the disk: the remoting codec (a send
+//! request decoded as the broker sees it, in both header encodings; a pull answer's
+//! header encoded), the body CRC every stored record carries, and ConsumeQueue entry
+//! decoding.
+//!
+//! Why: at the load tool's target (400 k single 1 KiB sends a second on two cores) a
+//! shard has about 2.5 µs of CPU per request for everything, so each piece here should
+//! be a small fraction of that. The figures are in BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rockshard_net::code::request;
+use rockshard_net::headers::{decode_send_message_header, PullMessageResponseHeader, SendMessageRequestHeader};
+use rockshard_net::properties::{self, keys};
+use rockshard_net::{decode_frame, encode_frame, encode_frame_head, ExtFields, RemotingCommand, SerializeType};
+use rockshard_storage::consume_queue::CqEntry;
+
+const BODY_BYTES: usize = 1024;
+
+/// A send as the Java client writes it (V2 keys), with a 1 KiB body.
+fn send_request(serialize: SerializeType) -> RemotingCommand {
+    let props = properties::encode([
+        (keys::TAGS, "TagA"),
+        (keys::UNIQ_KEY, "7F0000010001B4AAC2A1A0CE57DE0000"),
+        (keys::WAIT, "true"),
+    ]);
+    let header = SendMessageRequestHeader {
+        producer_group: "bench-producer".into(),
+        topic: "bench".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 3,
+        sys_flag: 0,
+        born_timestamp_ms: 1_700_000_000_000,
+        flag: 0,
+        properties: Some(String::from_utf8(props).expect("ASCII properties")),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        max_reconsume_times: None,
+        batch: Some(false),
+        broker_name: Some("broker-a-s0".into()),
+    };
+    let mut ext = ExtFields::new();
+    header.encode_v2(&mut ext);
+    RemotingCommand::new_request(request::SEND_MESSAGE_V2, ext)
+        .with_body(vec![b'x'; BODY_BYTES])
+        .with_serialize_type(serialize)
+}
+
+fn codec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(1));
+    for (name, serialize) in [("json", SerializeType::Json), ("rocketmq", SerializeType::RocketMq)] {
+        let mut frame = BytesMut::new();
+        encode_frame(&send_request(serialize), &mut frame).expect("encodes");
+        let frame = frame.freeze();
+        g.bench_function(format!("send_request_decode_{name}"), |b| {
+            b.iter(|| {
+                let mut buf = BytesMut::from(&frame[..]);
+                let cmd = decode_frame(&mut buf).expect("valid").expect("whole frame");
+                black_box(decode_send_message_header(&cmd.ext_fields).expect("valid header"))
+            })
+        });
+        let req = send_request(serialize);
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        g.bench_function(format!("pull_response_head_encode_{name}"), |b| {
+            b.iter(|| {
+                let mut a = RemotingCommand::response_to(&req, 0, None);
+                a.set_ext_header(&PullMessageResponseHeader {
+                    suggest_which_broker_id: 0,
+                    next_begin_offset: 1_000_032,
+                    min_offset: 0,
+                    max_offset: 2_000_000,
+                    offset_delta: None,
+                    topic_sys_flag: None,
+                    group_sys_flag: None,
+                    forbidden_type: None,
+                });
+                out.clear();
+                black_box(encode_frame_head(&a, 32 * 1100, &mut out).expect("encodes"))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("crc");
+    let body = vec![7u8; BODY_BYTES];
+    g.throughput(Throughput::Bytes(BODY_BYTES as u64));
+    g.bench_function("body_crc_1KiB", |b| b.iter(|| black_box(rockshard_net::stored::body_crc(black_box(&body)))));
+    g.finish();
+
+    let mut g = c.benchmark_group("consume_queue");
+    let mut entries = Vec::new();
+    for i in 0..1024u64 {
+        CqEntry { physical_offset: rockshard_storage::PhysicalOffset(i * 1100), size: 1100, tags_code: i as i64 }
+            .encode(&mut entries);
+    }
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("decode_1024_entries", |b| b.iter(|| black_box(CqEntry::decode_all(black_box(&entries)))));
+    g.finish();
+}
+
+criterion_group!(benches, codec);
+criterion_main!(benches);
