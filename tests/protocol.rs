@@ -1,0 +1,530 @@
+//! Protocol robustness over raw sockets, against a real `rockshard broker` process.
+//!
+//! What the issue asks, one test each: an unknown request code is answered
+//! REQUEST_CODE_NOT_SUPPORTED and the connection stays up; a malformed or oversized
+//! frame closes that connection (and is logged) while every other connection keeps
+//! working; a message over the size limit gets MESSAGE_ILLEGAL and nothing is stored; a
+//! missing topic with auto-create off is TOPIC_NOT_EXIST naming the topic; a client
+//! that disconnects mid-request leaves the broker serving, and a fully sent message is
+//! stored whole; a oneway request gets no answer. Then the admin queries' answers, and
+//! the `rockshard admin` command line against the same kind of broker.
+//!
+//! Each test starts its own broker (two shards, embedded NameServer, fresh temporary
+//! directory) through `common::Broker`, which kills it by pid when the test ends or
+//! panics. Every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, max_offset, req, send_message, Broker, Conn};
+use rockshard::broker::admin::{GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader};
+use rockshard_net::body::{self, ConsumeStats, KVTable, ResetOffsetBody, TopicStatsTable};
+use rockshard_net::code::{flag, pull_sys_flag, request, response};
+use rockshard_net::command::ExtFields;
+use rockshard_net::frame::encode_frame_to_vec;
+use rockshard_net::headers::{
+    CommandHeader, CreateTopicRequestHeader, PullMessageRequestHeader, QueryMessageRequestHeader,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+};
+use rockshard_net::stored::{self, Record};
+use rockshard_net::SerializeType;
+
+/// How long the broker may take to close a connection that sent a bad frame.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+/// The broker's message size limit (RocketMQ's default, 4 MiB).
+const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
+
+fn runtime_info_ok(conn: &mut Conn, expected_shard: &str) {
+    let answer = conn.call(req(request::GET_BROKER_RUNTIME_INFO, ExtFields::new()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let kv: KVTable = body::from_json(&answer.body).expect("KVTable body");
+    assert_eq!(kv.table.get("brokerName").map(String::as_str), Some(expected_shard));
+    assert_eq!(kv.table.get("brokerVersionDesc").map(String::as_str), Some("V5_3_3"));
+}
+
+/// UPDATE_AND_CREATE_TOPIC with `queues` in all (spread over the shards).
+fn create_topic(conn: &mut Conn, topic: &str, queues: i32) {
+    let header = CreateTopicRequestHeader {
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        order: false,
+        topic_sys_flag: None,
+        attributes: None,
+        force: None,
+    };
+    let answer = conn.call(req(request::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "creating {topic}: {answer:?}");
+}
+
+/// A pull of one queue with the subscription in the header (no heartbeat needed).
+fn pull(topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -> rockshard_net::RemotingCommand {
+    let mut sys_flag = pull_sys_flag::SUBSCRIPTION;
+    if suspend_ms > 0 {
+        sys_flag |= pull_sys_flag::SUSPEND;
+    }
+    let header = PullMessageRequestHeader {
+        consumer_group: "CG".into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag,
+        commit_offset: 0,
+        suspend_timeout_millis: suspend_ms,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+        request_source: None,
+        proxy_froward_client_id: None,
+    };
+    req(request::PULL_MESSAGE, header.to_ext_fields())
+}
+
+#[test]
+fn unknown_request_codes_are_refused_and_the_connection_stays_up() {
+    let broker = Broker::start();
+    let mut conn = broker.connect(0);
+
+    let answer = conn.call(req(9999, ExtFields::new()));
+    assert_eq!(answer.code, response::REQUEST_CODE_NOT_SUPPORTED);
+    assert_eq!(answer.remark.as_deref(), Some(" request type 9999 not supported"));
+    assert_eq!(answer.serialize_type, SerializeType::Json);
+
+    // The same in a ROCKETMQ binary header: answered in that encoding.
+    let answer = conn.call(req(777, ExtFields::new()).with_serialize_type(SerializeType::RocketMq));
+    assert_eq!(answer.code, response::REQUEST_CODE_NOT_SUPPORTED);
+    assert_eq!(answer.serialize_type, SerializeType::RocketMq);
+    assert_eq!(answer.remark.as_deref(), Some(" request type 777 not supported"));
+
+    // Known RocketMQ codes we do not serve get the same clear answer.
+    for code in [request::UPDATE_BROKER_CONFIG, request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 200_050] {
+        let answer = conn.call(req(code, ExtFields::new()));
+        assert_eq!(answer.code, response::REQUEST_CODE_NOT_SUPPORTED, "code {code}: {answer:?}");
+        assert!(answer.remark.as_deref().unwrap_or("").contains(&code.to_string()));
+    }
+
+    // And the connection still serves real requests.
+    runtime_info_ok(&mut conn, &broker.shard_name(0));
+    runtime_info_ok(&mut broker.connect(1), &broker.shard_name(1));
+}
+
+/// Bytes that are not a frame the broker can accept, and why.
+fn malformed_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let json_frame = |header: &[u8]| {
+        let mut f = Vec::new();
+        f.extend_from_slice(&(4 + header.len() as u32).to_be_bytes());
+        f.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        f.extend_from_slice(header);
+        f
+    };
+    vec![
+        ("header length beyond the frame", [&8u32.to_be_bytes()[..], &100u32.to_be_bytes(), b"{}{}"].concat()),
+        ("header that is not JSON", json_frame(b"{\"code\":12,\"language\":")),
+        ("JSON header with a code that is not a number", json_frame(br#"{"code":"ten","flag":0,"opaque":1}"#)),
+        ("negative frame length", vec![0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]),
+        ("frame length over 16 MiB", [&(16u32 * 1024 * 1024).to_be_bytes()[..], &[0u8; 8]].concat()),
+        ("frame length with no room for the header length", [&2u32.to_be_bytes()[..], b"xx"].concat()),
+        ("unknown header serialize type", [&6u32.to_be_bytes()[..], &[7, 0, 0, 2], b"{}"].concat()),
+        ("truncated binary header", [&9u32.to_be_bytes()[..], &[1, 0, 0, 5], &[0, 10, 0, 1, 0xDF]].concat()),
+    ]
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_their_connection() {
+    let broker = Broker::start();
+    // Opened before the bad ones and used after each: other connections never notice.
+    let mut bystander = broker.connect(0);
+    runtime_info_ok(&mut bystander, &broker.shard_name(0));
+    for (what, bytes) in malformed_frames() {
+        let mut bad = broker.connect(0);
+        bad.write_raw(&bytes);
+        if let Err(e) = bad.closed_within(CLOSE_WITHIN) {
+            panic!("{what}: {e}\nbroker log:\n{}", broker.log());
+        }
+        runtime_info_ok(&mut bystander, &broker.shard_name(0));
+        runtime_info_ok(&mut broker.connect(0), &broker.shard_name(0));
+    }
+    // A bad frame after good requests on the same connection: answered first, then closed.
+    let mut mixed = broker.connect(1);
+    runtime_info_ok(&mut mixed, &broker.shard_name(1));
+    mixed.write_raw(&malformed_frames()[0].1);
+    mixed.closed_within(CLOSE_WITHIN).expect("closed after the bad frame");
+    runtime_info_ok(&mut broker.connect(1), &broker.shard_name(1));
+    let mut broker = broker;
+    assert!(broker.is_running(), "the broker died");
+    assert!(
+        eventually(CLOSE_WITHIN, || broker.log().contains("malformed")),
+        "bad frames are logged; log:\n{}",
+        broker.log()
+    );
+}
+
+#[test]
+fn an_oversized_message_is_refused_and_nothing_is_stored() {
+    let broker = Broker::start();
+    let mut conn = broker.connect(0);
+    create_topic(&mut conn, "Big", 2);
+    let answer = conn.call(send_message("Big", 0, &b"small"[..], ""));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    assert_eq!(max_offset(&mut conn, "Big", 0), 1);
+
+    let answer = conn.call(send_message("Big", 0, vec![b'x'; MESSAGE_SIZE_MAX + 1], ""));
+    assert_eq!(answer.code, response::MESSAGE_ILLEGAL, "{answer:?}");
+    let remark = answer.remark.clone().unwrap_or_default();
+    assert!(!remark.trim().is_empty(), "the refusal says why: {answer:?}");
+    assert_eq!(max_offset(&mut conn, "Big", 0), 1, "nothing stored");
+
+    // Properties longer than the stored format's i16 length.
+    let long = format!("KEYS\u{1}{}\u{2}", "k".repeat(40_000));
+    let answer = conn.call(send_message("Big", 0, &b"body"[..], &long));
+    assert_eq!(answer.code, response::MESSAGE_ILLEGAL, "{answer:?}");
+    assert_eq!(max_offset(&mut conn, "Big", 0), 1, "nothing stored");
+
+    // The connection and the queue still work.
+    let answer = conn.call(send_message("Big", 0, &b"after"[..], ""));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    assert_eq!(max_offset(&mut conn, "Big", 0), 2);
+}
+
+#[test]
+fn a_missing_topic_with_auto_create_off_is_topic_not_exist() {
+    let broker = Broker::start_with(&["--auto-create-topic", "false"]);
+    let mut conn = broker.connect(0);
+    let names_topic = |answer: &rockshard_net::RemotingCommand| {
+        assert_eq!(answer.code, response::TOPIC_NOT_EXIST, "{answer:?}");
+        let remark = answer.remark.as_deref().unwrap_or("");
+        assert!(remark.contains("NoSuchTopic"), "remark names the topic: {remark:?}");
+    };
+    names_topic(&conn.call(send_message("NoSuchTopic", 0, &b"hello"[..], "")));
+    names_topic(&conn.call(pull("NoSuchTopic", 0, 0, 0)));
+    let stats = TopicRequestHeader { topic: "NoSuchTopic".into() };
+    names_topic(&conn.call(req(request::GET_TOPIC_STATS_INFO, stats.to_ext_fields())));
+    // Nothing was created on the way.
+    let answer = conn.call(req(request::GET_ALL_TOPIC_CONFIG, ExtFields::new()));
+    let configs: body::TopicConfigSerializeWrapper = body::from_json(&answer.body).expect("topic configs");
+    assert!(!configs.topic_config_table.contains_key("NoSuchTopic"));
+    assert!(!configs.topic_config_table.contains_key("TBW102"), "no auto-create template when auto-create is off");
+
+    let (code, _, stderr) = broker.admin(&["topic", "status", "--topic", "NoSuchTopic"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("NoSuchTopic") && stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn a_client_that_disconnects_mid_request_does_not_disturb_the_broker() {
+    let broker = Broker::start();
+    let mut conn = broker.connect(0);
+    create_topic(&mut conn, "Cut", 2);
+
+    // Half a frame, then gone.
+    let frame = encode_frame_to_vec(&send_message("Cut", 0, vec![b'h'; 1000], "")).expect("encodes");
+    let mut half = broker.connect(0);
+    half.write_raw(&frame[..frame.len() / 2]);
+    half.close();
+
+    // A whole send, then gone before the answer.
+    let body: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut whole = broker.connect(0);
+    whole.send(send_message("Cut", 0, body.clone(), "TAGS\u{1}whole\u{2}"));
+    whole.close();
+
+    // A long poll, then gone while it waits.
+    let mut waiting = broker.connect(1);
+    waiting.send(pull("Cut", 0, 0, 5_000));
+    waiting.close();
+
+    assert!(eventually(Duration::from_secs(10), || max_offset(&mut conn, "Cut", 0) == 1), "the whole send is stored");
+    assert_eq!(max_offset(&mut conn, "Cut", 0), 1, "the half frame stored nothing");
+    let answer = conn.call(pull("Cut", 0, 0, 0));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let Ok(Some(Record::Message(view))) = stored::decode(&answer.body) else { panic!("one stored record: {answer:?}") };
+    assert_eq!(view.body, &body[..], "stored whole");
+    assert!(view.body_crc_matches());
+    assert_eq!(view.topic, b"Cut");
+    assert_eq!(view.header.total_size as usize, answer.body.len(), "exactly one record");
+
+    // Shard 1 is still fine after its waiting pull's client left.
+    runtime_info_ok(&mut broker.connect(1), &broker.shard_name(1));
+}
+
+#[test]
+fn oneway_requests_get_no_answer() {
+    let broker = Broker::start();
+    let mut conn = broker.connect(0);
+    create_topic(&mut conn, "Quiet", 2);
+    let oneway = |mut cmd: rockshard_net::RemotingCommand| {
+        cmd.flag |= flag::ONEWAY;
+        cmd
+    };
+    conn.send(oneway(req(9999, ExtFields::new())));
+    conn.send(oneway(req(request::GET_BROKER_RUNTIME_INFO, ExtFields::new())));
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "G".into(),
+        topic: "Quiet".into(),
+        queue_id: 0,
+        commit_offset: 0,
+    };
+    conn.send(oneway(req(request::UPDATE_CONSUMER_OFFSET, commit.to_ext_fields())));
+    // The first frame back answers this request, not the oneway ones before it.
+    let opaque = conn.send(req(request::GET_BROKER_RUNTIME_INFO, ExtFields::new()));
+    let answer = conn.read_frame().expect("an answer");
+    assert_eq!(answer.opaque, opaque, "a oneway request was answered: {answer:?}");
+    conn.stream.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    assert!(conn.read_frame().is_none(), "nothing else arrives");
+}
+
+#[test]
+fn admin_queries_answer_clearly() {
+    let broker = Broker::start();
+    let mut conn = broker.connect(0);
+    create_topic(&mut conn, "Q", 4);
+
+    // A missing required header field: INVALID_PARAMETER naming it.
+    let answer = conn.call(req(request::GET_TOPIC_STATS_INFO, ExtFields::new()));
+    assert_eq!(answer.code, response::INVALID_PARAMETER, "{answer:?}");
+    assert!(answer.remark.as_deref().unwrap_or("").contains("topic"), "{answer:?}");
+
+    // QUERY_MESSAGE: no key index, so not found, with the fields clients require.
+    let query = QueryMessageRequestHeader {
+        topic: "Q".into(),
+        key: "k1".into(),
+        max_num: 32,
+        begin_timestamp_ms: 0,
+        end_timestamp_ms: i64::MAX,
+    };
+    let answer = conn.call(req(request::QUERY_MESSAGE, query.to_ext_fields()));
+    assert_eq!(answer.code, response::QUERY_NOT_FOUND, "{answer:?}");
+    assert!(answer.ext_fields.get("indexLastUpdateTimestamp").is_some());
+    assert!(answer.ext_fields.get("indexLastUpdatePhyoffset").is_some());
+
+    // VIEW_MESSAGE_BY_ID: found at the offset the send's msgId names; not found elsewhere.
+    let sent = conn.call(send_message("Q", 1, &b"look me up"[..], "KEYS\u{1}k1\u{2}"));
+    assert_eq!(sent.code, response::SUCCESS, "{sent:?}");
+    let sent: SendMessageResponseHeader = sent.ext_header().expect("send answer header");
+    let (host, offset) = rockshard_net::msgid::decode(&sent.msg_id).expect("offset msgId");
+    assert_eq!(host.to_string(), broker.shard_addr(0));
+    let view = ViewMessageRequestHeader { offset, topic: None };
+    let answer = conn.call(req(request::VIEW_MESSAGE_BY_ID, view.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let Ok(Some(Record::Message(m))) = stored::decode(&answer.body) else { panic!("a record: {answer:?}") };
+    assert_eq!((m.body, m.header.queue_id, m.header.physical_offset), (&b"look me up"[..], 1, offset));
+    for bad in [offset + 1, -5, 1 << 40] {
+        let view = ViewMessageRequestHeader { offset: bad, topic: None };
+        let answer = conn.call(req(request::VIEW_MESSAGE_BY_ID, view.to_ext_fields()));
+        assert_eq!(answer.code, response::SYSTEM_ERROR, "offset {bad}: {answer:?}");
+        assert!(answer.remark.as_deref().unwrap_or("").contains("can not find message"), "{answer:?}");
+    }
+
+    // GET_TOPIC_STATS_INFO: this shard's two queues, one message in queue 1.
+    let stats = TopicRequestHeader { topic: "Q".into() };
+    let answer = conn.call(req(request::GET_TOPIC_STATS_INFO, stats.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let table = TopicStatsTable::decode(&answer.body).expect("stats body");
+    let queues: Vec<(String, i32, i64, i64)> = table
+        .offset_table
+        .iter()
+        .map(|(mq, o)| (mq.broker_name.clone(), mq.queue_id, o.min_offset, o.max_offset))
+        .collect();
+    assert_eq!(queues, [("broker-a-s0".into(), 0, 0, 0), ("broker-a-s0".into(), 1, 0, 1)]);
+    assert!(table.offset_table.values().nth(1).is_some_and(|o| o.last_update_timestamp > 0));
+
+    // Consume stats and reset by time, for a group that committed offset 1 on queue 1.
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "G".into(),
+        topic: "Q".into(),
+        queue_id: 1,
+        commit_offset: 1,
+    };
+    assert_eq!(conn.call(req(request::UPDATE_CONSUMER_OFFSET, commit.to_ext_fields())).code, response::SUCCESS);
+    let consume = |conn: &mut Conn| {
+        let h = GetConsumeStatsRequestHeader { consumer_group: "G".into(), topic: None };
+        let answer = conn.call(req(request::GET_CONSUME_STATS, h.to_ext_fields()));
+        assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+        ConsumeStats::decode(&answer.body).expect("consume stats body")
+    };
+    let stats = consume(&mut conn);
+    let q1 = stats.offset_table.iter().find(|(mq, _)| mq.queue_id == 1).map(|(_, o)| *o).expect("queue 1");
+    assert_eq!((q1.broker_offset, q1.consumer_offset), (1, 1));
+    assert!(q1.last_timestamp > 0, "the consumed message's store time");
+
+    let reset = ResetOffsetRequestHeader {
+        topic: "Q".into(),
+        group: "G".into(),
+        queue_id: None,
+        offset: None,
+        timestamp_ms: 0,
+        is_force: true,
+    };
+    let answer = conn.call(req(request::INVOKE_BROKER_TO_RESET_OFFSET, reset.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let body = ResetOffsetBody::decode(&answer.body).expect("reset body");
+    assert_eq!(body.offset_table.values().copied().collect::<Vec<_>>(), [0, 0]);
+    let q1 =
+        consume(&mut conn).offset_table.into_iter().find(|(mq, _)| mq.queue_id == 1).map(|(_, o)| o).expect("queue 1");
+    assert_eq!((q1.broker_offset, q1.consumer_offset), (1, 0), "lag is back to one message");
+
+    // The unknown group's stats are empty, not an error; a missing topic is.
+    let h = GetConsumeStatsRequestHeader { consumer_group: "Nobody".into(), topic: None };
+    let answer = conn.call(req(request::GET_CONSUME_STATS, h.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS);
+    assert!(ConsumeStats::decode(&answer.body).expect("body").offset_table.is_empty());
+    let h = GetConsumeStatsRequestHeader { consumer_group: "G".into(), topic: Some("Nope".into()) };
+    assert_eq!(conn.call(req(request::GET_CONSUME_STATS, h.to_ext_fields())).code, response::TOPIC_NOT_EXIST);
+
+    // DELETE_TOPIC_IN_BROKER on shard 0 removes the topic from shard 1 too.
+    let del = TopicRequestHeader { topic: "Q".into() };
+    assert_eq!(conn.call(req(request::DELETE_TOPIC_IN_BROKER, del.to_ext_fields())).code, response::SUCCESS);
+    let mut other = broker.connect(1);
+    let gone = eventually(Duration::from_secs(5), || {
+        let answer = other.call(req(request::GET_ALL_TOPIC_CONFIG, ExtFields::new()));
+        let configs: body::TopicConfigSerializeWrapper = body::from_json(&answer.body).expect("topic configs");
+        !configs.topic_config_table.contains_key("Q")
+    });
+    assert!(gone, "topic Q still on shard 1");
+    let system = TopicRequestHeader { topic: "SCHEDULE_TOPIC_XXXX".into() };
+    assert_eq!(
+        conn.call(req(request::DELETE_TOPIC_IN_BROKER, system.to_ext_fields())).code,
+        response::INVALID_PARAMETER
+    );
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn admin_cli_manages_topics() {
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = broker.admin(args);
+        assert_eq!(code, 0, "rockshard admin {args:?} failed: {stderr}\nbroker log:\n{}", broker.log());
+        stdout
+    };
+    let out = ok(&["topic", "create", "--topic", "Orders", "--queues", "4", "--flush", "sync"]);
+    assert!(out.contains("created topic `Orders`"), "{out}");
+    assert!(out.contains("flush sync"), "{out}");
+
+    let (code, _, stderr) = broker.admin(&["topic", "create", "--topic", "Orders", "--queues", "4"]);
+    assert_eq!(code, 2, "creating twice is refused: {stderr}");
+    assert!(stderr.contains("already exists"), "{stderr}");
+
+    let list = json(&ok(&["topic", "list", "--json"]));
+    let orders = list["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .find(|t| t["topic"] == "Orders")
+        .cloned()
+        .expect("Orders listed");
+    assert_eq!((orders["writeQueues"].as_i64(), orders["flush"].as_str()), (Some(4), Some("sync")), "{orders}");
+    let text = ok(&["topic", "list"]);
+    assert!(text.lines().next().is_some_and(|h| h.starts_with("TOPIC")), "{text}");
+
+    // Two messages on shard 0 queue 0, one on shard 1 queue 1.
+    let mut shards = [broker.connect(0), broker.connect(1)];
+    for (shard, qid, text) in [(0, 0, "one"), (0, 0, "two"), (1, 1, "three")] {
+        let answer = shards[shard].call(send_message("Orders", qid, text.as_bytes().to_vec(), ""));
+        assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    }
+    let status = json(&ok(&["topic", "status", "--topic", "Orders", "--json"]));
+    assert_eq!(status["messages"].as_i64(), Some(3), "{status}");
+    let queues = status["queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 4, "{status}");
+    let max_of = |broker_name: &str, qid: i64| {
+        queues
+            .iter()
+            .find(|q| q["brokerName"] == broker_name && q["queueId"] == qid)
+            .and_then(|q| q["maxOffset"].as_i64())
+    };
+    assert_eq!(
+        (max_of("broker-a-s0", 0), max_of("broker-a-s0", 1), max_of("broker-a-s1", 1)),
+        (Some(2), Some(0), Some(1))
+    );
+    let text = ok(&["topic", "status", "--topic", "Orders"]);
+    assert!(text.contains("MIN OFFSET") && text.contains("broker-a-s1") && text.contains("3 messages"), "{text}");
+
+    let route = ok(&["topic", "route", "--topic", "Orders"]);
+    assert!(route.contains("broker-a-s0") && route.contains(&broker.shard_addr(1)), "{route}");
+    let cluster = ok(&["cluster", "list"]);
+    assert!(
+        cluster.contains("DefaultCluster") && cluster.contains("broker-a-s1") && cluster.contains("V5_3_3"),
+        "{cluster}"
+    );
+
+    let out = ok(&["topic", "update", "--topic", "Orders", "--flush", "async"]);
+    assert!(out.contains("updated topic `Orders`") && out.contains("flush async"), "{out}");
+    let list = json(&ok(&["topic", "list", "--json"]));
+    let orders =
+        list["topics"].as_array().expect("topics").iter().find(|t| t["topic"] == "Orders").cloned().expect("Orders");
+    assert_eq!(
+        (orders["writeQueues"].as_i64(), orders["flush"].as_str()),
+        (Some(4), Some("async")),
+        "queues kept: {orders}"
+    );
+
+    ok(&["topic", "delete", "--topic", "Orders"]);
+    let (code, _, stderr) = broker.admin(&["topic", "route", "--topic", "Orders"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("Orders"), "{stderr}");
+    let (code, _, stderr) = broker.admin(&["topic", "update", "--topic", "Orders", "--queues", "2"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn admin_cli_shows_consumer_progress_resets_offsets_and_views_messages() {
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = broker.admin(args);
+        assert_eq!(code, 0, "rockshard admin {args:?} failed: {stderr}\nbroker log:\n{}", broker.log());
+        stdout
+    };
+    ok(&["topic", "create", "--topic", "Pay", "--queues", "2"]);
+    let mut s0 = broker.connect(0);
+    let mut ids = Vec::new();
+    for text in ["a", "b", "c"] {
+        let answer = s0.call(send_message("Pay", 0, text.as_bytes().to_vec(), "TAGS\u{1}t1\u{2}KEYS\u{1}order-7\u{2}"));
+        assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+        ids.push(answer.ext_header::<SendMessageResponseHeader>().expect("send header").msg_id);
+    }
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "G".into(),
+        topic: "Pay".into(),
+        queue_id: 0,
+        commit_offset: 1,
+    };
+    assert_eq!(s0.call(req(request::UPDATE_CONSUMER_OFFSET, commit.to_ext_fields())).code, response::SUCCESS);
+
+    let progress = json(&ok(&["consumer", "progress", "--group", "G", "--json"]));
+    assert_eq!(progress["totalLag"].as_i64(), Some(2), "{progress}");
+    let text = ok(&["consumer", "progress", "--group", "G", "--topic", "Pay"]);
+    assert!(text.contains("LAG") && text.contains("total lag: 2"), "{text}");
+    let (code, _, stderr) = broker.admin(&["consumer", "progress", "--group", "Nobody"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("Nobody"), "{stderr}");
+
+    let reset =
+        json(&ok(&["consumer", "reset-offset", "--group", "G", "--topic", "Pay", "--timestamp", "0", "--json"]));
+    assert!(reset["queues"].as_array().expect("queues").iter().all(|q| q["offset"] == 0), "{reset}");
+    let progress = json(&ok(&["consumer", "progress", "--group", "G", "--topic", "Pay", "--json"]));
+    assert_eq!(progress["totalLag"].as_i64(), Some(3), "{progress}");
+    ok(&["consumer", "reset-offset", "--group", "G", "--topic", "Pay", "--timestamp", "2100-01-01T00:00:00Z"]);
+    let progress = json(&ok(&["consumer", "progress", "--group", "G", "--topic", "Pay", "--json"]));
+    assert_eq!(progress["totalLag"].as_i64(), Some(0), "{progress}");
+    let (code, _, stderr) =
+        broker.admin(&["consumer", "reset-offset", "--group", "G", "--topic", "Pay", "--timestamp", "soon"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("timestamp"), "{stderr}");
+
+    let view = ok(&["message", "view", "--id", &ids[1]]);
+    assert!(view.contains("Pay") && view.contains("order-7") && view.contains("body:\nb"), "{view}");
+    let view = json(&ok(&["message", "view", "--id", &ids[2], "--json"]));
+    assert_eq!((view["bodyText"].as_str(), view["queueOffset"].as_i64()), (Some("c"), Some(2)), "{view}");
+    let (code, _, stderr) = broker.admin(&["message", "view", "--id", "not-an-id"]);
+    assert_eq!(code, 2, "{stderr}");
+}
