@@ -413,17 +413,44 @@ pub struct Clients {
 /// heartbeats, consume pools) are async, so a few threads suffice on this machine.
 const CLIENT_WORKER_THREADS: usize = 4;
 
+/// Blocking threads of the client runtime: enough for [`CLIENT_LANE_CONCURRENCY`] on
+/// two lanes.
+const CLIENT_BLOCKING_THREADS: usize = 96;
+
+/// Consume threads of each push consumer the tests start (the client's default is 64,
+/// more than this machine's two cores can use).
+pub const CONSUME_THREADS_MAX: u32 = 16;
+
+/// Listener calls running at once: room for two consumers at [`CONSUME_THREADS_MAX`]
+/// each, plus a third (the restart test's probe) starting.
+const CLIENT_LANE_CONCURRENCY: usize = 40;
+
+/// Listener calls waiting for a thread: far more than the consumers ever have in flight.
+const CLIENT_LANE_QUEUE_DEPTH: usize = 4_096;
+
 /// How long the client runtime may take to shut down after a test body.
 const CLIENT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Clients {
     pub fn new(name: &str) -> Clients {
         init_client_logs();
-        let config = RuntimeConfig {
+        let mut config = RuntimeConfig {
             worker_threads: CLIENT_WORKER_THREADS,
             thread_name: format!("compat-{name}"),
+            max_blocking_threads: CLIENT_BLOCKING_THREADS,
             ..RuntimeConfig::default()
         };
+        // The client runs every listener call on the metadata-io blocking lane. Sized for
+        // 2 cores by default (4 running, 16 queued), that lane rejects calls when two busy
+        // consumers exceed it ("runtime.capacity.exhausted"), and the client then treats
+        // the unrun listener as failed and sends the message to the retry topic. The tests
+        // size the lane for their consumers (see [`CONSUME_THREADS_MAX`]) so that never
+        // happens.
+        let lanes = &mut config.blocking_lane_policies;
+        for lane in [&mut lanes.metadata_io, &mut lanes.storage_io] {
+            lane.max_concurrency = CLIENT_LANE_CONCURRENCY;
+            lane.max_queue_depth = CLIENT_LANE_QUEUE_DEPTH;
+        }
         let owner = RuntimeOwner::plan(config)
             .expect("a valid client runtime configuration")
             .build()

@@ -31,7 +31,7 @@ use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rockshard_compat::{
     client_config, describe_missing, message_body, serial, unique, wait_until, Broker, Clients, Delivery,
-    OrderlyRecordingListener, Recorder, RecordingListener, SHARDS,
+    OrderlyRecordingListener, Recorder, RecordingListener, CONSUME_THREADS_MAX, SHARDS,
 };
 
 /// Queues of every test topic, across the broker (rockshard spreads them over shards).
@@ -145,6 +145,8 @@ fn push_consumer(
         .message_model(model)
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .await_termination_millis_when_shutdown(CONSUMER_SHUTDOWN_AWAIT_MS)
+        .consume_thread_min(CONSUME_THREADS_MAX)
+        .consume_thread_max(CONSUME_THREADS_MAX)
         .build()
 }
 
@@ -399,6 +401,15 @@ fn clustering_10k_messages_four_send_modes_two_members_then_lite_pull_from_zero(
         );
         assert!(got.iter().all(|i| *i < MAIN_TOTAL), "unexpected indexes received");
         assert!(m1 > 0 && m2 > 0, "both members must consume after the rebalance: member1 {m1}, member2 {m2}");
+
+        // The listener always succeeds, so nothing may come through the retry topic.
+        let retried: Vec<&Delivery> = deliveries.iter().filter(|d| d.queue_topic != topic).collect();
+        assert!(
+            retried.is_empty(),
+            "{} deliveries came from another queue topic although the listener never failed, first: {:?}",
+            retried.len(),
+            retried.first()
+        );
 
         // Every message arrived where its send result said it was stored.
         let stored = stored.lock().unwrap();
@@ -828,6 +839,10 @@ fn consumer_restarted_mid_stream_resumes_from_committed_offset() {
             describe_missing(0..COUNT, &got),
             log_hint(&broker)
         );
+
+        // The listener always succeeds, so every delivery comes from the topic's own queues.
+        let retried = deliveries.iter().filter(|d| d.queue_topic != topic).count();
+        assert_eq!(retried, 0, "deliveries through the retry topic although the listener never failed");
 
         let a_by_queue = by_queue(&first_run);
         let b_by_queue = by_queue(&deliveries.iter().filter(|d| d.member == 2).cloned().collect::<Vec<_>>());
