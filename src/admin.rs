@@ -27,13 +27,14 @@ use std::time::{Duration, Instant};
 
 use clap::{Subcommand, ValueEnum};
 use rockshard_net::body::{
-    self, ClusterInfo, ConsumeStats, KVTable, ResetOffsetBody, TopicConfigSerializeWrapper, TopicList, TopicRouteData,
-    TopicStatsTable,
+    self, ClusterInfo, ConsumeStats, ConsumerConnection, KVTable, ResetOffsetBody, TopicConfigSerializeWrapper,
+    TopicList, TopicRouteData, TopicStatsTable,
 };
 use rockshard_net::code::{perm, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::headers::{
-    CommandHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader, ViewMessageRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader,
+    ViewMessageRequestHeader,
 };
 use rockshard_net::stored::{self, sys_flag, Record};
 use rockshard_net::{msgid, properties, RemotingCommand};
@@ -202,6 +203,11 @@ enum ClusterCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConsumerCommand {
+    /// The clients of a consumer group connected to each broker, and its subscriptions
+    Connections {
+        #[arg(long)]
+        group: String,
+    },
     /// Per queue: the queue's end, the group's committed offset and the lag
     Progress {
         #[arg(long)]
@@ -420,6 +426,7 @@ impl Admin {
             },
             AdminCommand::Cluster { command: ClusterCommand::List } => self.cluster_list().await,
             AdminCommand::Consumer { command } => match command {
+                ConsumerCommand::Connections { group } => self.consumer_connections(group).await,
                 ConsumerCommand::Progress { group, topic } => self.consumer_progress(group, topic.as_deref()).await,
                 ConsumerCommand::ResetOffset { group, topic, timestamp } => {
                     let ms = parse_time(timestamp).map_err(Error::Usage)?;
@@ -810,19 +817,84 @@ impl Admin {
         Ok(Report { text: table.render(), json: json!({ "brokers": rows }) })
     }
 
+    /// Every master broker the NameServer knows, sorted by name.
+    async fn all_brokers(&self) -> Result<Vec<BrokerRef>> {
+        let info = self.cluster_info().await?;
+        let mut all: Vec<BrokerRef> = info
+            .broker_addr_table
+            .values()
+            .filter_map(|d| master_addr(d).map(|addr| BrokerRef { name: d.broker_name.clone(), addr }))
+            .collect();
+        all.sort();
+        Ok(all)
+    }
+
+    async fn consumer_connections(&self, group: &str) -> Result<Report> {
+        let brokers = self.all_brokers().await?;
+        let mut table = Table::new(&["BROKER", "CLIENT ID", "CLIENT ADDRESS", "LANGUAGE", "VERSION"]);
+        let mut rows = Vec::new();
+        let mut subscriptions = BTreeMap::new();
+        let mut kind = None;
+        for b in &brokers {
+            let header = ConsumerGroupRequestHeader { consumer_group: group.to_string() };
+            let cmd = RemotingCommand::new_request(request::GET_CONSUMER_CONNECTION_LIST, header.to_ext_fields());
+            let answer = self.call(&b.addr, cmd).await?;
+            match answer.code {
+                response::SUCCESS => {}
+                // Not every broker sees every group: clients heartbeat to the brokers of
+                // the topics they use.
+                response::CONSUMER_NOT_ONLINE => continue,
+                _ => return Err(remote_error(&b.addr, &answer)),
+            }
+            let body: ConsumerConnection = decode_body(&b.addr, "consumer connections", body::from_json(&answer.body))?;
+            kind.get_or_insert((body.consume_type, body.message_model, body.consume_from_where));
+            for c in &body.connection_set {
+                table.row(vec![
+                    b.name.clone(),
+                    c.client_id.clone(),
+                    c.client_addr.clone(),
+                    c.language.clone(),
+                    c.version.to_string(),
+                ]);
+                rows.push(json!({
+                    "brokerName": b.name, "clientId": c.client_id, "clientAddr": c.client_addr,
+                    "language": c.language, "version": c.version,
+                }));
+            }
+            for (topic, sub) in body.subscription_table {
+                subscriptions.entry(topic).or_insert(sub.sub_string);
+            }
+        }
+        let Some((consume_type, model, from_where)) = kind else {
+            return Err(Error::Usage(format!(
+                "consumer group `{group}` is not online on any of {} broker(s)",
+                brokers.len()
+            )));
+        };
+        let mut text = table.render();
+        let _ = writeln!(
+            text,
+            "consume type {}, message model {}, consume from {}",
+            enum_name(&consume_type),
+            enum_name(&model),
+            enum_name(&from_where)
+        );
+        for (topic, expression) in &subscriptions {
+            let _ = writeln!(text, "subscribes {topic}: {expression}");
+        }
+        Ok(Report {
+            text,
+            json: json!({
+                "group": group, "connections": rows, "subscriptions": subscriptions,
+                "consumeType": consume_type, "messageModel": model, "consumeFromWhere": from_where,
+            }),
+        })
+    }
+
     async fn consumer_progress(&self, group: &str, topic: Option<&str>) -> Result<Report> {
         let brokers = match topic {
             Some(t) => Self::route_brokers(&self.existing_route(t).await?),
-            None => {
-                let info = self.cluster_info().await?;
-                let mut all: Vec<BrokerRef> = info
-                    .broker_addr_table
-                    .values()
-                    .filter_map(|d| master_addr(d).map(|addr| BrokerRef { name: d.broker_name.clone(), addr }))
-                    .collect();
-                all.sort();
-                all
-            }
+            None => self.all_brokers().await?,
         };
         let mut table =
             Table::new(&["TOPIC", "BROKER", "QUEUE", "BROKER OFFSET", "CONSUMER OFFSET", "LAG", "LAST CONSUMED"]);
@@ -984,6 +1056,14 @@ fn describe_message(id: &str, view: &stored::MessageView<'_>) -> Report {
         "bodyText": text_body.filter(|_| !compressed), "bodyHex": if text_body.is_some() && !compressed { Value::Null } else { Value::from(hex(view.body)) },
     });
     Report { text, json }
+}
+
+/// The wire name of one of the body enums (`CONSUME_PASSIVELY`, `CLUSTERING`).
+fn enum_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => "?".into(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -19,13 +19,16 @@ use std::time::Duration;
 
 use common::{eventually, max_offset, req, send_message, Broker, Conn};
 use rockshard::broker::admin::{GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader};
-use rockshard_net::body::{self, ConsumeStats, KVTable, ResetOffsetBody, TopicStatsTable};
+use rockshard_net::body::{
+    self, ConsumeStats, ConsumerConnection, ConsumerData, HeartbeatData, KVTable, ResetOffsetBody, SubscriptionData,
+    TopicStatsTable,
+};
 use rockshard_net::code::{flag, pull_sys_flag, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::frame::encode_frame_to_vec;
 use rockshard_net::headers::{
-    CommandHeader, CreateTopicRequestHeader, PullMessageRequestHeader, QueryMessageRequestHeader,
-    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, PullMessageRequestHeader,
+    QueryMessageRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rockshard_net::stored::{self, Record};
 use rockshard_net::SerializeType;
@@ -527,4 +530,51 @@ fn admin_cli_shows_consumer_progress_resets_offsets_and_views_messages() {
     assert_eq!((view["bodyText"].as_str(), view["queueOffset"].as_i64()), (Some("c"), Some(2)), "{view}");
     let (code, _, stderr) = broker.admin(&["message", "view", "--id", "not-an-id"]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn consumer_connections_show_heartbeating_clients() {
+    let broker = Broker::start();
+    let mut s0 = broker.connect(0);
+    create_topic(&mut s0, "Feed", 2);
+    let heartbeat = HeartbeatData {
+        client_id: "127.0.0.1@test#1".into(),
+        consumer_data_set: vec![ConsumerData {
+            group_name: "Readers".into(),
+            subscription_data_set: vec![SubscriptionData {
+                topic: "Feed".into(),
+                sub_string: "TagA || TagB".into(),
+                tags_set: vec!["TagA".into(), "TagB".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let answer =
+        s0.call(req(request::HEART_BEAT, ExtFields::new()).with_body(body::to_json(&heartbeat).expect("json")));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+
+    let group = ConsumerGroupRequestHeader { consumer_group: "Readers".into() };
+    let answer = s0.call(req(request::GET_CONSUMER_CONNECTION_LIST, group.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let connections: ConsumerConnection = body::from_json(&answer.body).expect("ConsumerConnection body");
+    assert_eq!(connections.connection_set.len(), 1);
+    let c = &connections.connection_set[0];
+    assert_eq!((c.client_id.as_str(), c.language.as_str()), ("127.0.0.1@test#1", "RUST"));
+    assert_eq!(c.client_addr, s0.stream.local_addr().expect("local addr").to_string());
+    assert_eq!(connections.subscription_table["Feed"].sub_string, "TagA || TagB");
+    // Shard 1 never heard from the client.
+    let answer = broker.connect(1).call(req(request::GET_CONSUMER_CONNECTION_LIST, group.to_ext_fields()));
+    assert_eq!(answer.code, response::CONSUMER_NOT_ONLINE, "{answer:?}");
+    assert!(answer.remark.as_deref().unwrap_or("").contains("Readers"), "{answer:?}");
+
+    let (code, stdout, stderr) = broker.admin(&["consumer", "connections", "--group", "Readers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("127.0.0.1@test#1") && stdout.contains("broker-a-s0"), "{stdout}");
+    assert!(stdout.contains("subscribes Feed: TagA || TagB") && stdout.contains("CLUSTERING"), "{stdout}");
+    let (code, _, stderr) = broker.admin(&["consumer", "connections", "--group", "Nobody"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not online"), "{stderr}");
+    drop(s0);
 }

@@ -16,6 +16,8 @@
 //!   and the lag between them.
 //! - INVOKE_BROKER_TO_RESET_OFFSET (222): moves a group's committed offsets to a time
 //!   (or to an explicit offset for one queue).
+//! - GET_CONSUMER_CONNECTION_LIST (203): a consumer group's members here and its
+//!   subscriptions; CONSUMER_NOT_ONLINE when it has none.
 //!
 //! Everything else is answered REQUEST_CODE_NOT_SUPPORTED with Java's remark, and the
 //! connection stays up.
@@ -24,20 +26,23 @@
 //! handlers only call the store's and the offset table's own methods.
 //!
 //! Deliberately not here: an index of message keys (QUERY_MESSAGE cannot find by key),
-//! consume TPS (reported as 0.0), and broker configuration changes over the wire
+//! consume TPS (reported as 0.0), telling a group's running clients about a reset
+//! (RESET_CONSUMER_CLIENT_OFFSET: they keep their in-memory offsets and may commit them
+//! over the reset), and broker configuration changes over the wire
 //! (UPDATE_BROKER_CONFIG is not supported: the configuration is a file and flags).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use rockshard_net::body::{
-    self, ConsumeStats, DataVersion, KVTable, MessageQueue, OffsetWrapper, ResetOffsetBody,
-    TopicConfigSerializeWrapper, TopicOffset, TopicStatsTable,
+    self, ClientConnection, ConsumeStats, ConsumerConnection, DataVersion, KVTable, MessageQueue, OffsetWrapper,
+    ResetOffsetBody, TopicConfigSerializeWrapper, TopicOffset, TopicStatsTable,
 };
 use rockshard_net::code::{request, response, version};
 use rockshard_net::command::ExtFields;
 use rockshard_net::headers::{
-    CommandHeader, FieldValue, QueryMessageRequestHeader, QueryMessageResponseHeader, ViewMessageRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, FieldValue, QueryMessageRequestHeader, QueryMessageResponseHeader,
+    ViewMessageRequestHeader,
 };
 use rockshard_net::{stored, RemotingCommand};
 use rockshard_storage::store::SCHEDULE_TOPIC;
@@ -150,6 +155,7 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         request::GET_TOPIC_STATS_INFO => topic_stats(shard, &req).await,
         request::GET_CONSUME_STATS => consume_stats(shard, &req).await,
         request::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset(shard, &req).await,
+        request::GET_CONSUMER_CONNECTION_LIST => consumer_connections(shard, &req),
         code => {
             debug!(shard = shard.id, peer = %conn.peer(), code, "request code not supported");
             Some(RemotingCommand::not_supported(&req))
@@ -433,6 +439,41 @@ async fn reset_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<Remoti
         body.offset_table.insert(queue(shard, &t.name, qid), new);
     }
     match body.encode() {
+        Ok(json) => success(req, json),
+        Err(e) => encode_failed(req, e),
+    }
+}
+
+/// GET_CONSUMER_CONNECTION_LIST (203): who of a consumer group is connected here.
+fn consumer_connections(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
+    let h: ConsumerGroupRequestHeader = match req.ext_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(req, e),
+    };
+    let Some(group) = shard.groups.consumer_group(&h.consumer_group).filter(|g| !g.members.is_empty()) else {
+        return reply(
+            req,
+            response::CONSUMER_NOT_ONLINE,
+            format!("the consumer group `{}` is not online on {}", h.consumer_group, shard.broker_name),
+        );
+    };
+    let body = ConsumerConnection {
+        connection_set: group
+            .members
+            .iter()
+            .map(|m| ClientConnection {
+                client_addr: m.peer.map_or_else(String::new, |p| p.to_string()),
+                client_id: m.client_id.clone(),
+                language: m.language.name().to_string(),
+                version: m.version,
+            })
+            .collect(),
+        consume_from_where: group.consume_from_where,
+        consume_type: group.consume_type,
+        message_model: group.message_model,
+        subscription_table: group.subscriptions.into_iter().map(|s| (s.topic.clone(), s)).collect(),
+    };
+    match body::to_json(&body) {
         Ok(json) => success(req, json),
         Err(e) => encode_failed(req, e),
     }
