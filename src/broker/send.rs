@@ -144,7 +144,7 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
             Err((code, remark)) => return reply(&req, code, remark),
         },
     };
-    if topic.perm & perm::WRITE == 0 {
+    if topic.perm & perm::WRITE == 0 || !topics::is_client_writable(&topic_name) {
         return reply(
             &req,
             response::NO_PERMISSION,

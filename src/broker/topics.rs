@@ -28,7 +28,7 @@ use super::control::{queue_share, ControlMsg, TopicSpec};
 use super::shard::{bad_header, reply, Shard};
 use crate::limits::{DELAY_LEVEL_COUNT, TOPIC_NAME_MAX_BYTES, TOPIC_QUEUES_MAX};
 use crate::remoting::server::Connection;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The topic whose route producers use before a topic exists (auto-create path).
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -122,12 +122,26 @@ pub async fn apply_everywhere(shard: &Rc<Shard>, spec: TopicSpec) -> Result<()> 
 
 /// Removes `name` from every shard.
 pub async fn delete_topic_everywhere(shard: &Rc<Shard>, name: &str) -> Result<bool> {
+    let removed = remove_local(shard, name).await?;
+    shard.control.broadcast(ControlMsg::DeleteTopic(name.to_string())).await;
+    Ok(removed)
+}
+
+/// Removes a topic from this shard with its consumer offsets: a topic created again
+/// under the same name starts with no committed offsets, as in RocketMQ.
+async fn remove_local(shard: &Rc<Shard>, name: &str) -> Result<bool> {
     let removed = shard.store.remove_topic(name).await?.is_some();
+    shard.offsets.remove_topic(name);
     if removed {
         shard.topics_changed();
     }
-    shard.control.broadcast(ControlMsg::DeleteTopic(name.to_string())).await;
     Ok(removed)
+}
+
+/// Whether clients may send to `name`: not the delay topic, which only the broker
+/// writes (a message there without REAL_TOPIC would be undeliverable).
+pub fn is_client_writable(name: &str) -> bool {
+    name != SCHEDULE_TOPIC
 }
 
 /// Auto-creates `name` for a send that named an unknown topic, when allowed. Returns
@@ -211,14 +225,7 @@ pub fn start(shard: &Rc<Shard>) {
             let Some(msg) = msg else { break };
             let result = match &msg {
                 ControlMsg::UpsertTopic(spec) => apply_spec(&shard, spec).await,
-                ControlMsg::DeleteTopic(name) => match shard.store.remove_topic(name).await {
-                    Ok(Some(_)) => {
-                        shard.topics_changed();
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(Error::Storage(e)),
-                },
+                ControlMsg::DeleteTopic(name) => remove_local(&shard, name).await.map(|_| ()),
             };
             if let Err(e) = result {
                 warn!(shard = shard.id, ?msg, error = %e, "applying a topic change from another shard failed");

@@ -361,6 +361,16 @@ async fn write_loop(mut writer: futures_lite::io::WriteHalf<TcpStream>, conn: Rc
 }
 
 /// Binds a listener, with the address in the error.
+///
+/// glommio sets SO_REUSEPORT on every listener it binds, so two brokers started on the
+/// same port would both "succeed" and split the connections between them. A plain bind
+/// (no SO_REUSEPORT) first makes a port that is in use fail here, with EADDRINUSE; it is
+/// released at once and glommio binds the same address.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).map_err(|e| Error::Io { op: "listen on", target: addr.to_string(), source: e.into() })
+    let err = |e: std::io::Error| Error::Io { op: "listen on", target: addr.to_string(), source: e };
+    let probe = std::net::TcpListener::bind(addr).map_err(err)?;
+    // Port 0 asks for any free port: bind glommio's listener to the one the probe got.
+    let addr = probe.local_addr().map_err(err)?;
+    drop(probe);
+    TcpListener::bind(addr).map_err(|e| err(e.into()))
 }
