@@ -46,6 +46,15 @@ const ROUTE_TIMEOUT: Duration = Duration::from_secs(35);
 /// Send timeout handed to the client, in milliseconds.
 const SEND_TIMEOUT_MS: u64 = 10_000;
 
+/// One lite-pull poll waits at most this long for messages.
+const POLL_TIMEOUT_MS: u64 = 500;
+
+/// How long the broker may hold a lite-pull consumer's pull (`suspendTimeoutMillis`).
+const LITE_SUSPEND_MS: u64 = 2_000;
+
+/// Upper bound on polls in one [`poll_until`], beside its deadline.
+const POLLS_MAX: usize = 1_000_000;
+
 /// How long a consumer may keep working on in-flight messages when shut down.
 const CONSUMER_SHUTDOWN_AWAIT_MS: u64 = 3_000;
 
@@ -181,6 +190,10 @@ fn lite_pull_consumer(rt: Arc<ClientRuntime>, broker: &Broker, group: &str, inst
         .consumer_group(group.to_string())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .pull_batch_size(32)
+        // A long poll in flight holds the consumer's shutdown until the broker answers it;
+        // a short hold keeps each shutdown to about this long instead of the default 20 s.
+        .broker_suspend_max_time_millis(LITE_SUSPEND_MS)
+        .consumer_timeout_millis_when_suspend(LITE_SUSPEND_MS + 5_000)
         .build()
         .expect("lite pull consumer build")
 }
@@ -193,21 +206,26 @@ async fn poll_until(
     limit: Duration,
     done: impl Fn(&Recorder) -> bool,
 ) -> bool {
-    let deadline = Instant::now() + limit;
-    // Each poll returns within its own 500 ms timeout, so the loop is bounded by both.
-    let polls_max = limit.as_millis() / 100 + 1;
-    for _ in 0..polls_max {
-        if done(recorder) {
-            return true;
-        }
-        if Instant::now() >= deadline {
+    let started = Instant::now();
+    let deadline = started + limit;
+    let (mut polls, mut empty, mut largest) = (0usize, 0usize, 0usize);
+    // Bounded by the deadline, and by a count no real run gets near.
+    for _ in 0..POLLS_MAX {
+        if done(recorder) || Instant::now() >= deadline {
             break;
         }
-        for msg in consumer.poll_with_timeout(500).await {
+        let msgs = consumer.poll_with_timeout(POLL_TIMEOUT_MS).await;
+        polls += 1;
+        if msgs.is_empty() {
+            empty += 1;
+        }
+        largest = largest.max(msgs.len());
+        for msg in msgs {
             let queue_topic = msg.topic().to_string();
             recorder.record_message(member, &queue_topic, &msg);
         }
     }
+    println!("lite pull: {polls} polls ({empty} empty, largest {largest} messages) in {:?}", started.elapsed());
     done(recorder)
 }
 
@@ -470,7 +488,9 @@ fn clustering_10k_messages_four_send_modes_two_members_then_lite_pull_from_zero(
             r.distinct_indexes().len() as u64 >= MAIN_TOTAL
         })
         .await;
+        let t_shutdown = Instant::now();
         lite.shutdown().await;
+        println!("lite pull: shutdown took {:?}", t_shutdown.elapsed());
         let pulled = pull_recorder.snapshot();
         let pulled_distinct = pull_recorder.distinct_indexes();
         println!(
@@ -1121,6 +1141,21 @@ fn sync_and_async_flush_topics_both_work() {
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
         create_topic_with_admin(&mut producer, &broker, &sync_topic, "sync").await;
         create_topic_with_admin(&mut producer, &broker, &async_topic, "async").await;
+        // The broker keeps each topic's mode: the NameServer's topic list (fed by the
+        // shards' registrations) reports it.
+        let listing = broker.admin(&["topic", "list"], &["--json"]);
+        let listing: serde_json::Value =
+            serde_json::from_str(&listing).unwrap_or_else(|e| panic!("admin topic list --json: {e}: {listing}"));
+        let flush_of = |name: &str| -> Option<String> {
+            listing["topics"]
+                .as_array()?
+                .iter()
+                .find(|t| t["topic"] == name)
+                .and_then(|t| t["flush"].as_str().map(str::to_string))
+        };
+        assert_eq!(flush_of(&sync_topic).as_deref(), Some("sync"), "flush mode of {sync_topic}: {listing}");
+        assert_eq!(flush_of(&async_topic).as_deref(), Some("async"), "flush mode of {async_topic}: {listing}");
+
         let recorder = Recorder::new();
         let mut consumer = start_recording_consumer(
             rt.clone(),
