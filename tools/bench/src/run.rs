@@ -189,10 +189,6 @@ pub fn run(
             on_second(&line);
             lines.push(line);
         }
-        if done.iter().all(|d| *d) {
-            break;
-        }
-
         let now = Instant::now();
         if interrupted.load(Ordering::Relaxed) {
             ended_by.get_or_insert(EndedBy::Interrupt);
@@ -240,6 +236,11 @@ pub fn run(
                     }
                 }
             }
+        }
+        // After the checks above, so a run whose producers spent the budget before the
+        // first check still records that it ended by count.
+        if done.iter().all(|d| *d) {
+            break;
         }
     }
     // Seconds some executor never completed (it finished first) still go in the report.
