@@ -268,21 +268,26 @@ impl Report {
     pub fn summary(&self) -> String {
         let c = &self.config;
         let mut out = String::new();
-        let rate =
-            c.rate.map_or("unlimited (closed loop)".to_owned(), |r| format!("{} msg/s (open loop)", group_digits(r)));
+        let mut setup = format!("topic {}", c.topic);
+        if c.workload.produces() {
+            let rate = c
+                .rate
+                .map_or("unlimited (closed loop)".to_owned(), |r| format!("{} msg/s (open loop)", group_digits(r)));
+            let _ = write!(
+                setup,
+                ", {} B messages, batch {}, {} producers × {} in flight, rate {rate}",
+                c.size_bytes, c.batch, c.producers, c.inflight
+            );
+        }
+        if c.workload.consumes() {
+            let _ = write!(setup, ", {} consumers from {}", c.consumers, name_of(&c.from));
+        }
         let _ = writeln!(
             out,
-            "\nrockshard-bench {}: {:.1} s, ended by {}; topic {}, {} B messages, batch {}, {} producers × {} in \
-             flight, {} consumers, rate {rate}, header {}, {} threads",
+            "\nrockshard-bench {}: {:.1} s, ended by {}; {setup}, header {}, {} threads",
             name_of(&c.workload),
             self.elapsed_s,
             name_of(&self.ended_by),
-            c.topic,
-            c.size_bytes,
-            c.batch,
-            c.producers,
-            c.inflight,
-            c.consumers,
             name_of(&c.header),
             c.threads
         );
