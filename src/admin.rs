@@ -550,7 +550,7 @@ impl Admin {
         let flush = flush_modes.into_iter().collect::<Vec<_>>().join("/");
         let verb = if create { "created" } else { "updated" };
         let mut text = format!(
-            "{verb} topic `{topic}` in cluster {cluster}: {write} write / {read} read queues per broker, perm {}, flush {}, {}\n",
+            "{verb} topic `{topic}` in cluster {cluster}: {write} write / {read} read queues in all, perm {}, flush {}, {}\n",
             perm_text(header.perm),
             if flush.is_empty() { "?" } else { &flush },
             if header.order { "ordered" } else { "not ordered" }

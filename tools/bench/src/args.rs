@@ -117,14 +117,14 @@ pub struct Args {
     /// Tag set on every message (TAGS property); consumers subscribe to it.
     #[arg(long)]
     pub tag: Option<String>,
-    /// Give every message a unique key (KEYS property), which the broker indexes.
+    /// Give every message a unique key (KEYS property).
     #[arg(long)]
     pub keys: bool,
     /// Flush mode of the topic the tool creates (sent as the attribute `+flush.mode=...`).
     /// Absent: the broker's default, and no attribute is sent.
     #[arg(long, value_enum)]
     pub flush: Option<FlushMode>,
-    /// Read and write queues per broker for the topic the tool creates.
+    /// Read and write queues of the topic the tool creates (a Rockshard broker spreads them over its shards).
     #[arg(long, default_value_t = 8)]
     pub queues: u32,
     /// Use the topic as it is; do not send UPDATE_AND_CREATE_TOPIC.
