@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::limits::{
     BATCH_BODY_MAX_BYTES, BATCH_MAX, CONNECTIONS_MAX, COUNT_RUN_DURATION_MAX_S, DURATION_DEFAULT_S, INFLIGHT_MAX,
-    QUEUES_MAX, THREADS_MAX,
+    QUEUES_MAX, TAG_LEN_MAX_BYTES, THREADS_MAX,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -287,6 +287,10 @@ impl Args {
             if tag.is_empty() || tag.contains("||") || tag == "*" || tag.bytes().any(|b| b < 0x20) {
                 return Err(format!("--tag `{tag}`: one tag, not an expression"));
             }
+            // Every message carries it in its properties, which are capped at 32 KiB.
+            if tag.len() > TAG_LEN_MAX_BYTES {
+                return Err(format!("--tag: at most {TAG_LEN_MAX_BYTES} bytes"));
+            }
         }
         let threads = self.threads.unwrap_or(cores).max(1);
         if threads > THREADS_MAX {
@@ -407,6 +411,7 @@ mod tests {
         refused(&["produce", "--topic", "bad topic"], "--topic");
         refused(&["produce", "--topic", ""], "--topic");
         refused(&["produce", "--tag", "a||b"], "--tag");
+        refused(&["produce", "--tag", &"t".repeat(TAG_LEN_MAX_BYTES + 1)], "--tag");
         refused(&["produce", "--threads", "100000"], "--threads");
         refused(&["produce", "--namesrv", ";"], "--namesrv");
         refused(&["produce", "--group", "g g"], "--group");

@@ -19,6 +19,10 @@ pub const BATCH_MAX: usize = 1024;
 /// (UNIQ_KEY, WAIT, and a short tag/key), for the batch size check.
 pub const ITEM_OVERHEAD_BYTES: usize = 128;
 
+/// Longest --tag: it goes into every message's properties (capped at 32 KiB in the
+/// stored format), and RocketMQ tags are short words.
+pub const TAG_LEN_MAX_BYTES: usize = 255;
+
 /// Producer or consumer clients per run: each holds sockets and tasks; more than this
 /// on one machine measures the tool's scheduler rather than the broker.
 pub const CONNECTIONS_MAX: usize = 4096;
