@@ -74,13 +74,23 @@ async fn start_producer(rt: Arc<ClientRuntime>, broker: &Broker, instance: &str)
 
 /// Waits until the NameServer routes `topic` to every shard; returns its queues, sorted.
 async fn wait_for_route(producer: &mut DefaultMQProducer, broker: &Broker, topic: &str) -> Vec<MessageQueue> {
+    wait_for_route_on(producer, broker, topic, |brokers| brokers.len() == usize::from(SHARDS)).await
+}
+
+/// Waits until the NameServer route of `topic` names a set of brokers `accept` likes;
+/// returns the topic's queues, sorted.
+async fn wait_for_route_on(
+    producer: &mut DefaultMQProducer,
+    broker: &Broker,
+    topic: &str,
+    accept: impl Fn(&BTreeSet<String>) -> bool,
+) -> Vec<MessageQueue> {
     let deadline = Instant::now() + ROUTE_TIMEOUT;
     loop {
         let last = match producer.fetch_publish_message_queues(topic).await {
-            Ok(queues) => {
-                let brokers: HashSet<String> = queues.iter().map(|q| q.broker_name().to_string()).collect();
-                if brokers.len() == usize::from(SHARDS) {
-                    let mut queues = queues;
+            Ok(mut queues) => {
+                let brokers: BTreeSet<String> = queues.iter().map(|q| q.broker_name().to_string()).collect();
+                if accept(&brokers) {
                     queues.sort_by(|a, b| (a.broker_name(), a.queue_id()).cmp(&(b.broker_name(), b.queue_id())));
                     return queues;
                 }
@@ -90,7 +100,7 @@ async fn wait_for_route(producer: &mut DefaultMQProducer, broker: &Broker, topic
         };
         assert!(
             Instant::now() < deadline,
-            "topic {topic} not routed to {SHARDS} shards within {ROUTE_TIMEOUT:?}: {last}; broker log {}:\n{}",
+            "topic {topic} not routed as expected within {ROUTE_TIMEOUT:?}: {last}; broker log {}:\n{}",
             broker.log_path().display(),
             broker.log_tail()
         );
@@ -922,6 +932,29 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         let dlq_topic = format!("%DLQ%{group}");
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
         create_topic(&mut producer, &broker, &topic).await;
+
+        // The group's retry topic is created by each shard on the group's first heartbeat.
+        // A consumer learns its route from its start-up lookup and then only every 30 s, so
+        // a shard whose retry topic reached the NameServer after that lookup is not pulled
+        // for up to 50 s (refresh + rebalance), which would blur the back-off timing checked
+        // below. A first member of the group creates the retry topics and leaves; the
+        // consumer under test then starts with the full route.
+        let warm_recorder = Recorder::new();
+        let mut warm = start_recording_consumer(
+            rt.clone(),
+            &broker,
+            &group,
+            &unique("rt_warm"),
+            MessageModel::Clustering,
+            &[(topic.as_str(), "*")],
+            0,
+            &warm_recorder,
+        )
+        .await;
+        wait_for_route(&mut producer, &broker, &retry_topic).await;
+        warm.shutdown().await;
+        assert!(warm_recorder.is_empty(), "nothing was sent yet");
+
         let recorder = Recorder::new();
         let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
             .client_config(client_config(broker.namesrv_addr(), &unique("rt")))
@@ -940,6 +973,7 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         });
         consumer.start().await.expect("consumer start");
 
+        let mut origin_shards = BTreeSet::new();
         for i in 0..COUNT {
             let result = producer
                 .send_with_timeout(message(&topic, "retry", "x", i), SEND_TIMEOUT_MS)
@@ -947,13 +981,17 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
                 .unwrap_or_else(|e| panic!("send {i}: {e}"))
                 .expect("sync send result");
             assert_send_ok(&result, "send");
+            let mq = result.message_queue.as_ref().expect("queue in result");
+            origin_shards.insert(mq.broker_name().to_string());
         }
         let expected = COUNT as usize * (MAX_RECONSUME as usize + 1);
         // 10 s + 30 s of broker back-off, plus pull latency.
         let all_tries = wait_until(Duration::from_secs(90), || recorder.len() >= expected).await;
 
         // The DLQ is created by the broker on the last send-back; read it from the start.
-        let dlq_queues = wait_for_route(&mut producer, &broker, &dlq_topic).await;
+        // Send-back goes to the shard that stores the message, so each shard that holds an
+        // original has the DLQ (RocketMQ creates it per broker), and no other does.
+        let dlq_queues = wait_for_route_on(&mut producer, &broker, &dlq_topic, |b| *b == origin_shards).await;
         println!("dlq {dlq_topic}: {} queue(s)", dlq_queues.len());
         let dlq_recorder = Recorder::new();
         let dlq_reader = lite_pull_consumer(rt.clone(), &broker, &unique("compat_dlq_reader"), &unique("dlq"));
@@ -1023,6 +1061,8 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         assert_eq!(dlq.len() as u64, COUNT, "each message lands in the DLQ once");
         for d in &dlq {
             assert_eq!(d.tags.as_deref(), Some("retry"), "DLQ message keeps its tag: {d:?}");
+            // Like every send-back record, the dead letter counts the failed try.
+            assert_eq!(d.reconsume_times, MAX_RECONSUME + 1, "DLQ record's reconsume count: {d:?}");
         }
     });
 }
