@@ -156,3 +156,7 @@ pub const CONSUMER_OFFSET_PERSIST_INTERVAL_MS: u64 = 5_000;
 /// this long (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`); clients renew
 /// every 20 s and trust their own lock for 30 s, so a live holder never loses it.
 pub const REBALANCE_LOCK_MAX_LIVE_MS: u64 = 60_000;
+
+/// Pending connections a listener queues (the kernel caps it at somaxconn): room for a
+/// load test opening hundreds of connections at once.
+pub const LISTEN_BACKLOG: i32 = 1024;

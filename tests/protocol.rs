@@ -17,7 +17,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, max_offset, req, send_message, Broker, Conn};
+use common::{create_topic, eventually, max_offset, pull, req, send_message, Broker, Conn};
 use rockshard::broker::admin::{GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader};
 use rockshard_net::body::{
     self, ConsumeStats, ConsumerConnection, ConsumerData, HeartbeatData, KVTable, ResetOffsetBody, SubscriptionData,
@@ -44,49 +44,6 @@ fn runtime_info_ok(conn: &mut Conn, expected_shard: &str) {
     let kv: KVTable = body::from_json(&answer.body).expect("KVTable body");
     assert_eq!(kv.table.get("brokerName").map(String::as_str), Some(expected_shard));
     assert_eq!(kv.table.get("brokerVersionDesc").map(String::as_str), Some("V5_3_3"));
-}
-
-/// UPDATE_AND_CREATE_TOPIC with `queues` in all (spread over the shards).
-fn create_topic(conn: &mut Conn, topic: &str, queues: i32) {
-    let header = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        order: false,
-        topic_sys_flag: None,
-        attributes: None,
-        force: None,
-    };
-    let answer = conn.call(req(request::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()));
-    assert_eq!(answer.code, response::SUCCESS, "creating {topic}: {answer:?}");
-}
-
-/// A pull of one queue with the subscription in the header (no heartbeat needed).
-fn pull(topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -> rockshard_net::RemotingCommand {
-    let mut sys_flag = pull_sys_flag::SUBSCRIPTION;
-    if suspend_ms > 0 {
-        sys_flag |= pull_sys_flag::SUSPEND;
-    }
-    let header = PullMessageRequestHeader {
-        consumer_group: "CG".into(),
-        topic: topic.into(),
-        queue_id,
-        queue_offset: offset,
-        max_msg_nums: 32,
-        sys_flag,
-        commit_offset: 0,
-        suspend_timeout_millis: suspend_ms,
-        subscription: Some("*".into()),
-        sub_version: 0,
-        expression_type: Some("TAG".into()),
-        max_msg_bytes: None,
-        request_source: None,
-        proxy_froward_client_id: None,
-    };
-    req(request::PULL_MESSAGE, header.to_ext_fields())
 }
 
 #[test]

@@ -69,14 +69,13 @@ pub fn run(config: BrokerConfig) -> Result<()> {
                     let shutdown = Signal::new();
                     // The sidecar outlives the shards: it stops only after they unregistered.
                     watch_namesrv_stop(shutdown.clone());
-                    let listener = match server::bind(ns.listen) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = started_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    drop(listener);
+                    // Fail early and clearly when the port is taken. A plain std socket
+                    // closes at once on drop (a glommio one closes asynchronously, and
+                    // would still hold the port when the NameServer binds it).
+                    if let Err(e) = std::net::TcpListener::bind(ns.listen) {
+                        let _ = started_tx.send(Err(format!("listen on {}: {e}", ns.listen)));
+                        return;
+                    }
                     let _ = started_tx.send(Ok(()));
                     if let Err(e) = crate::namesrv::run(ns, shutdown).await {
                         error!(error = %e, "embedded NameServer failed");

@@ -48,7 +48,8 @@ use rockshard_storage::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::limits::{
-    CONNECTION_IN_FLIGHT_MAX, CONNECTION_OUT_BUFFER_MAX_BYTES, CONNECTION_READ_CHUNK_BYTES, SHUTDOWN_DRAIN_MAX_MS,
+    CONNECTION_IN_FLIGHT_MAX, CONNECTION_OUT_BUFFER_MAX_BYTES, CONNECTION_READ_CHUNK_BYTES, LISTEN_BACKLOG,
+    SHUTDOWN_DRAIN_MAX_MS,
 };
 use crate::{Error, Result};
 
@@ -362,15 +363,26 @@ async fn write_loop(mut writer: futures_lite::io::WriteHalf<TcpStream>, conn: Rc
 
 /// Binds a listener, with the address in the error.
 ///
-/// glommio sets SO_REUSEPORT on every listener it binds, so two brokers started on the
-/// same port would both "succeed" and split the connections between them. A plain bind
-/// (no SO_REUSEPORT) first makes a port that is in use fail here, with EADDRINUSE; it is
-/// released at once and glommio binds the same address.
+/// The socket is made here rather than by glommio's `TcpListener::bind`, which sets
+/// SO_REUSEPORT and not SO_REUSEADDR. SO_REUSEPORT would let a second broker on the same
+/// port "succeed" and split the connections with the first; without SO_REUSEADDR, the
+/// sockets a stopped (or `kill -9`ed) broker leaves in TIME_WAIT would keep its restart
+/// from binding its own port. std's listener sets SO_REUSEADDR only.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
     let err = |e: std::io::Error| Error::Io { op: "listen on", target: addr.to_string(), source: e };
-    let probe = std::net::TcpListener::bind(addr).map_err(err)?;
-    // Port 0 asks for any free port: bind glommio's listener to the one the probe got.
-    let addr = probe.local_addr().map_err(err)?;
-    drop(probe);
-    TcpListener::bind(addr).map_err(|e| err(e.into()))
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    let fd = listener.into_raw_fd();
+    // std listens with a backlog of 128; a load test opening hundreds of connections at
+    // once would see SYNs dropped and one-second retries. Listening again raises it.
+    // SAFETY: `fd` is the listening socket we own.
+    if unsafe { libc::listen(fd, LISTEN_BACKLOG) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: closing the descriptor we own and will not use again.
+        unsafe { libc::close(fd) };
+        return Err(err(e));
+    }
+    // SAFETY: `fd` is an open, bound, listening TCP socket whose ownership moves to
+    // glommio's listener (which closes it); we are on a glommio executor.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }

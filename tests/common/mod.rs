@@ -22,10 +22,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rockshard_net::code::request;
+use rockshard_net::code::{pull_sys_flag, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::frame::{decode_payload, encode_frame_to_vec};
-use rockshard_net::headers::{CommandHeader, GetMaxOffsetRequestHeader, SendMessageRequestHeader};
+use rockshard_net::headers::{
+    CommandHeader, CreateTopicRequestHeader, GetMaxOffsetRequestHeader, PullMessageRequestHeader,
+    SendMessageRequestHeader,
+};
 use rockshard_net::RemotingCommand;
 
 /// How long a broker may take to print `ready:` (a debug build opening two stores and
@@ -42,6 +45,7 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running `rockshard broker` process.
 pub struct Broker {
     child: Child,
+    extra: Vec<String>,
     pub dir: tempfile::TempDir,
     /// Port of shard 0; shard i listens on `port + i`.
     pub port: u16,
@@ -88,7 +92,91 @@ impl Broker {
     fn try_start(extra: &[&str]) -> Result<Broker, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let (port, namesrv_port) = free_ports();
-        let log = dir.path().join("broker.log");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, rx, log) = spawn(&dir, port, namesrv_port, &extra)?;
+        let broker = Broker { child, extra, dir, port, shards: 2, namesrv_port, log };
+        broker.wait_ready(rx)
+    }
+
+    /// Kills the process with SIGKILL (no flush, no checkpoint) and starts it again on
+    /// the same data directory and ports.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.restart();
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit; returns its exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Starts the broker again on the same directory and ports (after it stopped).
+    pub fn restart(&mut self) {
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match spawn(&self.dir, self.port, self.namesrv_port, &self.extra) {
+                Ok((child, rx, log)) => {
+                    self.child = child;
+                    self.log = log;
+                    match wait_for_ready(&rx, &self.log) {
+                        Ok(()) => return,
+                        Err(e) => last = e,
+                    }
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                }
+                Err(e) => last = e,
+            }
+            // The old process's ports may take a moment to be free again.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("broker did not restart: {last}");
+    }
+
+    fn wait_ready(self, rx: mpsc::Receiver<String>) -> Result<Broker, String> {
+        wait_for_ready(&rx, &self.log).map(|()| self)
+    }
+}
+
+fn wait_for_ready(rx: &mpsc::Receiver<String>, log: &PathBuf) -> Result<(), String> {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_else(|e| format!("(no log: {e})"));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("ready:") => return Ok(()),
+            Ok(_) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no `ready:` line within {READY_TIMEOUT:?}; log:\n{}", read_log()))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!("broker exited before `ready:`; log:\n{}", read_log()))
+            }
+        }
+    }
+}
+
+/// Starts `rockshard broker` on `dir`; its stdout lines arrive on the receiver, its log
+/// (stderr) goes to a file named after the start so restarts keep earlier logs.
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    namesrv_port: u16,
+    extra: &[String],
+) -> Result<(Child, mpsc::Receiver<String>, PathBuf), String> {
+    {
+        let starts = std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0);
+        let log = dir.path().join(format!("broker-{starts}.log"));
         let stderr = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
         let data = dir.path().join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rockshard"));
@@ -105,7 +193,7 @@ impl Broker {
             .stderr(Stdio::from(stderr));
         let mut child = cmd.spawn().map_err(|e| format!("spawn rockshard broker: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        // A thread reads stdout so the wait below can time out; it ends with the process.
+        // A thread reads stdout so the wait for `ready:` can time out; it ends with the process.
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -115,23 +203,11 @@ impl Broker {
                 }
             }
         });
-        let broker = Broker { child, dir, port, shards: 2, namesrv_port, log };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("ready:") => return Ok(broker),
-                Ok(_) => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!("no `ready:` line within {READY_TIMEOUT:?}; log:\n{}", broker.log()))
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(format!("broker exited before `ready:`; log:\n{}", broker.log()))
-                }
-            }
-        }
+        Ok((child, rx, log))
     }
+}
 
+impl Broker {
     /// `127.0.0.1:<port of shard i>`.
     pub fn shard_addr(&self, shard: u16) -> String {
         format!("127.0.0.1:{}", self.port + shard)
@@ -288,6 +364,54 @@ pub fn send_message(topic: &str, queue_id: i32, body: impl Into<Bytes>, properti
         broker_name: None,
     };
     req(request::SEND_MESSAGE, header.to_ext_fields()).with_body(body.into())
+}
+
+/// UPDATE_AND_CREATE_TOPIC with `queues` in all (spread over the shards).
+pub fn create_topic(conn: &mut Conn, topic: &str, queues: i32) {
+    create_topic_with(conn, topic, queues, None)
+}
+
+/// UPDATE_AND_CREATE_TOPIC with a flush mode (`sync` / `async`) as RocketMQ attribute.
+pub fn create_topic_with(conn: &mut Conn, topic: &str, queues: i32, flush: Option<&str>) {
+    let header = CreateTopicRequestHeader {
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        order: false,
+        topic_sys_flag: None,
+        attributes: flush.map(|f| format!("+flush.mode={f}")),
+        force: None,
+    };
+    let answer = conn.call(req(request::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "creating {topic}: {answer:?}");
+}
+
+/// A pull of one queue with the subscription in the header (no heartbeat needed).
+pub fn pull(topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -> rockshard_net::RemotingCommand {
+    let mut sys_flag = pull_sys_flag::SUBSCRIPTION;
+    if suspend_ms > 0 {
+        sys_flag |= pull_sys_flag::SUSPEND;
+    }
+    let header = PullMessageRequestHeader {
+        consumer_group: "CG".into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag,
+        commit_offset: 0,
+        suspend_timeout_millis: suspend_ms,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+        request_source: None,
+        proxy_froward_client_id: None,
+    };
+    req(request::PULL_MESSAGE, header.to_ext_fields())
 }
 
 /// GET_MAX_OFFSET of a queue; panics unless answered SUCCESS with an offset.
