@@ -966,8 +966,7 @@ impl Admin {
         let mut text = format!("reset group `{group}` on topic `{topic}` to {} ({time_ms} ms)\n", format_time(time_ms));
         text.push_str(&table.render());
         text.push_str(
-            "note: consumers of the group that are running keep the offsets they hold in memory and may commit \
-             them over this reset; stop them first, or restart them after.\n",
+            "running consumers of the group were told (RESET_CONSUMER_CLIENT_OFFSET) and move to these offsets\n",
         );
         Ok(Report { text, json: json!({ "group": group, "topic": topic, "timestamp": time_ms, "queues": rows }) })
     }

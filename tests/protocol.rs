@@ -17,7 +17,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_topic, eventually, max_offset, pull, req, send_message, Broker, Conn};
+use common::{
+    create_topic, eventually, max_offset, pull, req, send_message, Broker, Conn, SERVER_REQUESTS_SKIPPED_MAX,
+};
 use rockshard::broker::admin::{GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader};
 use rockshard_net::body::{
     self, ConsumeStats, ConsumerConnection, ConsumerData, HeartbeatData, KVTable, ResetOffsetBody, SubscriptionData,
@@ -533,5 +535,26 @@ fn consumer_connections_show_heartbeating_clients() {
     let (code, _, stderr) = broker.admin(&["consumer", "connections", "--group", "Nobody"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("not online"), "{stderr}");
+
+    // An offset reset reaches the running consumer (RESET_CONSUMER_CLIENT_OFFSET, oneway),
+    // so it does not commit its in-memory offsets over the reset.
+    let reset = ResetOffsetRequestHeader {
+        topic: "Feed".into(),
+        group: "Readers".into(),
+        queue_id: None,
+        offset: None,
+        timestamp_ms: 0,
+        is_force: true,
+    };
+    let answer = broker.connect(0).call(req(request::INVOKE_BROKER_TO_RESET_OFFSET, reset.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let notice = (0..SERVER_REQUESTS_SKIPPED_MAX)
+        .filter_map(|_| s0.read_frame())
+        .find(|f| f.code == request::RESET_CONSUMER_CLIENT_OFFSET)
+        .expect("the consumer is told about the reset");
+    assert!(notice.is_oneway() && !notice.is_response(), "{notice:?}");
+    assert_eq!((notice.ext_fields.get("topic"), notice.ext_fields.get("group")), (Some("Feed"), Some("Readers")));
+    let body = ResetOffsetBody::decode(&notice.body).expect("reset body");
+    assert_eq!(body.offset_table.len(), 1, "the one queue of Feed on shard 0: {body:?}");
     drop(s0);
 }

@@ -438,10 +438,22 @@ async fn reset_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<Remoti
         };
         body.offset_table.insert(queue(shard, &t.name, qid), new);
     }
-    match body.encode() {
-        Ok(json) => success(req, json),
-        Err(e) => encode_failed(req, e),
+    let json = match body.encode() {
+        Ok(json) => json,
+        Err(e) => return encode_failed(req, e),
+    };
+    // Running consumers keep their offsets in memory and would commit the old ones over
+    // the reset; RocketMQ tells them, and so do we (oneway, as Java's broker does).
+    let mut ext = ExtFields::new();
+    ext.insert("topic", h.topic.clone());
+    ext.insert("group", h.group.clone());
+    ext.insert("timestamp", h.timestamp_ms.to_string());
+    ext.insert("isForce", h.is_force.to_string());
+    let notice = RemotingCommand::new_request(request::RESET_CONSUMER_CLIENT_OFFSET, ext).with_body(json.clone());
+    for conn in shard.groups.consumer_connections(&h.group) {
+        conn.send_oneway(notice.clone());
     }
+    success(req, json)
 }
 
 /// GET_CONSUMER_CONNECTION_LIST (203): who of a consumer group is connected here.

@@ -366,6 +366,11 @@ impl<H: Clone> GroupTable<H> {
         self.consumers.get(group)?.subscriptions.get(topic).cloned()
     }
 
+    /// The connection handles of a consumer group's members.
+    pub fn consumer_handles(&self, group: &str) -> Vec<H> {
+        self.consumers.get(group).map(|g| g.members.values().map(|m| m.handle.clone()).collect()).unwrap_or_default()
+    }
+
     /// The connection handles of a producer group, most recently heard first.
     pub fn producer_handles(&self, group: &str) -> Vec<H> {
         let Some(members) = self.producers.get(group) else { return Vec::new() };
@@ -452,6 +457,13 @@ impl ConsumerGroups {
     /// CHECK_TRANSACTION_STATE goes.
     pub fn producer_connections(&self, group: &str) -> Vec<Rc<Connection>> {
         let handles = self.table.borrow().producer_handles(group);
+        handles.iter().filter_map(Weak::upgrade).filter(|c| !c.is_closed()).collect()
+    }
+
+    /// Open connections of a consumer group's members: where RESET_CONSUMER_CLIENT_OFFSET
+    /// goes after an admin moved the group's offsets.
+    pub fn consumer_connections(&self, group: &str) -> Vec<Rc<Connection>> {
+        let handles = self.table.borrow().consumer_handles(group);
         handles.iter().filter_map(Weak::upgrade).filter(|c| !c.is_closed()).collect()
     }
 
