@@ -17,9 +17,23 @@
 //! [`WRITE_CHUNK_MAX_BYTES`]) until the writer task hands them to the kernel in order;
 //! many appends that arrive together thus become one write.
 //!
+//! Several chunks may be in the kernel at once ([`WRITES_IN_FLIGHT_MAX`]); they may
+//! complete in any order, but `written` moves only over a chunk whose predecessors all
+//! completed, so it never passes a hole. After a failed write, the writes behind it are
+//! waited for, everything past `written` is abandoned, and the bytes those writes may
+//! have left are zeroed before the next write, so recovery never finds an abandoned
+//! record past the end.
+//!
 //! Waiters are kept in append order, so their end offsets ascend: completing "everything
 //! up to X" pops from the front. `async` appends wait for written, `sync` appends for
 //! flushed.
+//!
+//! Prepared ranges: while `sync` appends arrive, the store's preparer writes zeros (and
+//! fdatasyncs them) ahead of the data, so the data's fdatasyncs overwrite written blocks
+//! instead of converting unwritten extents. The preparer only chooses ranges at or past
+//! `high_water` (the end of everything ever appended, which unlike `appended` never
+//! rolls back), marks the range in `preparing` in the same step, and every CommitLog
+//! write overlapping `preparing` waits for it: zeros never land on data.
 //!
 //! This type is state and arithmetic only; the store's tasks do the I/O and never hold a
 //! borrow of it across an `.await`.
@@ -33,7 +47,8 @@ use rockshard_net::stored::{encode_blank, BLANK_SIZE_MIN_BYTES};
 
 use crate::consume_queue::CqEntry;
 use crate::error::StorageError;
-use crate::limits::WRITE_CHUNK_MAX_BYTES;
+#[allow(unused_imports)] // WRITES_IN_FLIGHT_MAX is named in the docs above.
+use crate::limits::{WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_MAX_BYTES};
 use crate::offset::{PhysicalOffset, Positions, QueueOffset};
 use crate::sync::Completer;
 
@@ -89,6 +104,15 @@ pub struct CommitLog<F> {
     pub flush_waiters: VecDeque<Waiter>,
     /// Set after a failed fdatasync: appends are refused until the store is reopened.
     pub fenced: Option<StorageError>,
+    /// The end of everything ever appended; `appended` rolls back after a failed write,
+    /// this does not. Past it no write has ever gone.
+    pub high_water: PhysicalOffset,
+    /// The preparer's cursor: ranges below it were prepared or skipped.
+    pub prepared_to: PhysicalOffset,
+    /// The range the preparer is writing zeros into; writes overlapping it wait.
+    pub preparing: Option<(PhysicalOffset, PhysicalOffset)>,
+    /// The segment after the last one in `segments`, created ahead by the preparer.
+    pub next_segment: Option<(u64, Rc<F>)>,
 }
 
 impl<F> CommitLog<F> {
@@ -110,7 +134,37 @@ impl<F> CommitLog<F> {
             write_waiters: VecDeque::new(),
             flush_waiters: VecDeque::new(),
             fenced: None,
+            high_water: end,
+            prepared_to: end,
+            preparing: None,
+            next_segment: None,
         }
+    }
+
+    /// Whether `[from, to)` overlaps the range being prepared.
+    pub fn overlaps_preparing(&self, from: PhysicalOffset, to: PhysicalOffset) -> bool {
+        self.preparing.is_some_and(|(s, e)| from < e && s < to)
+    }
+
+    /// Takes the next pending chunk to write. With `split`, a chunk of at least twice
+    /// [`crate::limits::WRITE_SPLIT_MIN_BYTES`] is cut at the record boundary nearest
+    /// past its middle, and only the first part is taken; the rest stays first in line.
+    pub fn pop_write(&mut self, split: bool) -> Option<Chunk> {
+        let mut chunk = self.pending.pop_front()?;
+        if split && chunk.data.len() >= 2 * crate::limits::WRITE_SPLIT_MIN_BYTES {
+            let middle = chunk.start.plus(chunk.data.len() as u64 / 2);
+            // Dispatched records mark record boundaries; a chunk of only undispatched
+            // records (transaction halves) is not split.
+            if let Some(i) = chunk.dispatch.iter().position(|d| d.entry.physical_offset >= middle) {
+                let at = chunk.dispatch[i].entry.physical_offset;
+                if at > chunk.start {
+                    let data = chunk.data.split_off((at.0 - chunk.start.0) as usize);
+                    let dispatch = chunk.dispatch.split_off(i);
+                    self.pending.push_front(Chunk { start: at, data, dispatch });
+                }
+            }
+        }
+        Some(chunk)
     }
 
     pub fn segment_base(&self, offset: PhysicalOffset) -> u64 {
@@ -155,6 +209,7 @@ impl<F> CommitLog<F> {
             self.pos.append_to(at);
         }
         self.pos.append_to(at.plus(len as u64));
+        self.high_water = self.high_water.max(self.pos.appended());
         self.pending_bytes += len;
         (at, self.chunk_at(at, len))
     }
@@ -217,6 +272,43 @@ mod tests {
         assert_eq!(first.data.len(), 100);
         assert_eq!(decode(&first.data[50..]).unwrap(), Some(Record::Blank { total_size: 50 }));
         assert_eq!(l.pending_bytes, 145);
+    }
+
+    #[test]
+    fn a_large_chunk_splits_at_a_record_boundary_near_its_middle() {
+        use crate::consume_queue::CqEntry;
+        let mut l = log(1 << 30);
+        let record = 1000usize;
+        let n = 2 * crate::limits::WRITE_SPLIT_MIN_BYTES / record + 2;
+        for i in 0..n {
+            let (at, c) = l.reserve(record);
+            c.data.extend_from_slice(&vec![i as u8; record]);
+            let entry = CqEntry { physical_offset: at, size: record as u32, tags_code: 0 };
+            c.dispatch.push(Dispatch { queue: 0, offset: QueueOffset(i as u64), entry });
+        }
+        let first = l.pop_write(true).unwrap();
+        let rest = l.pending.front().unwrap();
+        assert_eq!(first.end(), rest.start, "the parts are contiguous");
+        assert_eq!(first.data.len() % record, 0, "cut at a record boundary");
+        assert!(first.data.len() >= n * record / 2 && first.data.len() < n * record / 2 + record);
+        assert_eq!(first.dispatch.len() + rest.dispatch.len(), n);
+        assert!(first.dispatch.iter().all(|d| d.entry.physical_offset < rest.start));
+        assert_eq!(rest.dispatch[0].entry.physical_offset, rest.start);
+        assert_eq!(rest.data[0], first.dispatch.len() as u8);
+        // Not split when asked not to, or when small.
+        let whole = l.pop_write(false).unwrap();
+        assert_eq!(whole.end(), l.pos.appended());
+        assert!(l.pop_write(true).is_none());
+    }
+
+    #[test]
+    fn high_water_does_not_roll_back_with_appended() {
+        let mut l = log(1000);
+        l.reserve(100);
+        l.pos.abandon_unwritten();
+        assert_eq!((l.pos.appended(), l.high_water), (PhysicalOffset(0), PhysicalOffset(100)));
+        l.reserve(50);
+        assert_eq!(l.high_water, PhysicalOffset(100));
     }
 
     #[test]

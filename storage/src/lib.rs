@@ -24,12 +24,13 @@ pub mod error;
 pub mod fuzzing;
 pub mod limits;
 pub mod offset;
+pub mod read_cache;
 pub mod recovery;
 pub mod store;
 pub mod sync;
 pub mod topics;
 
-pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk};
+pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk, SimStats, SimWrite};
 pub use error::{Result, StorageError};
 pub use offset::{PhysicalOffset, QueueOffset};
 pub use recovery::{RecoveryReport, ScanStop};

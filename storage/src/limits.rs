@@ -62,3 +62,63 @@ pub const GET_ENTRIES_MAX: u64 = 800;
 
 /// Contiguous records are read from the CommitLog in one I/O of at most this size.
 pub const READ_RUN_MAX_BYTES: usize = 1 << 20;
+
+/// CommitLog writes the writer keeps handed to the kernel at once. io_uring runs
+/// buffered writes to one file one after another on a kernel worker, so a second write
+/// queued behind the first keeps that worker copying while the executor encodes the next
+/// batch; a few more cover the executor's completion handling. Bounded so that a failed
+/// write abandons at most this many chunks.
+pub const WRITES_IN_FLIGHT_MAX: usize = 4;
+
+/// When nothing is in flight, a pending chunk at least twice this size is written as two
+/// writes (cut at a record boundary near its middle), so the kernel copies the second
+/// half while the answers for the first go out and new appends are encoded. Below it a
+/// second write's fixed cost (an io_uring hand-off) outweighs the overlap.
+pub const WRITE_SPLIT_MIN_BYTES: usize = 64 << 10;
+
+/// The preparer keeps the CommitLog this far past the appended end initialized: blocks
+/// written with zeros and fdatasynced, so a `sync` append's fdatasync finds written
+/// extents and need not commit an unwritten-to-written conversion to the journal (half
+/// the latency on ext4: BENCHMARKS.md). At 500 MB/s of sync appends this is 64 ms of lead.
+pub const PREPARE_AHEAD_BYTES: u64 = 32 << 20;
+
+/// One preparer step: one O_DIRECT write of zeros and one fdatasync. Large enough that
+/// the journal commit each step costs is spread over many sync appends; small enough
+/// that a step (a few ms) does not hold back a writer that catches up with it.
+pub const PREPARE_STEP_BYTES: u64 = 4 << 20;
+
+/// The preparer only works while `sync` appends arrive: zeros cost disk bandwidth that
+/// `async` appends (flushed every 64 MiB, one journal commit per flush) would rather
+/// have. This is how long after the last `sync` append it keeps going.
+pub const PREPARE_SYNC_RECENT_MS: i64 = 2_000;
+
+/// After a failed preparer step (a disk error), wait this long before the next attempt.
+pub const PREPARE_RETRY_MS: u64 = 1_000;
+
+/// Cold (O_DIRECT) sequential reads go through read-ahead windows of this size: fio on
+/// the development disk reads 1 MiB blocks at 2.4× the rate of 36 KiB blocks (one pull of
+/// 32 records), and each I/O costs a VM exit for the doorbell.
+pub const COLD_WINDOW_BYTES: u64 = 1 << 20;
+
+/// Windows read ahead of a sequential cold reader, beyond the one it is reading: enough
+/// to keep several reads in flight so the device streams.
+pub const COLD_READ_AHEAD_WINDOWS: u64 = 4;
+
+/// Cold windows cached per store (1 MiB each). A lagging consumer needs its current
+/// window plus the read-ahead; this serves a few of them at once without thrashing,
+/// and it is memory no other reader loses, unlike the page cache O_DIRECT protects.
+pub const COLD_WINDOWS_MAX: usize = 24;
+
+/// A pull is served through cold windows only if its records fill at least this share
+/// (1/n) of the CommitLog span they lie in. A consumer of one queue among many reads
+/// records spread thinly over the log, and reading whole windows for it would read many
+/// times the bytes it needs; such pulls read their records' own ranges instead.
+pub const COLD_WINDOW_SPAN_PER_BYTE_MAX: u64 = 8;
+
+/// ConsumeQueue entries read from a file at once and kept for the next pulls (20 KiB,
+/// 32 pulls of 32 messages), so a sequential reader does not make a round trip to the
+/// ConsumeQueue file before each CommitLog read.
+pub const CQ_CACHE_BLOCK_ENTRIES: u64 = 1024;
+
+/// ConsumeQueue blocks cached per store (24 KiB each decoded: 6 MiB).
+pub const CQ_CACHE_BLOCKS_MAX: usize = 256;

@@ -259,9 +259,17 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
     }
     let doomed: Vec<u64> = segments.range(end_base + 1..).map(|(b, _)| *b).collect();
     for base in &doomed {
-        segments.remove(base);
         let path = cl_dir.join(crate::commitlog::segment_name(*base));
-        tracing::warn!(segment = %path.display(), "removing a segment past the recovered end");
+        if let Some(file) = segments.remove(base) {
+            // The store creates the next segment ahead of need; one never written to is
+            // expected here, not a sign of damage.
+            let unused = file.read_at(0, 4).await.is_ok_and(|head| head.iter().all(|&b| b == 0));
+            if unused {
+                tracing::info!(segment = %path.display(), "removing an unused segment created ahead");
+            } else {
+                tracing::warn!(segment = %path.display(), "removing a segment past the recovered end");
+            }
+        }
         disk.remove_file(&path).await.map_err(StorageError::at("remove", &path, *base))?;
     }
     if !doomed.is_empty() {

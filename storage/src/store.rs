@@ -8,18 +8,26 @@
 //! (a clean shutdown: everything written, flushed and checkpointed).
 //!
 //! Tasks, each sleeping on a [`Notify`] or a timer, never spinning:
-//! - writer: hands pending chunks to the kernel in order; publishes their ConsumeQueue
-//!   entries; answers `async` appends.
+//! - writer: hands pending chunks to the kernel in order, up to [`WRITES_IN_FLIGHT_MAX`]
+//!   at once; as each completes in order, publishes their ConsumeQueue entries and
+//!   answers `async` appends.
 //! - flusher: fdatasyncs the written range when a `sync` append waits, when too many
 //!   bytes are dirty, or every flush interval; answers `sync` appends. Appends that arrive
-//!   while an fdatasync runs are covered by the next one (group commit).
+//!   while an fdatasync runs are covered by the next one (group commit), and their writes
+//!   run while it does.
+//! - preparer: while `sync` appends arrive, writes zeros ahead of the appended end and
+//!   creates the next segment before it is needed (see `commitlog.rs`).
 //! - sweeper: answers `sync` appends that waited past the flush timeout with an error.
 //! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention.
+//!
+//! Reads: hot data through the page cache; cold data (older than the hot window) with
+//! O_DIRECT, through read-ahead windows when a pull is sequential enough, and
+//! ConsumeQueue entries through a small block cache (`read_cache.rs`).
 //!
 //! Invariant: no `RefCell` borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -39,6 +47,7 @@ use crate::disk::{read_exact, Disk, DiskFile, GlommioDisk, OpenMode};
 use crate::error::{Result, StorageError};
 use crate::limits::*;
 use crate::offset::{PhysicalOffset, QueueOffset};
+use crate::read_cache::{ColdCache, CqBlock, CqCache, Window};
 use crate::recovery::{self, RecoveryReport};
 use crate::sync::{completion, Completion, Notify};
 use crate::topics::{FlushMode, TopicConfig, TopicTable};
@@ -252,9 +261,36 @@ pub struct QueueInfo {
 
 type ArrivalListener = Box<dyn Fn(&str, i32, QueueOffset)>;
 
+/// A queue of the store, shared by the store's tasks and readers.
+type QueueRef<F> = Rc<RefCell<ConsumeQueue<F>>>;
+
 struct Queues<F> {
-    index: HashMap<(String, i32), usize>,
+    /// Topic, then queue id, to the slot in `list`: two lookups that need no owned key,
+    /// so finding a record's queue allocates nothing.
+    index: HashMap<String, HashMap<i32, usize>>,
+    /// Only grows: a queue's slot never changes.
     list: Vec<Rc<RefCell<ConsumeQueue<F>>>>,
+}
+
+impl<F> Queues<F> {
+    fn new(list: Vec<ConsumeQueue<F>>) -> Self {
+        let mut q = Queues { index: HashMap::new(), list: Vec::with_capacity(list.len()) };
+        for queue in list {
+            q.push(queue);
+        }
+        q
+    }
+
+    fn find(&self, topic: &str, queue_id: i32) -> Option<usize> {
+        self.index.get(topic).and_then(|ids| ids.get(&queue_id)).copied()
+    }
+
+    fn push(&mut self, queue: ConsumeQueue<F>) -> usize {
+        let i = self.list.len();
+        self.index.entry(queue.topic.clone()).or_default().insert(queue.queue_id, i);
+        self.list.push(Rc::new(RefCell::new(queue)));
+        i
+    }
 }
 
 struct Inner<D: Disk> {
@@ -268,6 +304,15 @@ struct Inner<D: Disk> {
     writer_wake: Notify,
     flusher_wake: Notify,
     maintenance_wake: Notify,
+    preparer_wake: Notify,
+    /// One segment creation at a time: the writer and the preparer may both want the
+    /// next one.
+    segment_lock: glommio::sync::Semaphore,
+    /// Store time of the latest `sync` append that waits for its flush; the preparer
+    /// works only while this is recent.
+    last_sync_append_ms: Cell<i64>,
+    cold: RefCell<ColdCache>,
+    cq_cache: RefCell<CqCache>,
     /// One checkpoint at a time: two would persist the same ConsumeQueue tail twice.
     checkpoint_lock: glommio::sync::Semaphore,
     closing: Cell<bool>,
@@ -309,10 +354,7 @@ impl<D: Disk> Store<D> {
         let rec = recovery::recover(&disk, &config).await?;
         tracing::info!(dir = %config.dir.display(), report = ?rec.report, "store opened");
         let topics = load_topics(&disk, &config.dir).await?;
-        let queues = Queues {
-            index: rec.queues.iter().enumerate().map(|(i, q)| ((q.topic.clone(), q.queue_id), i)).collect(),
-            list: rec.queues.into_iter().map(|q| Rc::new(RefCell::new(q))).collect(),
-        };
+        let queues = Queues::new(rec.queues);
         let log = CommitLog::new(
             recovery::commitlog_dir(&config.dir),
             config.segment_size_bytes,
@@ -331,6 +373,11 @@ impl<D: Disk> Store<D> {
             writer_wake: Notify::default(),
             flusher_wake: Notify::default(),
             maintenance_wake: Notify::default(),
+            preparer_wake: Notify::default(),
+            segment_lock: glommio::sync::Semaphore::new(1),
+            last_sync_append_ms: Cell::new(i64::MIN),
+            cold: RefCell::new(ColdCache::default()),
+            cq_cache: RefCell::new(CqCache::default()),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
             stats: Cell::new(StoreStats::default()),
@@ -346,6 +393,7 @@ impl<D: Disk> Store<D> {
             glommio::spawn_local(flusher_loop(inner.clone())),
             glommio::spawn_local(sweeper_loop(inner.clone())),
             glommio::spawn_local(maintenance_loop(inner.clone())),
+            glommio::spawn_local(preparer_loop(inner.clone())),
         ]);
         Ok(Store { inner, tasks })
     }
@@ -442,7 +490,7 @@ impl<D: Disk> Store<D> {
         }
         // Check everything before changing anything: a rejected batch leaves no trace.
         let store_timestamp_ms = now_ms();
-        let mut lens = Vec::with_capacity(records.len());
+        let mut checked: Vec<(usize, &str)> = Vec::with_capacity(records.len());
         let mut total = 0usize;
         let mut sync = false;
         for r in records {
@@ -461,8 +509,11 @@ impl<D: Disk> Store<D> {
             if !log.fits(len) {
                 return Err(StorageError::MessageTooLarge { size: len, segment_size: log.segment_size });
             }
-            sync |= self.flush_mode(topic) == FlushMode::Sync;
-            lens.push(len);
+            // A batch is usually one topic: look its flush mode up once.
+            if !sync && checked.last().is_none_or(|&(_, t)| t != topic) {
+                sync = self.flush_mode(topic) == FlushMode::Sync;
+            }
+            checked.push((len, topic));
             total += len;
         }
         if log.pending_bytes + total > PENDING_WRITE_MAX_BYTES {
@@ -470,8 +521,7 @@ impl<D: Disk> Store<D> {
         }
 
         let mut appended = Vec::with_capacity(records.len());
-        for (r, &len) in records.iter().zip(&lens) {
-            let topic = std::str::from_utf8(r.topic).expect("checked above");
+        for (r, &(len, topic)) in records.iter().zip(&checked) {
             let index = if dispatchable(r.sys_flag) { Some(self.queue_index(topic, r.queue_id)) } else { None };
             let queue_offset = match index {
                 Some(i) => self.inner.queues.borrow().list[i].borrow_mut().assign(),
@@ -493,9 +543,12 @@ impl<D: Disk> Store<D> {
         }
         let (done, wait) = completion();
         let end = log.pos.appended();
+        let mut wake_preparer = false;
         if sync && wait_store {
             let deadline = Instant::now() + Duration::from_millis(inner.config.sync_flush_timeout_ms);
             log.flush_waiters.push_back(Waiter { end, deadline: Some(deadline), done });
+            wake_preparer = log.preparing.is_none() && log.prepared_to.0 < end.0 + PREPARE_AHEAD_BYTES / 2;
+            inner.last_sync_append_ms.set(store_timestamp_ms);
         } else {
             log.write_waiters.push_back(Waiter { end, deadline: None, done });
         }
@@ -504,24 +557,28 @@ impl<D: Disk> Store<D> {
         stats.appended_records += records.len() as u64;
         inner.stats.set(stats);
         inner.writer_wake.notify();
+        if wake_preparer {
+            inner.preparer_wake.notify();
+        }
         Ok(AppendWait { result: Some(AppendResult { records: appended, store_timestamp_ms }), done: wait })
     }
 
     fn queue_index(&self, topic: &str, queue_id: i32) -> usize {
-        let mut queues = self.inner.queues.borrow_mut();
-        if let Some(&i) = queues.index.get(&(topic.to_string(), queue_id)) {
+        if let Some(i) = self.inner.queues.borrow().find(topic, queue_id) {
             return i;
         }
         let q = recovery::new_queue(&self.inner.config, topic, queue_id);
-        queues.list.push(Rc::new(RefCell::new(q)));
-        let i = queues.list.len() - 1;
-        queues.index.insert((topic.to_string(), queue_id), i);
-        i
+        self.inner.queues.borrow_mut().push(q)
+    }
+
+    /// A queue and its slot in the queue list.
+    fn queue_slot(&self, topic: &str, queue_id: i32) -> Option<(usize, QueueRef<D::File>)> {
+        let queues = self.inner.queues.borrow();
+        queues.find(topic, queue_id).map(|i| (i, queues.list[i].clone()))
     }
 
     fn queue(&self, topic: &str, queue_id: i32) -> Option<Rc<RefCell<ConsumeQueue<D::File>>>> {
-        let queues = self.inner.queues.borrow();
-        queues.index.get(&(topic.to_string(), queue_id)).map(|&i| queues.list[i].clone())
+        self.queue_slot(topic, queue_id).map(|(_, q)| q)
     }
 
     // ---- reading ------------------------------------------------------------------
@@ -612,7 +669,7 @@ impl<D: Disk> Store<D> {
         max_bytes: usize,
         filter: Option<&dyn Fn(i64) -> bool>,
     ) -> Result<GetResult> {
-        let Some(q) = self.queue(topic, queue_id) else {
+        let Some((slot, q)) = self.queue_slot(topic, queue_id) else {
             return Ok(GetResult {
                 status: GetStatus::NoMatchedLogicQueue,
                 next_begin_offset: QueueOffset(0),
@@ -654,11 +711,11 @@ impl<D: Disk> Store<D> {
         let mut removed = 0usize;
         let limit = QueueOffset(offset.0 + GET_ENTRIES_MAX);
         'scan: while next < max && next < limit {
-            let batch = self.entries(&q, next, (limit.0 - next.0).min(max.0 - next.0)).await?;
-            if batch.is_empty() {
+            let (block, range) = self.scan_entries(slot, &q, next, (limit.0 - next.0).min(max.0 - next.0)).await?;
+            if range.is_empty() {
                 break;
             }
-            for e in batch {
+            for &e in &block[range] {
                 if wanted.len() >= max_messages as usize || (!wanted.is_empty() && bytes + e.size as usize > max_bytes)
                 {
                     break 'scan;
@@ -676,7 +733,194 @@ impl<D: Disk> Store<D> {
             }
         }
 
-        // Read contiguous runs of records in one I/O each.
+        let messages = if self.use_cold_windows(&wanted) {
+            self.read_cold_windowed(&wanted).await?
+        } else {
+            self.read_runs(&wanted).await?
+        };
+        let status = if !messages.is_empty() {
+            GetStatus::Found
+        } else if removed > 0 {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+    }
+
+    /// Up to `max` entries of queue `slot` from `from`, as a block and the range of it
+    /// that holds them. Entries in files come through the ConsumeQueue block cache.
+    async fn scan_entries(
+        &self,
+        slot: usize,
+        q: &Rc<RefCell<ConsumeQueue<D::File>>>,
+        from: QueueOffset,
+        max: u64,
+    ) -> Result<(Rc<[CqEntry]>, std::ops::Range<usize>)> {
+        let source = q.borrow().locate(from, max);
+        let file = match source {
+            EntrySource::Empty => return Ok((Rc::from(Vec::new()), 0..0)),
+            EntrySource::Memory(entries) => {
+                let n = entries.len();
+                return Ok((Rc::from(entries), 0..n));
+            }
+            EntrySource::File { file, .. } => file,
+        };
+        // The aligned block of the file holding `from`, cut at the file's persisted end.
+        let (block_first, block_end, file_first) = {
+            let q = q.borrow();
+            let file_first = q.file_start_of(from.0);
+            let block_first = file_first + (from.0 - file_first) / CQ_CACHE_BLOCK_ENTRIES * CQ_CACHE_BLOCK_ENTRIES;
+            let block_end =
+                (block_first + CQ_CACHE_BLOCK_ENTRIES).min(file_first + q.entries_per_file).min(q.file_end.0);
+            (block_first, block_end, file_first)
+        };
+        let cached = self.inner.cq_cache.borrow_mut().get(slot, block_first, from.0);
+        let block = match cached {
+            Some(b) => b,
+            None => {
+                let pos = (block_first - file_first) * ENTRY_BYTES as u64;
+                let bytes = file
+                    .read_at(pos, (block_end - block_first) as usize * ENTRY_BYTES)
+                    .await
+                    .map_err(|e| StorageError::io("read", file.path(), pos, e))?;
+                let block = CqBlock { first: block_first, entries: Rc::from(CqEntry::decode_all(&bytes)) };
+                self.inner.cq_cache.borrow_mut().insert(slot, block.clone());
+                block
+            }
+        };
+        let start = ((from.0 - block.first) as usize).min(block.entries.len());
+        let end = (start as u64 + max).min(block.entries.len() as u64) as usize;
+        Ok((block.entries, start..end))
+    }
+
+    /// Whether a pull's records are read through cold windows: they start below the hot
+    /// window, and fill enough of the CommitLog span they lie in.
+    fn use_cold_windows(&self, wanted: &[CqEntry]) -> bool {
+        let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else { return false };
+        let written = self.inner.log.borrow().pos.written();
+        if first.physical_offset.0 >= written.0.saturating_sub(self.inner.config.hot_window_bytes) {
+            return false;
+        }
+        let span = (last.physical_offset.0 + u64::from(last.size)).saturating_sub(first.physical_offset.0);
+        let bytes: u64 = wanted.iter().map(|e| u64::from(e.size)).sum();
+        span <= bytes * COLD_WINDOW_SPAN_PER_BYTE_MAX
+    }
+
+    /// Reads the records of `wanted` (in CommitLog order) through cold windows: each is a
+    /// slice of a window unless it straddles two, and the windows after the last one
+    /// used are read ahead.
+    async fn read_cold_windowed(&self, wanted: &[CqEntry]) -> Result<Vec<Bytes>> {
+        let mut messages = Vec::with_capacity(wanted.len());
+        let mut current: Option<(Rc<Window>, Bytes)> = None;
+        for e in wanted {
+            let (from, to) = (e.physical_offset.0, e.physical_offset.0 + u64::from(e.size));
+            if let Some((w, bytes)) = &current {
+                if w.covers(from, to) {
+                    messages.push(bytes.slice((from - w.start) as usize..(to - w.start) as usize));
+                    continue;
+                }
+            }
+            let (w, bytes) = self.cold_window(from).await?;
+            if w.covers(from, to) {
+                messages.push(bytes.slice((from - w.start) as usize..(to - w.start) as usize));
+                current = Some((w, bytes));
+                continue;
+            }
+            // The record runs on into the next window(s): copy it together.
+            let mut record = Vec::with_capacity(e.size as usize);
+            let (mut w, mut bytes) = (w, bytes);
+            let mut at = from;
+            loop {
+                let upto = to.min(w.end);
+                record.extend_from_slice(&bytes[(at - w.start) as usize..(upto - w.start) as usize]);
+                at = upto;
+                if at == to {
+                    break;
+                }
+                (w, bytes) = self.cold_window(at).await?;
+            }
+            messages.push(Bytes::from(record));
+            current = Some((w, bytes));
+        }
+        Ok(messages)
+    }
+
+    /// The cold window holding CommitLog offset `at` (which must be written), read if
+    /// needed; also starts reading the windows after it.
+    async fn cold_window(&self, at: u64) -> Result<(Rc<Window>, Bytes)> {
+        let (written, size) = (self.inner.log.borrow().pos.written().0, self.inner.config.segment_size_bytes);
+        let geometry = |start: u64| {
+            let base = start - start % size;
+            let aligned = start - start % COLD_WINDOW_BYTES;
+            let from = aligned.max(base);
+            (from, (aligned + COLD_WINDOW_BYTES).min(base + size))
+        };
+        let (start, nominal_end) = geometry(at);
+        let cached = self.inner.cold.borrow_mut().get(start);
+        // A window cut at an older written end may not reach `at`; a failed one is
+        // read again.
+        let window = match cached {
+            Some(w) if w.end > at && !w.is_failed() => w,
+            _ => self.read_window(start, nominal_end.min(written), true)?.expect("demand reads always start"),
+        };
+        // Read ahead: the next windows, as far as the written end.
+        let mut next = window.end;
+        for _ in 0..COLD_READ_AHEAD_WINDOWS {
+            if window.end < nominal_end || next >= written {
+                break;
+            }
+            let (start, end) = geometry(next);
+            let present = self.inner.cold.borrow_mut().get(start).is_some_and(|w| !w.is_failed());
+            // Read-ahead is an optimization: any trouble there is the demand read's to find.
+            if !present && !matches!(self.read_window(start, end.min(written), false), Ok(Some(_))) {
+                break;
+            }
+            next = end;
+        }
+        let bytes = window.bytes().await?;
+        Ok((window, bytes))
+    }
+
+    /// Starts reading the cold window `[start, end)` with O_DIRECT. A demand read that
+    /// finds the cache full of windows being read still reads, uncached; a read-ahead
+    /// gives up (`None`).
+    fn read_window(&self, start: u64, end: u64, demand: bool) -> Result<Option<Rc<Window>>> {
+        let (file, pos) = {
+            let log = self.inner.log.borrow();
+            let base = log.segment_base(PhysicalOffset(start));
+            match log.segments.get(&base) {
+                Some(f) => (f.clone(), start - base),
+                None => return Err(StorageError::InvalidArgument(format!("no segment holds offset {start}"))),
+            }
+        };
+        let window = match self.inner.cold.borrow_mut().insert(start, end) {
+            Some(w) => w,
+            None if demand => ColdCache::uncached(start, end),
+            None => return Ok(None),
+        };
+        let mut stats = self.inner.stats.get();
+        stats.cold_reads += 1;
+        self.inner.stats.set(stats);
+        let w = window.clone();
+        let inner = Rc::downgrade(&self.inner);
+        glommio::spawn_local(async move {
+            let result = read_exact(&*file, pos, (w.end - w.start) as usize, true)
+                .await
+                .map_err(|e| StorageError::io("read", file.path(), w.start, e));
+            if result.is_err() {
+                if let Some(inner) = inner.upgrade() {
+                    inner.cold.borrow_mut().remove(&w);
+                }
+            }
+            w.finish(result);
+        })
+        .detach();
+        Ok(Some(window))
+    }
+
+    /// Reads the records of `wanted` in one I/O per contiguous run.
+    async fn read_runs(&self, wanted: &[CqEntry]) -> Result<Vec<Bytes>> {
         let mut messages = Vec::with_capacity(wanted.len());
         let mut i = 0;
         while i < wanted.len() {
@@ -698,14 +942,7 @@ impl<D: Disk> Store<D> {
             }
             i = j;
         }
-        let status = if !messages.is_empty() {
-            GetStatus::Found
-        } else if removed > 0 {
-            GetStatus::MessageWasRemoving
-        } else {
-            GetStatus::NoMatchedMessage
-        };
-        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+        Ok(messages)
     }
 
     /// Min and max offsets of a queue; `None` if it does not exist.
@@ -823,21 +1060,120 @@ impl<D: Disk> Store<D> {
 
 // ---- background tasks -----------------------------------------------------------------
 
+/// A chunk handed to the kernel, not yet known written.
+struct InFlightWrite {
+    start: PhysicalOffset,
+    len: usize,
+    dispatch: Vec<Dispatch>,
+    task: Task<Result<()>>,
+}
+
+/// What stops the writer from handing the next pending chunk to the kernel now.
+enum Blocked {
+    /// Nothing pending.
+    Idle,
+    /// The chunk's segment must be created first: done only with nothing in flight, so
+    /// a creation failure fails exactly the appends from that chunk on.
+    NeedsSegment,
+    /// The chunk overlaps the range the preparer is zeroing.
+    Preparing,
+}
+
 async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
+    let mut in_flight: VecDeque<InFlightWrite> = VecDeque::new();
+    // Bytes past `written` that abandoned writes may have reached, still to be zeroed.
+    let mut abandoned: Option<(PhysicalOffset, PhysicalOffset)> = None;
     loop {
-        let chunk = loop {
-            let next = inner.log.borrow_mut().pending.pop_front();
-            match next {
-                Some(c) => break c,
-                None if inner.closing.get() => return,
-                None => inner.writer_wake.notified().await,
+        // Hand chunks to the kernel while there is room.
+        let blocked = loop {
+            if in_flight.len() >= WRITES_IN_FLIGHT_MAX {
+                break None;
             }
+            if let (Some((from, to)), true) = (abandoned, in_flight.is_empty()) {
+                // Before any new write: new records will stop short of where abandoned
+                // ones may lie, and recovery must find zeros there, not them.
+                if inner.log.borrow().overlaps_preparing(from, to) {
+                    break Some(Blocked::Preparing);
+                }
+                if let Err(e) = inner.zero_log_range(from, to).await {
+                    // The bytes are still there: fail what waits, retry at the next append.
+                    inner.on_write_failed(e);
+                    break Some(Blocked::Idle);
+                }
+                abandoned = None;
+            }
+            let peek = inner.log.borrow().pending.front().map(|c| (c.start, c.end()));
+            let Some((start, end)) = peek else { break Some(Blocked::Idle) };
+            if inner.log.borrow().overlaps_preparing(start, end) {
+                break Some(Blocked::Preparing);
+            }
+            let file = match inner.open_segment(start) {
+                Some(f) => f,
+                None if !in_flight.is_empty() => break Some(Blocked::NeedsSegment),
+                None => match inner.create_segment(start).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        inner.on_write_failed(e);
+                        continue;
+                    }
+                },
+            };
+            // Split only with nothing in flight: the two halves then overlap the
+            // kernel's copy with the executor's work (see WRITE_SPLIT_MIN_BYTES).
+            let chunk = inner.log.borrow_mut().pop_write(in_flight.is_empty()).expect("peeked above");
+            let pos = chunk.start.0 - inner.log.borrow().segment_base(chunk.start);
+            let (start, len) = (chunk.start, chunk.data.len());
+            let data = chunk.data;
+            let task = glommio::spawn_local(async move {
+                file.write_at(data, pos).await.map_err(|e| StorageError::io("write", file.path(), start.0, e))
+            });
+            in_flight.push_back(InFlightWrite { start, len, dispatch: chunk.dispatch, task });
         };
-        let start = chunk.start;
-        let len = chunk.data.len();
-        match inner.write_chunk(start, chunk.data).await {
-            Ok(()) => inner.on_written(start, len, chunk.dispatch),
-            Err(e) => inner.on_write_failed(e),
+
+        let Some(front) = in_flight.front_mut() else {
+            match blocked {
+                Some(Blocked::Idle) if inner.closing.get() => {
+                    if abandoned.is_some() {
+                        tracing::error!("closing with abandoned CommitLog bytes not zeroed; recovery may find them");
+                    }
+                    return;
+                }
+                // New appends and the preparer's progress both wake the writer.
+                _ => inner.writer_wake.notified().await,
+            }
+            continue;
+        };
+        // Wait for the oldest write; with room for more, also for new appends.
+        let result = if blocked.is_some() && !matches!(blocked, Some(Blocked::NeedsSegment)) {
+            let finished = async { Some((&mut front.task).await) };
+            let woken = async {
+                inner.writer_wake.notified().await;
+                None
+            };
+            match futures_lite::future::or(finished, woken).await {
+                Some(r) => r,
+                None => continue,
+            }
+        } else {
+            (&mut front.task).await
+        };
+        let done = in_flight.pop_front().expect("front exists");
+        match result {
+            Ok(()) => inner.on_written(done.start, done.len, done.dispatch),
+            Err(e) => {
+                // Nothing past the failure may count as written, even writes that
+                // succeed: wait for them, then abandon all of it.
+                let mut issued_end = done.start.plus(done.len as u64);
+                for w in in_flight.drain(..) {
+                    let _ = w.task.await;
+                    issued_end = issued_end.max(w.start.plus(w.len as u64));
+                }
+                inner.on_write_failed(e);
+                let written = inner.log.borrow().pos.written();
+                if issued_end > written {
+                    abandoned = Some((written, issued_end));
+                }
+            }
         }
     }
 }
@@ -850,6 +1186,55 @@ async fn flusher_loop<D: Disk>(inner: Rc<Inner<D>>) {
         }
         if let Err(e) = inner.flush_written().await {
             tracing::error!(error = %e, "CommitLog flush failed; the store is fenced");
+        }
+    }
+}
+
+/// The preparer's next piece of work.
+enum PrepareStep<F> {
+    Idle,
+    /// Create the segment at this base (the one after the last in use) ahead of need.
+    CreateNext(u64),
+    /// Write zeros into `[from, to)` of `file`, the segment starting at `base`.
+    Zero {
+        file: Rc<F>,
+        base: u64,
+        from: PhysicalOffset,
+        to: PhysicalOffset,
+    },
+}
+
+async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
+    /// Without a wake-up, look again this often (a wake-up normally comes first).
+    const IDLE_CHECK: Duration = Duration::from_millis(100);
+    let retry = Duration::from_millis(PREPARE_RETRY_MS);
+    loop {
+        let step = inner.plan_prepare();
+        match step {
+            PrepareStep::Idle => {
+                futures_lite::future::or(inner.preparer_wake.notified(), glommio::timer::sleep(IDLE_CHECK)).await;
+            }
+            PrepareStep::CreateNext(base) => {
+                if let Err(e) = inner.create_next_segment(base).await {
+                    tracing::warn!(error = %e, "could not create the next segment ahead; the writer will");
+                    glommio::timer::sleep(retry).await;
+                }
+            }
+            PrepareStep::Zero { file, base, from, to } => {
+                let result = file.prepare_range(from.0 - base, to.0 - from.0).await;
+                {
+                    let mut log = inner.log.borrow_mut();
+                    log.preparing = None;
+                    if result.is_ok() {
+                        log.prepared_to = log.prepared_to.max(to);
+                    }
+                }
+                inner.writer_wake.notify();
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, from = from.0, to = to.0, "could not prepare CommitLog blocks ahead");
+                    glommio::timer::sleep(retry).await;
+                }
+            }
         }
     }
 }
@@ -892,42 +1277,83 @@ impl<D: Disk> Inner<D> {
         recovery::commitlog_dir(&self.config.dir).join(segment_name(base))
     }
 
-    /// Writes one chunk, creating (and fully allocating) its segment first if needed.
-    async fn write_chunk(&self, start: PhysicalOffset, data: Vec<u8>) -> Result<()> {
-        let (base, existing) = {
-            let log = self.log.borrow();
-            let base = log.segment_base(start);
-            (base, log.segments.get(&base).cloned())
-        };
-        let file = match existing {
-            Some(f) => f,
-            None => {
-                let path = self.segment_path(base);
-                let f =
-                    self.disk.open(&path, OpenMode::Create).await.map_err(StorageError::at("create", &path, base))?;
-                if let Err(e) = f.allocate(self.config.segment_size_bytes).await {
-                    // Do not leave a short segment behind for recovery to trip over.
-                    let _ = self.disk.remove_file(&path).await;
-                    return Err(StorageError::io("allocate", &path, base, e));
-                }
-                let dir = recovery::commitlog_dir(&self.config.dir);
-                self.disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
-                let f = Rc::new(f);
-                self.log.borrow_mut().segments.insert(base, f.clone());
-                f
+    /// The open segment holding `at`: one in use, or the one the preparer created
+    /// ahead, which this puts in use.
+    fn open_segment(&self, at: PhysicalOffset) -> Option<Rc<D::File>> {
+        let mut log = self.log.borrow_mut();
+        let base = log.segment_base(at);
+        if let Some(f) = log.segments.get(&base) {
+            return Some(f.clone());
+        }
+        let (next_base, _) = log.next_segment.as_ref()?;
+        if *next_base != base {
+            return None;
+        }
+        let (_, f) = log.next_segment.take().expect("checked above");
+        log.segments.insert(base, f.clone());
+        Some(f)
+    }
+
+    /// Creates (and fully allocates) the segment holding `at` and puts it in use.
+    async fn create_segment(&self, at: PhysicalOffset) -> Result<Rc<D::File>> {
+        let _one = self.segment_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        // The preparer may have created it while this waited for the lock.
+        if let Some(f) = self.open_segment(at) {
+            return Ok(f);
+        }
+        let base = self.log.borrow().segment_base(at);
+        let f = Rc::new(self.new_segment_file(base).await?);
+        self.log.borrow_mut().segments.insert(base, f.clone());
+        Ok(f)
+    }
+
+    /// Creates the file of the segment at `base`, fully allocated, its name durable.
+    async fn new_segment_file(&self, base: u64) -> Result<D::File> {
+        let path = self.segment_path(base);
+        let f = self.disk.open(&path, OpenMode::Create).await.map_err(StorageError::at("create", &path, base))?;
+        if let Err(e) = f.allocate(self.config.segment_size_bytes).await {
+            // Do not leave a short segment behind for recovery to trip over.
+            let _ = self.disk.remove_file(&path).await;
+            return Err(StorageError::io("allocate", &path, base, e));
+        }
+        let dir = recovery::commitlog_dir(&self.config.dir);
+        self.disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
+        Ok(f)
+    }
+
+    /// Writes zeros over `[from, to)` of the CommitLog (through the page cache, like
+    /// the data they replace), segment by segment.
+    async fn zero_log_range(&self, from: PhysicalOffset, to: PhysicalOffset) -> Result<()> {
+        /// Zeros per write: the range is at most a few chunks long.
+        const ZEROS_PER_WRITE_BYTES: u64 = 1 << 20;
+        let mut at = from;
+        while at < to {
+            let (base, file) = {
+                let log = self.log.borrow();
+                let base = log.segment_base(at);
+                (base, log.segments.get(&base).cloned())
+            };
+            let segment_end = base + self.config.segment_size_bytes;
+            let n = (to.0.min(segment_end) - at.0).min(ZEROS_PER_WRITE_BYTES);
+            // A segment never opened holds nothing to zero.
+            if let Some(file) = file {
+                file.write_at(vec![0; n as usize], at.0 - base)
+                    .await
+                    .map_err(|e| StorageError::io("write", file.path(), at.0, e))?;
             }
-        };
-        file.write_at(data, start.0 - base).await.map_err(|e| StorageError::io("write", file.path(), start.0, e))?;
-        let mut stats = self.stats.get();
-        stats.writes += 1;
-        self.stats.set(stats);
+            at = at.plus(n);
+        }
         Ok(())
     }
 
     fn on_written(&self, start: PhysicalOffset, len: usize, dispatch: Vec<Dispatch>) {
         let end = start.plus(len as u64);
+        let mut stats = self.stats.get();
+        stats.writes += 1;
+        self.stats.set(stats);
         let (wake_flusher, tail_full) = {
             let mut log = self.log.borrow_mut();
+            assert_eq!(log.pos.written(), start, "writes complete in order");
             log.pos.write_to(end);
             log.pending_bytes -= len;
             CommitLog::<D::File>::complete_upto(&mut log.write_waiters, end);
@@ -956,6 +1382,67 @@ impl<D: Disk> Inner<D> {
         if tail_full {
             self.maintenance_wake.notify();
         }
+    }
+
+    /// Decides the preparer's next step and, for a zeroing step, marks its range as
+    /// being prepared in the same borrow, so no write can start in it unnoticed.
+    fn plan_prepare(&self) -> PrepareStep<D::File> {
+        if self.closing.get() || now_ms().saturating_sub(self.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
+            return PrepareStep::Idle;
+        }
+        let mut log = self.log.borrow_mut();
+        if log.fenced.is_some() || log.preparing.is_some() {
+            return PrepareStep::Idle;
+        }
+        let size = log.segment_size;
+        // Small (test) segments take small steps, so they are prepared too.
+        let step = PREPARE_STEP_BYTES.min(size / 2);
+        if log.prepared_to < log.high_water {
+            // Behind the data (or just started): skip ahead rather than race the writer
+            // for the range it is about to write.
+            log.prepared_to = log.high_water.plus(step.min(size / 4));
+        }
+        let from = log.prepared_to;
+        if from.0 >= log.pos.appended().0 + PREPARE_AHEAD_BYTES {
+            return PrepareStep::Idle;
+        }
+        let base = log.segment_base(from);
+        let file = match (log.segments.get(&base), &log.next_segment) {
+            (Some(f), _) => f.clone(),
+            (None, Some((b, f))) if *b == base => f.clone(),
+            (None, _) => {
+                // Only the segment right after the last in use is created ahead.
+                let next = log.segments.keys().next_back().map_or(log.segment_base(log.pos.appended()), |b| b + size);
+                return if base == next && log.next_segment.is_none() {
+                    PrepareStep::CreateNext(base)
+                } else {
+                    PrepareStep::Idle
+                };
+            }
+        };
+        let to = PhysicalOffset((from.0 + step).min(base + size));
+        assert!(from >= log.high_water && from < to, "a prepared range lies past all data");
+        log.preparing = Some((from, to));
+        PrepareStep::Zero { file, base, from, to }
+    }
+
+    /// Creates the segment at `base` ahead of need, for the writer to take.
+    async fn create_next_segment(&self, base: u64) -> Result<()> {
+        let _one = self.segment_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        {
+            let log = self.log.borrow();
+            if log.segments.contains_key(&base) || log.next_segment.is_some() {
+                return Ok(());
+            }
+        }
+        let f = Rc::new(self.new_segment_file(base).await?);
+        let mut log = self.log.borrow_mut();
+        if log.segments.contains_key(&base) {
+            // Cannot happen under the lock; keep the one in use.
+            return Ok(());
+        }
+        log.next_segment = Some((base, f));
+        Ok(())
     }
 
     fn on_write_failed(&self, err: StorageError) {

@@ -1,9 +1,10 @@
 //! The real disk: glommio files on io_uring.
 //!
 //! Each file is opened twice: a `BufferedFile` for writes, page-cache reads and syncs, and
-//! (on first cold read) a `DmaFile` (O_DIRECT) for reads that must not pollute the page
-//! cache. Mixing the two is coherent: the kernel writes back dirty pages of a range
-//! before an O_DIRECT read of it.
+//! (on first cold read or range preparation) a `DmaFile` (O_DIRECT) for reads that must
+//! not pollute the page cache and for writing zeros ahead of the data. Mixing the two is
+//! coherent: the kernel writes back dirty pages of a range before an O_DIRECT read of it,
+//! and O_DIRECT zeros go only where no buffered write has been (see `prepare_range`).
 //!
 //! Directory operations (list, remove, rename, mtime) are rare (start-up, retention,
 //! config saves) and use std on the executor thread, except file removal, which can take
@@ -16,12 +17,36 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, DmaBuffer, DmaFile, OpenOptions};
 
 use super::{Disk, DiskFile, OpenMode};
 
 #[derive(Debug, Clone, Default)]
 pub struct GlommioDisk;
+
+/// Blocks `prepare_range` writes: the page size, so a zeroed block never shares a page
+/// with data written through the page cache, and a multiple of every O_DIRECT alignment.
+const PREPARE_BLOCK_BYTES: u64 = 4096;
+
+/// One O_DIRECT write of zeros. The buffer is allocated once per thread and shared by
+/// every write (`write_rc_at`), so preparing costs no memset per step.
+const ZERO_WRITE_BYTES: u64 = 1 << 20;
+
+thread_local! {
+    static ZEROS: RefCell<Option<Rc<DmaBuffer>>> = const { RefCell::new(None) };
+}
+
+fn zero_buffer(file: &DmaFile, len: u64) -> Rc<DmaBuffer> {
+    let fresh = || {
+        let mut b = file.alloc_dma_buffer(len as usize);
+        b.as_bytes_mut().fill(0);
+        Rc::new(b)
+    };
+    if len != ZERO_WRITE_BYTES {
+        return fresh();
+    }
+    ZEROS.with(|z| z.borrow_mut().get_or_insert_with(fresh).clone())
+}
 
 pub struct GlommioFile {
     path: PathBuf,
@@ -93,7 +118,8 @@ impl GlommioFile {
         if let Some(f) = self.direct.borrow().as_ref() {
             return Ok(f.clone());
         }
-        let f = Rc::new(OpenOptions::new().read(true).dma_open(&self.path).await.map_err(to_io)?);
+        // Writable too: `prepare_range` writes zeros through it.
+        let f = Rc::new(OpenOptions::new().read(true).write(true).dma_open(&self.path).await.map_err(to_io)?);
         *self.direct.borrow_mut() = Some(f.clone());
         Ok(f)
     }
@@ -169,5 +195,44 @@ impl DiskFile for GlommioFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.buffered.truncate(len).await.map_err(to_io)
+    }
+
+    async fn prepare_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        let start = pos.div_ceil(PREPARE_BLOCK_BYTES) * PREPARE_BLOCK_BYTES;
+        let end = (pos + len) / PREPARE_BLOCK_BYTES * PREPARE_BLOCK_BYTES;
+        if end <= start {
+            return Ok(());
+        }
+        let file = self.direct().await?;
+        // O_DIRECT, so the zeros neither take page-cache memory nor cost a copy, and
+        // the writes of one step in flight together.
+        let mut writes = Vec::new();
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(ZERO_WRITE_BYTES);
+            let buf = zero_buffer(&file, n);
+            let file = file.clone();
+            writes.push(glommio::spawn_local(async move {
+                let written = file.write_rc_at(buf, at).await.map_err(to_io)?;
+                if written as u64 != n {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {written} of {n}")));
+                }
+                Ok(())
+            }));
+            at += n;
+        }
+        let mut first_error = None;
+        for w in writes {
+            if let Err(e) = w.await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        // Through the O_DIRECT descriptor: an error here is also reported to the
+        // buffered one's next fdatasync (the kernel tracks writeback errors per open
+        // file), so the store's own flush still sees any error it must fence on.
+        file.fdatasync().await.map_err(to_io)
     }
 }

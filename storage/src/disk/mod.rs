@@ -16,6 +16,8 @@
 //!   removal) is durable only after `sync_dir` of its directory.
 //! - `read_at` and `read_direct` return identical bytes for the same range; both may
 //!   return fewer bytes only at the end of the file.
+//! - `prepare_range` writes zeros only into blocks wholly inside its range, and the store
+//!   calls it only on ranges no write has touched or will touch while it runs.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ mod glommio_disk;
 mod sim;
 
 pub use glommio_disk::{GlommioDisk, GlommioFile};
-pub use sim::{SimDisk, SimFile};
+pub use sim::{SimDisk, SimFile, SimStats, SimWrite};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,15 @@ pub trait DiskFile: 'static {
     /// Makes `[pos, pos + len)` read as zeros, keeping the file size.
     async fn zero_range(&self, pos: u64, len: u64) -> io::Result<()>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Initializes the blocks wholly inside `[pos, pos + len)` of an allocated, unused
+    /// range: writes zeros into them (bypassing the page cache where it can) and makes
+    /// that durable, so later writes there overwrite written blocks and their
+    /// fdatasyncs have no allocation state to commit. The range must hold no data and
+    /// receive no write until this returns. A disk with nothing to gain does nothing.
+    async fn prepare_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        let _ = (pos, len);
+        Ok(())
+    }
 }
 
 /// Reads exactly `len` bytes or fails with `UnexpectedEof`.

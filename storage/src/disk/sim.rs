@@ -9,17 +9,24 @@
 //! unsynced 512-byte sector it keeps a random half, as a disk that reorders writes would.
 //!
 //! Faults: a capacity (writes and allocations past it fail with ENOSPC, changing
-//! nothing), and counted failures of the next writes (EIO) or syncs (EIO).
+//! nothing), counted failures of the next writes (EIO) or syncs (EIO), a script for the
+//! next writes (each slow, failing, or both: writes then complete out of order, as
+//! several in flight on a real disk may), and slow or failing range preparations.
+//!
+//! `prepare_range` zeros its range when it starts and again when it ends, and makes the
+//! zeros durable: a store that prepared a range holding data, or wrote into a range
+//! while it was being prepared, loses that data here, where tests see it.
 //!
 //! Directory creation is durable at once (a simplification: the store creates its
 //! directories at start-up and syncs their parents anyway).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -41,7 +48,19 @@ struct State {
     failing_writes: u32,
     failing_syncs: u32,
     sync_delay: Option<std::time::Duration>,
+    write_script: VecDeque<SimWrite>,
+    failing_prepares: u32,
+    prepare_delay: Option<Duration>,
     stats: SimStats,
+}
+
+/// How one scripted write behaves ([`SimDisk::script_writes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimWrite {
+    /// The write completes (and changes the file) only after this long.
+    pub delay: Option<Duration>,
+    /// The write fails with EIO (after its delay), changing nothing.
+    pub fail: bool,
 }
 
 /// Counters a test can read to check how the store used the disk.
@@ -51,6 +70,9 @@ pub struct SimStats {
     pub syncs: u64,
     pub direct_reads: u64,
     pub buffered_reads: u64,
+    /// Completed `prepare_range` calls and the bytes they covered.
+    pub prepares: u64,
+    pub prepared_bytes: u64,
 }
 
 struct FileData {
@@ -103,6 +125,27 @@ impl SimDisk {
         self.state.borrow_mut().sync_delay = delay;
     }
 
+    /// The next writes, in the order they are issued, behave as `writes` says (after
+    /// any already scripted). Delays need a glommio executor.
+    pub fn script_writes(&self, writes: impl IntoIterator<Item = SimWrite>) {
+        self.state.borrow_mut().write_script.extend(writes);
+    }
+
+    /// Scripted writes not yet issued.
+    pub fn scripted_writes_left(&self) -> usize {
+        self.state.borrow().write_script.len()
+    }
+
+    /// The next `n` range preparations fail with EIO.
+    pub fn fail_next_prepares(&self, n: u32) {
+        self.state.borrow_mut().failing_prepares = n;
+    }
+
+    /// Every range preparation takes this long; needs a glommio executor.
+    pub fn set_prepare_delay(&self, delay: Option<Duration>) {
+        self.state.borrow_mut().prepare_delay = delay;
+    }
+
     /// An independent copy of the whole disk, live and durable images alike, so one
     /// written state can be damaged in many different ways.
     pub fn fork(&self) -> SimDisk {
@@ -131,6 +174,9 @@ impl SimDisk {
                 failing_writes: 0,
                 failing_syncs: 0,
                 sync_delay: None,
+                write_script: VecDeque::new(),
+                failing_prepares: 0,
+                prepare_delay: None,
                 stats: SimStats::default(),
             })),
         }
@@ -325,7 +371,14 @@ impl DiskFile for SimFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        let scripted = self.disk.state.borrow_mut().write_script.pop_front().unwrap_or_default();
+        if let Some(d) = scripted.delay {
+            glommio::timer::sleep(d).await;
+        }
         let mut st = self.disk.state.borrow_mut();
+        if scripted.fail {
+            return Err(errno(libc::EIO));
+        }
         if st.failing_writes > 0 {
             st.failing_writes -= 1;
             return Err(errno(libc::EIO));
@@ -401,6 +454,38 @@ impl DiskFile for SimFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.data.data.borrow_mut().resize(len as usize, 0);
+        Ok(())
+    }
+
+    async fn prepare_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        let zero = |image: &RefCell<Vec<u8>>| {
+            let mut d = image.borrow_mut();
+            let start = (pos as usize).min(d.len());
+            let end = ((pos + len) as usize).min(d.len());
+            d[start..end].fill(0);
+        };
+        zero(&self.data.data);
+        let delay = self.disk.state.borrow().prepare_delay;
+        if let Some(d) = delay {
+            glommio::timer::sleep(d).await;
+        }
+        let mut st = self.disk.state.borrow_mut();
+        if st.failing_prepares > 0 {
+            st.failing_prepares -= 1;
+            return Err(errno(libc::EIO));
+        }
+        zero(&self.data.data);
+        {
+            let mut durable = self.data.durable.borrow_mut();
+            let end = ((pos + len) as usize).min(self.data.data.borrow().len());
+            if durable.len() < end {
+                durable.resize(end, 0);
+            }
+            let start = (pos as usize).min(end);
+            durable[start..end].fill(0);
+        }
+        st.stats.prepares += 1;
+        st.stats.prepared_bytes += len;
         Ok(())
     }
 }
