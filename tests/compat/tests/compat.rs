@@ -933,12 +933,14 @@ fn reconsume_later_retries_through_retry_topic_then_lands_in_dlq() {
         let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
         create_topic(&mut producer, &broker, &topic).await;
 
-        // The group's retry topic is created by each shard on the group's first heartbeat.
-        // A consumer learns its route from its start-up lookup and then only every 30 s, so
-        // a shard whose retry topic reached the NameServer after that lookup is not pulled
-        // for up to 50 s (refresh + rebalance), which would blur the back-off timing checked
-        // below. A first member of the group creates the retry topics and leaves; the
-        // consumer under test then starts with the full route.
+        // Each shard creates the group's retry topic when the group's first heartbeat
+        // reaches it (RocketMQ creates it per broker the same way). A starting client
+        // heartbeats the shards one after the other, and its first scheduled route refresh
+        // (10 ms after start) can fall between the two: it then learns the retry queue of
+        // one shard only and the next refresh is 30 s later, so a retry stored on the other
+        // shard waits up to 50 s (seen: first retry after 40 s). That is the client's
+        // start-up race, not back-off timing, so a first member of the group creates the
+        // retry topics and leaves, and the consumer under test starts with the full route.
         let warm_recorder = Recorder::new();
         let mut warm = start_recording_consumer(
             rt.clone(),
