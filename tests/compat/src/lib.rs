@@ -57,6 +57,9 @@ pub const BROKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `rockshard admin` invocation may take before it is killed.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a running admin command is checked for exit.
+const ADMIN_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Attempts at finding a block of free consecutive loopback ports before giving up.
 const PORT_SEARCH_ATTEMPTS_MAX: usize = 200;
 
@@ -83,7 +86,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Installs a log subscriber for the client's `tracing` events when `RUST_LOG` is set,
-/// once per process. Without `RUST_LOG` the client stays silent.
+/// once per process. Without `RUST_LOG` the client stays silent. The broker child
+/// inherits `RUST_LOG` too, so e.g. `RUST_LOG=rocketmq_client_rust=info,rockshard=debug`
+/// logs both sides (the broker's part lands in its log file).
 pub fn init_client_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -235,7 +240,10 @@ impl Broker {
         let mut broker =
             Broker { child, data_dir: Some(data_dir), log_path, namesrv_addr, base_port, ready_line: String::new() };
         let deadline = Instant::now() + BROKER_READY_TIMEOUT;
-        loop {
+        // Each round waits at most POLL_INTERVAL, so this count outlasts the deadline.
+        let rounds_max = BROKER_READY_TIMEOUT.as_millis() / POLL_INTERVAL.as_millis() + 10;
+        for round in 0.. {
+            assert!(round < rounds_max, "broker readiness loop ran {rounds_max} rounds");
             match ready_rx.recv_timeout(POLL_INTERVAL) {
                 Ok(line) if line.starts_with("ready:") => {
                     broker.ready_line = line;
@@ -327,17 +335,24 @@ impl Broker {
         let out_reader = std::thread::spawn(move || read_all(stdout));
         let err_reader = std::thread::spawn(move || read_all(stderr));
         let deadline = Instant::now() + ADMIN_TIMEOUT;
-        let status = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                break Some(status);
+        let mut status = None;
+        // Each round sleeps ADMIN_POLL_INTERVAL, so this count outlasts the deadline.
+        let rounds_max = ADMIN_TIMEOUT.as_millis() / ADMIN_POLL_INTERVAL.as_millis() + 10;
+        for _ in 0..rounds_max {
+            if let Ok(Some(exit)) = child.try_wait() {
+                status = Some(exit);
+                break;
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
+                break;
             }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            std::thread::sleep(ADMIN_POLL_INTERVAL);
+        }
+        if status.is_none() {
+            // Still running: kill it by its own pid and reap it.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let out = out_reader.join().unwrap_or_default();
         let err = err_reader.join().unwrap_or_default();
         match status {

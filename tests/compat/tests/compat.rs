@@ -43,6 +43,9 @@ const AUTO_CREATE_KEY: &str = "TBW102";
 /// How long a freshly created topic may take to show up in the NameServer route.
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(35);
 
+/// How often a route wait asks the NameServer again.
+const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Send timeout handed to the client, in milliseconds.
 const SEND_TIMEOUT_MS: u64 = 10_000;
 
@@ -86,7 +89,10 @@ async fn wait_for_route_on(
     accept: impl Fn(&BTreeSet<String>) -> bool,
 ) -> Vec<MessageQueue> {
     let deadline = Instant::now() + ROUTE_TIMEOUT;
-    loop {
+    // Each round sleeps ROUTE_POLL_INTERVAL, so this count outlasts the deadline.
+    let rounds_max = ROUTE_TIMEOUT.as_millis() / ROUTE_POLL_INTERVAL.as_millis() + 10;
+    for round in 0.. {
+        assert!(round < rounds_max, "route wait ran {rounds_max} rounds");
         let last = match producer.fetch_publish_message_queues(topic).await {
             Ok(mut queues) => {
                 let brokers: BTreeSet<String> = queues.iter().map(|q| q.broker_name().to_string()).collect();
@@ -104,8 +110,9 @@ async fn wait_for_route_on(
             broker.log_path().display(),
             broker.log_tail()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(ROUTE_POLL_INTERVAL).await;
     }
+    unreachable!("the loop above returns or panics")
 }
 
 /// Creates `topic` the way a RocketMQ application does, through the client
