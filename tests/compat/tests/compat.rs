@@ -491,7 +491,7 @@ fn clustering_10k_messages_four_send_modes_two_members_then_lite_pull_from_zero(
             *duplicated_on.entry(ds[0].queue()).or_default() += 1;
         }
         println!(
-            "clustering: {duplicates} duplicates, all on queues handed over from member 1 to member 2: {duplicated_on:?}"
+            "clustering: {duplicates} duplicates, each once per member, all on queues both members pulled around the rebalance: {duplicated_on:?}"
         );
 
         // Lite pull, fresh group: the same topic from offset 0, every message exactly once,
