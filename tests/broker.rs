@@ -193,3 +193,40 @@ fn a_second_broker_on_a_port_in_use_fails_clearly() {
     let mut conn = broker.connect(0);
     create_topic(&mut conn, "StillHere", 2);
 }
+
+#[test]
+fn a_groups_retry_topic_is_on_every_shard_after_its_first_heartbeat() {
+    use rockshard_net::body::{self, ConsumerData, HeartbeatData, TopicRouteData};
+    use rockshard_net::command::ExtFields;
+    use rockshard_net::headers::GetRouteInfoRequestHeader;
+
+    let broker = Broker::start();
+    let heartbeat = HeartbeatData {
+        client_id: "127.0.0.1@retry#1".into(),
+        consumer_data_set: vec![ConsumerData { group_name: "Retriers".into(), ..Default::default() }],
+        ..Default::default()
+    };
+    // Only shard 0 hears the heartbeat.
+    let answer = broker
+        .connect(0)
+        .call(req(request::HEART_BEAT, ExtFields::new()).with_body(body::to_json(&heartbeat).expect("json")));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let mut namesrv = Conn::connect(&broker.namesrv_addr());
+    let route_brokers = |namesrv: &mut Conn| {
+        let h = GetRouteInfoRequestHeader { topic: "%RETRY%Retriers".into(), accept_standard_json_only: Some(true) };
+        let a = namesrv.call(req(request::GET_ROUTEINFO_BY_TOPIC, h.to_ext_fields()));
+        if a.code != response::SUCCESS {
+            return Vec::new();
+        }
+        let route: TopicRouteData = body::from_json(&a.body).expect("route body");
+        let mut names: Vec<String> = route.queue_datas.iter().map(|q| q.broker_name.clone()).collect();
+        names.sort();
+        names
+    };
+    let mut seen = Vec::new();
+    let found = common::eventually(Duration::from_secs(10), || {
+        seen = route_brokers(&mut namesrv);
+        seen == ["broker-a-s0", "broker-a-s1"]
+    });
+    assert!(found, "route of the retry topic: {seen:?}");
+}

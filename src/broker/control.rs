@@ -42,6 +42,12 @@ pub struct TopicSpec {
 pub enum ControlMsg {
     UpsertTopic(TopicSpec),
     DeleteTopic(String),
+    /// Create a per-shard topic (a group's retry topic) on every shard that lacks it.
+    EnsureLocalTopic {
+        name: String,
+        queues: u32,
+        perm: u32,
+    },
 }
 
 /// One shard's ends of the mesh, made on the main thread and moved to the shard.

@@ -573,7 +573,7 @@ async fn heart_beat(shard: &Rc<Shard>, conn: &Rc<Connection>, req: &RemotingComm
         if shard.store.topic(&retry).is_some() {
             continue;
         }
-        if let Err(e) = topics::ensure_local_topic(shard, &retry, 1, perm::READ_WRITE).await {
+        if let Err(e) = topics::ensure_topic_on_every_shard(shard, &retry, 1, perm::READ_WRITE).await {
             warn!(shard = shard.id, topic = %retry, error = %e, "creating a retry topic failed");
             failures.push(format!("{retry}: {e}"));
         }

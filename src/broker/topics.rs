@@ -88,6 +88,20 @@ pub async fn ensure_local_topic(shard: &Rc<Shard>, name: &str, queues: u32, perm
     Ok(t)
 }
 
+/// Creates a per-shard topic (one queue per shard, like a retry topic) here and on every
+/// other shard. A client learns a new group's retry queues from one route lookup right
+/// after its first heartbeat; heartbeats reach the shards one after another, so without
+/// this the route could show only some shards' retry queues until the next refresh
+/// 30 s later, and retries stored on the others would wait that long.
+pub async fn ensure_topic_on_every_shard(shard: &Rc<Shard>, name: &str, queues: u32, perm: u32) -> Result<TopicConfig> {
+    if let Some(t) = shard.store.topic(name) {
+        return Ok(t);
+    }
+    let t = ensure_local_topic(shard, name, queues, perm).await?;
+    shard.control.broadcast(ControlMsg::EnsureLocalTopic { name: name.to_string(), queues, perm }).await;
+    Ok(t)
+}
+
 /// Applies a broker-wide topic spec to this shard's share.
 pub async fn apply_spec(shard: &Rc<Shard>, spec: &TopicSpec) -> Result<()> {
     let (shards, id) = (shard.config.shards, shard.id);
@@ -226,6 +240,9 @@ pub fn start(shard: &Rc<Shard>) {
             let result = match &msg {
                 ControlMsg::UpsertTopic(spec) => apply_spec(&shard, spec).await,
                 ControlMsg::DeleteTopic(name) => remove_local(&shard, name).await.map(|_| ()),
+                ControlMsg::EnsureLocalTopic { name, queues, perm } => {
+                    ensure_local_topic(&shard, name, *queues, *perm).await.map(|_| ())
+                }
             };
             if let Err(e) = result {
                 warn!(shard = shard.id, ?msg, error = %e, "applying a topic change from another shard failed");
