@@ -113,7 +113,12 @@ pub struct CommitLog<F> {
     pub preparing: Option<(PhysicalOffset, PhysicalOffset)>,
     /// The segment after the last one in `segments`, created ahead by the preparer.
     pub next_segment: Option<(u64, Rc<F>)>,
+    /// Size of the last chunk taken for writing: the capacity new chunks start with.
+    last_chunk_bytes: usize,
 }
+
+/// The smallest capacity a chunk starts with.
+const CHUNK_CAPACITY_MIN_BYTES: usize = 64 << 10;
 
 impl<F> CommitLog<F> {
     pub fn new(
@@ -138,6 +143,7 @@ impl<F> CommitLog<F> {
             prepared_to: end,
             preparing: None,
             next_segment: None,
+            last_chunk_bytes: 0,
         }
     }
 
@@ -151,6 +157,7 @@ impl<F> CommitLog<F> {
     /// past its middle, and only the first part is taken; the rest stays first in line.
     pub fn pop_write(&mut self, split: bool) -> Option<Chunk> {
         let mut chunk = self.pending.pop_front()?;
+        self.last_chunk_bytes = chunk.data.len();
         if split && chunk.data.len() >= 2 * crate::limits::WRITE_SPLIT_MIN_BYTES {
             let middle = chunk.start.plus(chunk.data.len() as u64 / 2);
             // Dispatched records mark record boundaries; a chunk of only undispatched
@@ -184,9 +191,13 @@ impl<F> CommitLog<F> {
             c.end() == at && self.segment_base(c.start) == base && c.data.len() + len <= WRITE_CHUNK_MAX_BYTES
         });
         if !extend {
+            // As large as the last chunk written, so a chunk of a steady stream fills
+            // without growing (each doubling copies everything so far).
+            let capacity =
+                self.last_chunk_bytes.next_power_of_two().clamp(CHUNK_CAPACITY_MIN_BYTES, WRITE_CHUNK_MAX_BYTES);
             self.pending.push_back(Chunk {
                 start: at,
-                data: Vec::with_capacity(len.max(64 << 10)),
+                data: Vec::with_capacity(capacity.max(len)),
                 dispatch: Vec::new(),
             });
         }

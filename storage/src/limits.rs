@@ -63,34 +63,46 @@ pub const GET_ENTRIES_MAX: u64 = 800;
 /// Contiguous records are read from the CommitLog in one I/O of at most this size.
 pub const READ_RUN_MAX_BYTES: usize = 1 << 20;
 
-/// CommitLog writes the writer keeps handed to the kernel at once. io_uring runs
-/// buffered writes to one file one after another on a kernel worker, so a second write
-/// queued behind the first keeps that worker copying while the executor encodes the next
-/// batch; a few more cover the executor's completion handling. Bounded so that a failed
-/// write abandons at most this many chunks.
+/// CommitLog writes the writer keeps handed off at once. Writes run on another thread
+/// (see `GlommioFile::write_at`), one after another, so a second write queued behind the
+/// first keeps that thread copying while the executor encodes the next batch; a few more
+/// cover the executor's completion handling. Bounded so that a failed write abandons at
+/// most this many chunks.
 pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 
 /// When nothing is in flight, a pending chunk at least twice this size is written as two
 /// writes (cut at a record boundary near its middle), so the kernel copies the second
 /// half while the answers for the first go out and new appends are encoded. Below it a
-/// second write's fixed cost (an io_uring hand-off) outweighs the overlap.
+/// second write's fixed cost (a hand-off to another thread) outweighs the overlap.
 pub const WRITE_SPLIT_MIN_BYTES: usize = 64 << 10;
 
 /// The preparer keeps the CommitLog this far past the appended end initialized: blocks
 /// written with zeros and fdatasynced, so a `sync` append's fdatasync finds written
-/// extents and need not commit an unwritten-to-written conversion to the journal (half
-/// the latency on ext4: BENCHMARKS.md). At 500 MB/s of sync appends this is 64 ms of lead.
+/// extents and need not also write out their unwritten-to-written conversion (a journal
+/// commit on journaled ext4, the extent blocks on the development machine's journal-less
+/// ext4): half the latency there (BENCHMARKS.md). At 500 MB/s of sync appends this is
+/// 64 ms of lead.
 pub const PREPARE_AHEAD_BYTES: u64 = 32 << 20;
 
-/// One preparer step: one O_DIRECT write of zeros and one fdatasync. Large enough that
-/// the journal commit each step costs is spread over many sync appends; small enough
-/// that a step (a few ms) does not hold back a writer that catches up with it.
+/// The largest preparer step: one O_DIRECT write of zeros and one fdatasync, taken once
+/// well ahead of the data. Large enough that the metadata update each step costs is
+/// spread over many sync appends.
 pub const PREPARE_STEP_BYTES: u64 = 4 << 20;
 
+/// The smallest preparer step, taken close to the data, and the gap it leaves when it
+/// finds itself behind: small, so a writer that catches up waits for at most a fraction
+/// of a millisecond, and so a fresh segment is prepared from near its start.
+pub const PREPARE_STEP_MIN_BYTES: u64 = 256 << 10;
+
 /// The preparer only works while `sync` appends arrive: zeros cost disk bandwidth that
-/// `async` appends (flushed every 64 MiB, one journal commit per flush) would rather
+/// `async` appends (flushed every 64 MiB, one metadata update per flush) would rather
 /// have. This is how long after the last `sync` append it keeps going.
 pub const PREPARE_SYNC_RECENT_MS: i64 = 2_000;
+
+/// `sync` appends in a row (no pause past PREPARE_SYNC_RECENT_MS) before the preparer
+/// starts: one now and then gains little from it, and its first step's fdatasync would
+/// only compete with theirs.
+pub const PREPARE_SYNC_STREAK_MIN: u32 = 64;
 
 /// After a failed preparer step (a disk error), wait this long before the next attempt.
 pub const PREPARE_RETRY_MS: u64 = 1_000;

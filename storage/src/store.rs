@@ -308,9 +308,11 @@ struct Inner<D: Disk> {
     /// One segment creation at a time: the writer and the preparer may both want the
     /// next one.
     segment_lock: glommio::sync::Semaphore,
-    /// Store time of the latest `sync` append that waits for its flush; the preparer
-    /// works only while this is recent.
+    /// Store time of the latest `sync` append that waits for its flush, and how many
+    /// came without a pause longer than PREPARE_SYNC_RECENT_MS: the preparer works only
+    /// during a steady stream of them.
     last_sync_append_ms: Cell<i64>,
+    sync_streak: Cell<u32>,
     cold: RefCell<ColdCache>,
     cq_cache: RefCell<CqCache>,
     /// One checkpoint at a time: two would persist the same ConsumeQueue tail twice.
@@ -376,6 +378,7 @@ impl<D: Disk> Store<D> {
             preparer_wake: Notify::default(),
             segment_lock: glommio::sync::Semaphore::new(1),
             last_sync_append_ms: Cell::new(i64::MIN),
+            sync_streak: Cell::new(0),
             cold: RefCell::new(ColdCache::default()),
             cq_cache: RefCell::new(CqCache::default()),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
@@ -548,6 +551,10 @@ impl<D: Disk> Store<D> {
             let deadline = Instant::now() + Duration::from_millis(inner.config.sync_flush_timeout_ms);
             log.flush_waiters.push_back(Waiter { end, deadline: Some(deadline), done });
             wake_preparer = log.preparing.is_none() && log.prepared_to.0 < end.0 + PREPARE_AHEAD_BYTES / 2;
+            if store_timestamp_ms.saturating_sub(inner.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
+                inner.sync_streak.set(0);
+            }
+            inner.sync_streak.set(inner.sync_streak.get().saturating_add(1));
             inner.last_sync_append_ms.set(store_timestamp_ms);
         } else {
             log.write_waiters.push_back(Waiter { end, deadline: None, done });
@@ -1118,8 +1125,11 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
                     }
                 },
             };
-            // Split only with nothing in flight: the two halves then overlap the
-            // kernel's copy with the executor's work (see WRITE_SPLIT_MIN_BYTES).
+            // Split only with nothing in flight: the two halves then overlap the copy
+            // into the page cache with the executor's work (see WRITE_SPLIT_MIN_BYTES).
+            // With `sync` appends this also starts an fdatasync after the first half,
+            // while the second is written: the writers then fall into two groups whose
+            // appends and fdatasyncs take turns, instead of all waiting for each step.
             let chunk = inner.log.borrow_mut().pop_write(in_flight.is_empty()).expect("peeked above");
             let pos = chunk.start.0 - inner.log.borrow().segment_base(chunk.start);
             let (start, len) = (chunk.start, chunk.data.len());
@@ -1387,7 +1397,9 @@ impl<D: Disk> Inner<D> {
     /// Decides the preparer's next step and, for a zeroing step, marks its range as
     /// being prepared in the same borrow, so no write can start in it unnoticed.
     fn plan_prepare(&self) -> PrepareStep<D::File> {
-        if self.closing.get() || now_ms().saturating_sub(self.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
+        let sync_traffic = self.sync_streak.get() >= PREPARE_SYNC_STREAK_MIN
+            && now_ms().saturating_sub(self.last_sync_append_ms.get()) <= PREPARE_SYNC_RECENT_MS;
+        if self.closing.get() || !sync_traffic {
             return PrepareStep::Idle;
         }
         let mut log = self.log.borrow_mut();
@@ -1396,16 +1408,21 @@ impl<D: Disk> Inner<D> {
         }
         let size = log.segment_size;
         // Small (test) segments take small steps, so they are prepared too.
-        let step = PREPARE_STEP_BYTES.min(size / 2);
+        let step_min = PREPARE_STEP_MIN_BYTES.min(size / 4).max(1);
         if log.prepared_to < log.high_water {
-            // Behind the data (or just started): skip ahead rather than race the writer
-            // for the range it is about to write.
-            log.prepared_to = log.high_water.plus(step.min(size / 4));
+            // Behind the data (or just started): skip a little ahead rather than race the
+            // writer for the range it is about to write.
+            log.prepared_to = log.high_water.plus(step_min);
         }
         let from = log.prepared_to;
-        if from.0 >= log.pos.appended().0 + PREPARE_AHEAD_BYTES {
+        let appended = log.pos.appended().0;
+        if from.0 >= appended + PREPARE_AHEAD_BYTES {
             return PrepareStep::Idle;
         }
+        // Small steps while close to the data (the writer may reach the range soon and
+        // would wait for it), large ones once well ahead (each step costs an fdatasync).
+        let step =
+            ((from.0 - appended.min(from.0)) / 2).clamp(step_min, PREPARE_STEP_BYTES.max(step_min)).min(size / 2);
         let base = log.segment_base(from);
         let file = match (log.segments.get(&base), &log.next_segment) {
             (Some(f), _) => f.clone(),

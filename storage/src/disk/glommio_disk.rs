@@ -1,10 +1,12 @@
-//! The real disk: glommio files on io_uring.
+//! The real disk: glommio files on io_uring, and `pwrite` on glommio's blocking pool.
 //!
-//! Each file is opened twice: a `BufferedFile` for writes, page-cache reads and syncs, and
-//! (on first cold read or range preparation) a `DmaFile` (O_DIRECT) for reads that must
-//! not pollute the page cache and for writing zeros ahead of the data. Mixing the two is
-//! coherent: the kernel writes back dirty pages of a range before an O_DIRECT read of it,
-//! and O_DIRECT zeros go only where no buffered write has been (see `prepare_range`).
+//! Each file is opened up to three times: a `BufferedFile` for page-cache reads, syncs
+//! and allocation; a std `File` for writes, which run on the blocking pool (see
+//! `write_at` for why); and (on first cold read or range preparation) a `DmaFile`
+//! (O_DIRECT) for reads that must not pollute the page cache and for writing zeros ahead
+//! of the data. Mixing them is coherent: they share the page cache, the kernel writes
+//! back dirty pages of a range before an O_DIRECT read of it, and O_DIRECT zeros go only
+//! where no buffered write has been (see `prepare_range`).
 //!
 //! Directory operations (list, remove, rename, mtime) are rare (start-up, retention,
 //! config saves) and use std on the executor thread, except file removal, which can take
@@ -52,6 +54,8 @@ pub struct GlommioFile {
     path: PathBuf,
     buffered: BufferedFile,
     direct: RefCell<Option<Rc<DmaFile>>>,
+    /// The same file, for `pwrite` on glommio's blocking pool (see `write_at`).
+    std: std::sync::Arc<std::fs::File>,
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> io::Error {
@@ -69,7 +73,8 @@ impl Disk for GlommioDisk {
             .buffered_open(path)
             .await
             .map_err(to_io)?;
-        Ok(GlommioFile { path: path.to_path_buf(), buffered, direct: RefCell::new(None) })
+        let std = std::sync::Arc::new(std::fs::OpenOptions::new().read(true).write(true).open(path)?);
+        Ok(GlommioFile { path: path.to_path_buf(), buffered, direct: RefCell::new(None), std })
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -131,16 +136,17 @@ impl DiskFile for GlommioFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
-        let len = buf.len();
-        // glommio takes the buffer by value, so a short write cannot be resumed without
-        // keeping a copy of every buffer. Segments are preallocated, so a short write
-        // means a real fault (a full disk on a filesystem that ignores fallocate, EFBIG):
-        // report it as a failed write and let the store roll back and retry.
-        let n = self.buffered.write_at(buf, pos).await.map_err(to_io)?;
-        if n != len {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
-        }
-        Ok(())
+        // pwrite on glommio's blocking pool, not a write on io_uring: this kernel runs a
+        // buffered io_uring write to ext4 inline in the submitting thread, so the copy
+        // into the page cache (most of an append's cost) ran on the executor, in turn
+        // with encoding the next batch (BENCHMARKS.md). On the pool thread the copy
+        // overlaps the executor's work, as the store's writes in flight intend. A pool
+        // of more than one thread may run writes side by side and finish them out of
+        // order, which the store allows for; a rare long job there (a segment removal)
+        // delays writes behind it.
+        use std::os::unix::fs::FileExt;
+        let file = self.std.clone();
+        glommio::executor().spawn_blocking(move || file.write_all_at(&buf, pos)).await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

@@ -70,9 +70,10 @@ pub struct SimStats {
     pub syncs: u64,
     pub direct_reads: u64,
     pub buffered_reads: u64,
-    /// Completed `prepare_range` calls and the bytes they covered.
+    /// Completed `prepare_range` calls and the bytes they covered; failed ones.
     pub prepares: u64,
     pub prepared_bytes: u64,
+    pub failed_prepares: u64,
 }
 
 struct FileData {
@@ -472,6 +473,7 @@ impl DiskFile for SimFile {
         let mut st = self.disk.state.borrow_mut();
         if st.failing_prepares > 0 {
             st.failing_prepares -= 1;
+            st.stats.failed_prepares += 1;
             return Err(errno(libc::EIO));
         }
         zero(&self.data.data);
