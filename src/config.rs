@@ -273,7 +273,7 @@ impl BrokerConfig {
         }
         let store_defaults = StoreConfig::new(".");
         let config = BrokerConfig {
-            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
+            data_dir: absolute("data_dir", s.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)))?,
             shards,
             pin_cores: s.pin_cores.unwrap_or(true),
             broker_name,
@@ -344,6 +344,13 @@ impl BrokerConfig {
     }
 }
 
+/// The data directory as an absolute path. glommio 0.9 opens directories relative to fd
+/// -1 rather than the working directory (`Directory::open`), so a relative path such as
+/// the default `./data` would fail at the first directory sync.
+pub fn absolute(key: &str, path: PathBuf) -> Result<PathBuf> {
+    std::path::absolute(&path).map_err(|e| bad(key, format!("{}: {e}", path.display())))
+}
+
 fn positive(key: &str, value: Option<u64>, default: u64) -> Result<u64> {
     match value {
         None => Ok(default),
@@ -359,13 +366,13 @@ mod tests {
     #[test]
     fn defaults_are_the_embedded_single_machine_setup() {
         let c = BrokerConfig::resolve(None, BrokerSettings::default()).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.data_dir, std::env::current_dir().unwrap().join("data"));
         assert_eq!(c.port, 10911);
         assert!(c.auto_create_topic);
         assert_eq!(c.namesrv_addrs, vec!["127.0.0.1:9876".to_string()]);
         assert_eq!(c.embedded_namesrv.unwrap().listen.port(), 9876);
         assert_eq!(c.shard_broker_name(3), "broker-a-s3");
-        assert_eq!(c.shard_dir(1), PathBuf::from("./data/shard-1"));
+        assert!(c.shard_dir(1).is_absolute() && c.shard_dir(1).ends_with("data/shard-1"));
     }
 
     #[test]

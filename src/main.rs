@@ -128,6 +128,13 @@ fn inspect(dir: PathBuf, segment_size: u64) -> ExitCode {
         eprintln!("rockshard: {} is not a directory", dir.display());
         return ExitCode::from(2);
     }
+    let dir = match rockshard::config::absolute("--dir", dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("rockshard: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut config = StoreConfig::new(&dir);
     config.segment_size_bytes = segment_size;
     let executor = match glommio::LocalExecutorBuilder::default().make() {

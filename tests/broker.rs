@@ -230,3 +230,38 @@ fn a_groups_retry_topic_is_on_every_shard_after_its_first_heartbeat() {
     });
     assert!(found, "route of the retry topic: {seen:?}");
 }
+
+/// The README's first command runs the broker with its default `./data`: a relative
+/// data directory must work (glommio opens directories relative to fd -1, not the
+/// working directory, so the broker makes the path absolute first).
+#[test]
+fn the_default_relative_data_directory_works() {
+    use std::io::BufRead;
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let port = {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let b = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let ports = (a.local_addr().expect("addr").port(), b.local_addr().expect("addr").port());
+        ports
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rockshard"))
+        .current_dir(cwd.path())
+        .args(["broker", "--shards", "1", "--pin-cores", "false", "--port", &port.0.to_string()])
+        .args(["--namesrv-listen", &format!("127.0.0.1:{}", port.1)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ready = rx.recv_timeout(common::READY_TIMEOUT).map(|l| l.starts_with("ready:"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ready, Ok(true), "the broker did not get ready with ./data");
+    assert!(cwd.path().join("data/shard-0/commitlog").is_dir());
+}
