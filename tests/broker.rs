@@ -241,8 +241,7 @@ fn the_default_relative_data_directory_works() {
     let port = {
         let a = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         let b = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        let ports = (a.local_addr().expect("addr").port(), b.local_addr().expect("addr").port());
-        ports
+        (a.local_addr().expect("addr").port(), b.local_addr().expect("addr").port())
     };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rockshard"))
         .current_dir(cwd.path())
