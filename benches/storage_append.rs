@@ -47,13 +47,9 @@ const SYNC_WRITERS: [usize; 3] = [1, 16, 256];
 /// then drops the store and removes its directory untimed. The store's counters are
 /// added to `totals`, so the bench can say how well appends were batched.
 ///
-/// The store is dropped rather than closed: `Store::close` (like `Store::sync_now`)
-/// runs a checkpoint that can overlap the maintenance task's own checkpoint, and two
-/// overlapping checkpoints persist the same ConsumeQueue tail twice and panic in
-/// `ConsumeQueue::persisted` (see "What is in the way" in BENCHMARKS.md). Under this
-/// load the maintenance task is woken constantly (full ConsumeQueue tails), so the
-/// overlap is likely. Dropping is a crash as far as the disk can tell, which is harmless
-/// here: the directory is deleted next.
+/// The store is dropped rather than closed: a close would persist ConsumeQueues and
+/// checkpoint for nothing, since the directory is deleted next. Dropping is a crash as
+/// far as the disk can tell, which is harmless here.
 async fn timed_on_fresh_store<F, Fut>(
     label: &str,
     flush: FlushMode,
@@ -84,7 +80,7 @@ where
 
 /// A `sync` topic whose one append ends an async sample: its answer means an fdatasync
 /// covering every byte written before it has completed. `Store::sync_now` would say
-/// the same but also checkpoints, which races (see [`timed_on_fresh_store`]).
+/// the same but also persists ConsumeQueues and checkpoints, which is not append work.
 const FLUSH_TOPIC: &str = "bench-flush";
 
 async fn flush_everything(store: &Store) {

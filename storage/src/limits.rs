@@ -113,8 +113,9 @@ pub const PREPARE_RETRY_MS: u64 = 1_000;
 pub const COLD_WINDOW_BYTES: u64 = 1 << 20;
 
 /// Windows read ahead of a sequential cold reader, beyond the one it is reading: enough
-/// to keep several reads in flight so the device streams.
-pub const COLD_READ_AHEAD_WINDOWS: u64 = 4;
+/// to keep several reads in flight so the device streams (fio's limit figure keeps 8
+/// reads of 1 MiB in flight).
+pub const COLD_READ_AHEAD_WINDOWS: u64 = 8;
 
 /// Cold windows cached per store (1 MiB each). A lagging consumer needs its current
 /// window plus the read-ahead; this serves a few of them at once without thrashing,
