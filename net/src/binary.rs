@@ -129,19 +129,23 @@ impl<'a> Reader<'a> {
         usize::try_from(len).map_err(|_| Error::HeaderBinary { detail: what })
     }
     /// A length-prefixed string; zero length is `None`.
-    fn string(&mut self, wide: bool, what: &'static str) -> Result<Option<String>, Error> {
+    fn string(&mut self, wide: bool, what: &'static str) -> Result<Option<&'a str>, Error> {
         let len = self.len(wide, what)?;
         if len == 0 {
             return Ok(None);
         }
-        let bytes = self.take(len)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| Error::HeaderBinary { detail: "string is not UTF-8" })?;
-        Ok(Some(s.to_owned()))
+        utf8(self.take(len)?).map(Some)
     }
 }
 
+#[inline]
+fn utf8(bytes: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(bytes).map_err(|_| Error::HeaderBinary { detail: "string is not UTF-8" })
+}
+
 /// Decodes a binary header that spans all of `header`. The result has an empty body and
-/// serialize type ROCKETMQ.
+/// serialize type ROCKETMQ. The ext entries are copied into the map's arena in one pass,
+/// sized by the ext block (two allocations for the whole map).
 pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
     let mut r = Reader { buf: header, pos: 0 };
     let code = i32::from(r.i16()?);
@@ -149,13 +153,19 @@ pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
     let version = i32::from(r.i16()?);
     let opaque = r.i32()?;
     let flag = r.i32()?;
-    let remark = r.string(true, "negative remark length")?;
+    let remark = r.string(true, "negative remark length")?.map(str::to_owned);
     let ext_len = r.len(true, "negative ext length")?;
     let ext_block = r.take(ext_len)?;
     if r.pos != header.len() {
         return Err(Error::HeaderBinary { detail: "bytes after the ext fields" });
     }
-    let mut ext = ExtFields::new();
+    let mut ext = if ext_block.is_empty() {
+        ExtFields::new()
+    } else {
+        // Each entry has at least 6 bytes of lengths, so the text is under the block's
+        // size; the entry count estimate assumes short keys and values.
+        ExtFields::with_capacities((ext_block.len() / 16).clamp(4, 32), ext_block.len())
+    };
     let mut er = Reader { buf: ext_block, pos: 0 };
     while er.pos < ext_block.len() {
         let key = er.string(false, "negative key length")?;

@@ -29,6 +29,11 @@ pub trait FieldValue: Sized {
     /// Parses the wire text; `None` means the text is not a value of this type.
     fn parse_field(text: &str) -> Option<Self>;
     fn format_field(&self) -> String;
+    /// Appends the wire text to `out` (only appending: `out` may hold other fields).
+    /// Header encoders use this to format straight into the ext-field arena.
+    fn write_field(&self, out: &mut String) {
+        out.push_str(&self.format_field());
+    }
 }
 
 impl FieldValue for String {
@@ -37,6 +42,9 @@ impl FieldValue for String {
     }
     fn format_field(&self) -> String {
         self.clone()
+    }
+    fn write_field(&self, out: &mut String) {
+        out.push_str(self);
     }
 }
 
@@ -47,6 +55,9 @@ impl FieldValue for i32 {
     fn format_field(&self) -> String {
         self.to_string()
     }
+    fn write_field(&self, out: &mut String) {
+        push_decimal(out, i64::from(*self));
+    }
 }
 
 impl FieldValue for i64 {
@@ -55,6 +66,9 @@ impl FieldValue for i64 {
     }
     fn format_field(&self) -> String {
         self.to_string()
+    }
+    fn write_field(&self, out: &mut String) {
+        push_decimal(out, *self);
     }
 }
 
@@ -65,6 +79,31 @@ impl FieldValue for bool {
     }
     fn format_field(&self) -> String {
         self.to_string()
+    }
+    fn write_field(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
+}
+
+/// Appends `value` in decimal, as Java's `Long.toString` writes it, without `fmt`'s
+/// machinery (the send answer formats two numbers per request).
+pub fn push_decimal(out: &mut String, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -83,8 +122,9 @@ pub trait CommandHeader: Sized {
     }
 }
 
-fn optional<T: FieldValue>(ext: &ExtFields, header: &'static str, field: &'static str) -> Result<Option<T>, Error> {
-    match ext.get(field) {
+/// Parses a field's text, if the field was present.
+fn optional<T: FieldValue>(text: Option<&str>, header: &'static str, field: &'static str) -> Result<Option<T>, Error> {
+    match text {
         None => Ok(None),
         Some(text) => {
             T::parse_field(text).map(Some).ok_or_else(|| Error::InvalidField { header, field, value: text.to_owned() })
@@ -92,8 +132,8 @@ fn optional<T: FieldValue>(ext: &ExtFields, header: &'static str, field: &'stati
     }
 }
 
-fn required<T: FieldValue>(ext: &ExtFields, header: &'static str, field: &'static str) -> Result<T, Error> {
-    optional(ext, header, field)?.ok_or(Error::MissingField { header, field })
+fn required<T: FieldValue>(text: Option<&str>, header: &'static str, field: &'static str) -> Result<T, Error> {
+    optional(text, header, field)?.ok_or(Error::MissingField { header, field })
 }
 
 /// Declares a header struct and its [`CommandHeader`] impl from a list of
@@ -115,7 +155,19 @@ macro_rules! ext_header {
             const NAME: &'static str = stringify!($name);
 
             fn decode(ext: &ExtFields) -> Result<Self, Error> {
-                Ok($name { $( $field: ext_header!(@get $kind $ty, ext, $key)?, )* })
+                // One pass over the entries (keys are unique), each key matched against
+                // the constant names, instead of one search of the map per field.
+                struct Found<'a> {
+                    $( $field: Option<&'a str>, )*
+                }
+                let mut found = Found { $( $field: None, )* };
+                for (key, value) in ext.iter() {
+                    match key {
+                        $( $key => found.$field = Some(value), )*
+                        _ => {}
+                    }
+                }
+                Ok($name { $( $field: ext_header!(@get $kind $ty, found.$field, $key)?, )* })
             }
 
             fn encode(&self, ext: &mut ExtFields) {
@@ -125,12 +177,12 @@ macro_rules! ext_header {
     };
     (@ty req $ty:ty) => { $ty };
     (@ty opt $ty:ty) => { Option<$ty> };
-    (@get req $ty:ty, $ext:expr, $key:expr) => { required::<$ty>($ext, Self::NAME, $key) };
-    (@get opt $ty:ty, $ext:expr, $key:expr) => { optional::<$ty>($ext, Self::NAME, $key) };
-    (@put req, $ext:expr, $key:expr, $value:expr) => { $ext.insert($key, FieldValue::format_field($value)) };
+    (@get req $ty:ty, $text:expr, $key:expr) => { required::<$ty>($text, Self::NAME, $key) };
+    (@get opt $ty:ty, $text:expr, $key:expr) => { optional::<$ty>($text, Self::NAME, $key) };
+    (@put req, $ext:expr, $key:expr, $value:expr) => { $ext.insert_with($key, |out| FieldValue::write_field($value, out)) };
     (@put opt, $ext:expr, $key:expr, $value:expr) => {
         if let Some(value) = $value {
-            $ext.insert($key, FieldValue::format_field(value));
+            $ext.insert_with($key, |out| FieldValue::write_field(value, out));
         }
     };
 }
@@ -223,19 +275,142 @@ impl From<SendMessageRequestHeader> for SendMessageRequestHeaderV2 {
     }
 }
 
-/// Decodes a send header in whichever spelling it came. The keys decide, not the request
-/// code: Java decides by code, but a V2 header always has `b` and never `topic`, so this
-/// also accepts a client that pairs a code with the other spelling. V1 headers may name
-/// the broker `brokerName` instead of `bname` (the long alias the Rust side accepts).
+/// A send header borrowed from the request's ext fields: what the broker's send path
+/// reads, without copying a string. [`SendMessageRequestRef::to_owned`] gives the owned
+/// [`SendMessageRequestHeader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendMessageRequestRef<'a> {
+    pub producer_group: &'a str,
+    pub topic: &'a str,
+    pub default_topic: &'a str,
+    pub default_topic_queue_nums: i32,
+    pub queue_id: i32,
+    pub sys_flag: i32,
+    pub born_timestamp_ms: i64,
+    pub flag: i32,
+    pub properties: Option<&'a str>,
+    pub reconsume_times: Option<i32>,
+    pub unit_mode: Option<bool>,
+    pub max_reconsume_times: Option<i32>,
+    pub batch: Option<bool>,
+    pub broker_name: Option<&'a str>,
+}
+
+impl SendMessageRequestRef<'_> {
+    /// Whether the body is a batch (`batch`/`m` = true).
+    pub fn is_batch(&self) -> bool {
+        self.batch == Some(true)
+    }
+
+    pub fn to_owned(&self) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: self.producer_group.to_owned(),
+            topic: self.topic.to_owned(),
+            default_topic: self.default_topic.to_owned(),
+            default_topic_queue_nums: self.default_topic_queue_nums,
+            queue_id: self.queue_id,
+            sys_flag: self.sys_flag,
+            born_timestamp_ms: self.born_timestamp_ms,
+            flag: self.flag,
+            properties: self.properties.map(str::to_owned),
+            reconsume_times: self.reconsume_times,
+            unit_mode: self.unit_mode,
+            max_reconsume_times: self.max_reconsume_times,
+            batch: self.batch,
+            broker_name: self.broker_name.map(str::to_owned),
+        }
+    }
+}
+
+/// The V1 keys of a send header, in declaration order (the order errors are found in).
+const SEND_V1_KEYS: [&str; 14] = [
+    "producerGroup",
+    "topic",
+    "defaultTopic",
+    "defaultTopicQueueNums",
+    "queueId",
+    "sysFlag",
+    "bornTimestamp",
+    "flag",
+    "properties",
+    "reconsumeTimes",
+    "unitMode",
+    "maxReconsumeTimes",
+    "batch",
+    "bname",
+];
+
+/// The V2 keys, one letter per V1 field, same order.
+const SEND_V2_KEYS: [&str; 14] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"];
+
+/// Decodes a send header in whichever spelling it came, borrowing its strings. The keys
+/// decide, not the request code: Java decides by code, but a V2 header always has `b`
+/// and never `topic`, so this also accepts a client that pairs a code with the other
+/// spelling. V1 headers may name the broker `brokerName` instead of `bname` (the long
+/// alias the Rust side accepts). One pass over the entries finds both spellings.
+pub fn decode_send_message_ref(ext: &ExtFields) -> Result<SendMessageRequestRef<'_>, Error> {
+    let mut v1: [Option<&str>; 14] = [None; 14];
+    let mut v2: [Option<&str>; 14] = [None; 14];
+    let mut broker_name_alias = None;
+    for (key, value) in ext.iter() {
+        let slot = match key.as_bytes() {
+            [letter @ b'a'..=b'n'] => {
+                v2[usize::from(letter - b'a')] = Some(value);
+                continue;
+            }
+            b"producerGroup" => 0,
+            b"topic" => 1,
+            b"defaultTopic" => 2,
+            b"defaultTopicQueueNums" => 3,
+            b"queueId" => 4,
+            b"sysFlag" => 5,
+            b"bornTimestamp" => 6,
+            b"flag" => 7,
+            b"properties" => 8,
+            b"reconsumeTimes" => 9,
+            b"unitMode" => 10,
+            b"maxReconsumeTimes" => 11,
+            b"batch" => 12,
+            b"bname" => 13,
+            b"brokerName" => {
+                broker_name_alias = Some(value);
+                continue;
+            }
+            _ => continue,
+        };
+        v1[slot] = Some(value);
+    }
+    let v2_spelling = v2[1].is_some() && v1[1].is_none();
+    let (found, keys, header) = if v2_spelling {
+        (v2, &SEND_V2_KEYS, SendMessageRequestHeaderV2::NAME)
+    } else {
+        (v1, &SEND_V1_KEYS, SendMessageRequestHeader::NAME)
+    };
+    // Fields are checked in declaration order, so the first bad one is reported, as the
+    // typed decoders do.
+    let text = |i: usize| found[i].ok_or(Error::MissingField { header, field: keys[i] });
+    Ok(SendMessageRequestRef {
+        producer_group: text(0)?,
+        topic: text(1)?,
+        default_topic: text(2)?,
+        default_topic_queue_nums: required(found[3], header, keys[3])?,
+        queue_id: required(found[4], header, keys[4])?,
+        sys_flag: required(found[5], header, keys[5])?,
+        born_timestamp_ms: required(found[6], header, keys[6])?,
+        flag: required(found[7], header, keys[7])?,
+        properties: found[8],
+        reconsume_times: optional(found[9], header, keys[9])?,
+        unit_mode: optional(found[10], header, keys[10])?,
+        max_reconsume_times: optional(found[11], header, keys[11])?,
+        batch: optional(found[12], header, keys[12])?,
+        broker_name: if v2_spelling { found[13] } else { found[13].or(broker_name_alias) },
+    })
+}
+
+/// Decodes a send header in whichever spelling it came, as an owned struct (see
+/// [`decode_send_message_ref`] for the rules).
 pub fn decode_send_message_header(ext: &ExtFields) -> Result<SendMessageRequestHeader, Error> {
-    if ext.contains_key("b") && !ext.contains_key("topic") {
-        return SendMessageRequestHeaderV2::decode(ext).map(SendMessageRequestHeader::from);
-    }
-    let mut header = SendMessageRequestHeader::decode(ext)?;
-    if header.broker_name.is_none() {
-        header.broker_name = ext.get("brokerName").map(str::to_owned);
-    }
-    Ok(header)
+    decode_send_message_ref(ext).map(|h| h.to_owned())
 }
 
 impl SendMessageRequestHeader {
@@ -756,5 +931,51 @@ mod tests {
             ("brokerName", "broker-b"),
         ]));
         assert_eq!(v1_alias.map(|h| (h.queue_id, h.broker_name)), Ok((-1, Some("broker-b".into()))));
+    }
+
+    /// The rules [`decode_send_message_header`] had before its single-pass rewrite.
+    fn send_header_by_lookups(ext: &ExtFields) -> Result<SendMessageRequestHeader, Error> {
+        if ext.contains_key("b") && !ext.contains_key("topic") {
+            return SendMessageRequestHeaderV2::decode(ext).map(SendMessageRequestHeader::from);
+        }
+        let mut header = SendMessageRequestHeader::decode(ext)?;
+        if header.broker_name.is_none() {
+            header.broker_name = ext.get("brokerName").map(str::to_owned);
+        }
+        Ok(header)
+    }
+
+    #[test]
+    fn single_pass_send_decode_agrees_with_per_field_lookups() {
+        let mut rng = crate::test_util::XorShift(0xD1FF);
+        let keys: Vec<&str> = SEND_V1_KEYS.iter().chain(&SEND_V2_KEYS).copied().chain(["brokerName", "zzz"]).collect();
+        let values = ["PG", "7", "-1", "x1", "true", "FALSE", "99999999999", "1700000000000", ""];
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            let mut ext = ExtFields::new();
+            // Mostly complete headers of one spelling, then noise.
+            let base: &[&str] = if rng.below(2) == 0 { &SEND_V1_KEYS } else { &SEND_V2_KEYS };
+            for key in &base[..8] {
+                if rng.below(12) != 0 {
+                    ext.insert(key, if key.len() > 1 && key.contains("opic") { "T" } else { "1" });
+                }
+            }
+            for _ in 0..rng.below(5) {
+                ext.insert(keys[rng.below(keys.len())], values[rng.below(values.len())]);
+            }
+            let fast = decode_send_message_header(&ext);
+            assert_eq!(fast, send_header_by_lookups(&ext), "{ext:?}");
+            decoded += usize::from(fast.is_ok());
+        }
+        assert!(decoded > 2_000, "only {decoded} decoded");
+    }
+
+    #[test]
+    fn numbers_are_written_like_java() {
+        for v in [0, 1, -1, 9, 10, i64::from(i32::MAX), i64::MAX, i64::MIN] {
+            let mut out = String::from("x");
+            push_decimal(&mut out, v);
+            assert_eq!(out, format!("x{v}"));
+        }
     }
 }
