@@ -143,9 +143,56 @@ fn utf8(bytes: &[u8]) -> Result<&str, Error> {
     std::str::from_utf8(bytes).map_err(|_| Error::HeaderBinary { detail: "string is not UTF-8" })
 }
 
+/// Decodes the ext block: `keyLength i16, key, valueLength i32, value` until it ends.
+///
+/// When the block is UTF-8 as a whole (every length byte below 0x80, which is any key
+/// and value shorter than 128 bytes), it is copied into the map's arena in one piece and
+/// the entries point into the copy; a key or value there is UTF-8 by itself exactly when
+/// its ends are char boundaries of the block. Otherwise each string is checked and copied
+/// on its own. Either way: two allocations for the map.
+fn decode_ext(block: &[u8]) -> Result<ExtFields, Error> {
+    // Each entry has at least 6 bytes of lengths, so the text is under the block's size;
+    // the entry count estimate assumes short keys and values.
+    let mut ext = ExtFields::with_capacities((block.len() / 16).clamp(4, 32), block.len());
+    let whole = std::str::from_utf8(block).ok();
+    if let Some(text) = whole {
+        ext.arena().push_str(text);
+    }
+    let mut r = Reader { buf: block, pos: 0 };
+    while r.pos < block.len() {
+        let key_len = r.len(false, "negative key length")?;
+        let key_at = r.pos;
+        r.take(key_len)?;
+        let value_len = r.len(true, "negative value length")?;
+        let value_at = r.pos;
+        r.take(value_len)?;
+        let (key, value) = (key_at..key_at + key_len, value_at..value_at + value_len);
+        match whole {
+            Some(text) => {
+                let on_boundaries = |range: &std::ops::Range<usize>| {
+                    text.is_char_boundary(range.start) && text.is_char_boundary(range.end)
+                };
+                if !on_boundaries(&key) || !on_boundaries(&value) {
+                    return Err(Error::HeaderBinary { detail: "string is not UTF-8" });
+                }
+                // A zero-length key or value reads as absent (Java reads it as null).
+                if key_len > 0 && value_len > 0 {
+                    ext.commit(key, value);
+                }
+            }
+            None => {
+                let (key, value) = (utf8(&block[key])?, utf8(&block[value])?);
+                if !key.is_empty() && !value.is_empty() {
+                    ext.insert(key, value);
+                }
+            }
+        }
+    }
+    Ok(ext)
+}
+
 /// Decodes a binary header that spans all of `header`. The result has an empty body and
-/// serialize type ROCKETMQ. The ext entries are copied into the map's arena in one pass,
-/// sized by the ext block (two allocations for the whole map).
+/// serialize type ROCKETMQ.
 pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
     let mut r = Reader { buf: header, pos: 0 };
     let code = i32::from(r.i16()?);
@@ -159,21 +206,7 @@ pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
     if r.pos != header.len() {
         return Err(Error::HeaderBinary { detail: "bytes after the ext fields" });
     }
-    let mut ext = if ext_block.is_empty() {
-        ExtFields::new()
-    } else {
-        // Each entry has at least 6 bytes of lengths, so the text is under the block's
-        // size; the entry count estimate assumes short keys and values.
-        ExtFields::with_capacities((ext_block.len() / 16).clamp(4, 32), ext_block.len())
-    };
-    let mut er = Reader { buf: ext_block, pos: 0 };
-    while er.pos < ext_block.len() {
-        let key = er.string(false, "negative key length")?;
-        let value = er.string(true, "negative value length")?;
-        if let (Some(key), Some(value)) = (key, value) {
-            ext.insert(key, value);
-        }
-    }
+    let ext = if ext_block.is_empty() { ExtFields::new() } else { decode_ext(ext_block)? };
     Ok(RemotingCommand {
         code,
         language,
@@ -292,5 +325,50 @@ mod tests {
             }
         }
         assert!(decoded > 100, "only {decoded} headers decoded");
+    }
+
+    /// The ext block as the decoder read it before the whole-block copy: each string
+    /// checked and copied on its own.
+    fn ext_by_strings(block: &[u8]) -> Result<ExtFields, Error> {
+        let mut ext = ExtFields::new();
+        let mut r = Reader { buf: block, pos: 0 };
+        while r.pos < block.len() {
+            let key = r.string(false, "negative key length")?;
+            let value = r.string(true, "negative value length")?;
+            if let (Some(key), Some(value)) = (key, value) {
+                ext.insert(key, value);
+            }
+        }
+        Ok(ext)
+    }
+
+    #[test]
+    fn whole_block_copy_agrees_with_string_by_string_decoding() {
+        let mut rng = XorShift(0xB10C);
+        let texts = ["", "k", "topic", "é", "日本", "\u{1}\u{2}", "\u{7F}x", "v\u{80}"];
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            let mut block = Vec::new();
+            for _ in 0..rng.below(5) {
+                let key = texts[rng.below(texts.len())].repeat(1 + rng.below(3));
+                // Sometimes long enough that a length byte is 0x80 or more.
+                let value = texts[rng.below(texts.len())].repeat(1 + rng.below(70));
+                block.extend_from_slice(&(key.len() as i16).to_be_bytes());
+                block.extend_from_slice(key.as_bytes());
+                block.extend_from_slice(&(value.len() as i32).to_be_bytes());
+                block.extend_from_slice(value.as_bytes());
+            }
+            let input = if rng.below(2) == 0 { block.clone() } else { rng.mutate(&block) };
+            let fast = decode_ext(&input);
+            match (&fast, ext_by_strings(&input)) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(*a, b, "{input:?}");
+                    decoded += 1;
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{a:?} but {b:?} for {input:?}"),
+            }
+        }
+        assert!(decoded > 5_000, "only {decoded} decoded");
     }
 }

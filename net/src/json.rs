@@ -20,15 +20,19 @@
 //! be a name or a number, numbers may be quoted, ext values may be strings, numbers or
 //! booleans (stringified), and null ext values are dropped.
 //!
-//! Invariants: [`encode_header`] is hand-written (no serde on the hot path) and its
-//! output always decodes with [`decode_header`] to the same fields. Decoding never panics.
+//! Invariants: both directions are hand-written single passes (no serde on the hot path:
+//! serde's visitors cost an allocation per member and dominated a send's CPU). The
+//! encoder's output always decodes with [`decode_header`] to the same fields. Decoding
+//! never panics, and accepts and refuses exactly what serde_json with the lenient types
+//! above did (a differential test against that reference keeps it so): a known member
+//! given twice is an error, skipped members must still be valid JSON, strings must be
+//! UTF-8 with valid escapes and paired surrogates.
 //!
 //! Deliberately not here: the frame around the header (`frame`), and JSON bodies (`body`).
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::ops::Range;
 
 use crate::buf::OutBuf;
 use crate::code::{LanguageCode, SerializeType};
@@ -120,165 +124,631 @@ pub(crate) fn put_string<B: OutBuf>(out: &mut B, s: &str) {
 
 /// Decodes a JSON header. The result has an empty body and serialize type JSON.
 pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
-    // serde's derived struct decoders also accept a JSON array of the members in order;
-    // a header is only ever an object, so anything else is refused up front.
-    if header.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(Error::HeaderJson { detail: "the header is not a JSON object".into() });
+    // One validation of the whole header (the usual case: it is UTF-8) lets every string
+    // be cut out of it without validating each again.
+    let mut s = Scanner { buf: header, text: std::str::from_utf8(header).ok(), pos: 0 };
+    s.header().map_err(|fail| Error::HeaderJson { detail: format!("expected {} at byte {}", fail.expected, fail.pos) })
+}
+
+/// Nesting allowed inside the members we skip, as serde_json limits it: deeper input is
+/// an attack on the stack, never a header.
+const SKIP_DEPTH_MAX: usize = 128;
+
+/// Ext entries a request usually has (a send has 13): room for them up front saves the
+/// entry list's regrowth.
+const EXT_ENTRIES_TYPICAL: usize = 16;
+
+/// Digits of an integer that fits i64 whatever they are; longer ones need checking.
+const SAFE_INTEGER_DIGITS: usize = 18;
+
+/// The top-level members we read; everything else is skipped.
+#[derive(Clone, Copy)]
+enum Member {
+    Code,
+    Language,
+    Version,
+    Opaque,
+    Flag,
+    Remark,
+    ExtFields,
+    Other,
+}
+
+impl Member {
+    fn from_name(name: &[u8]) -> Member {
+        match name {
+            b"code" => Member::Code,
+            b"language" => Member::Language,
+            b"version" => Member::Version,
+            b"opaque" => Member::Opaque,
+            b"flag" => Member::Flag,
+            b"remark" => Member::Remark,
+            b"extFields" => Member::ExtFields,
+            _ => Member::Other,
+        }
     }
-    let raw: RawHeader = serde_json::from_slice(header).map_err(|e| Error::HeaderJson { detail: e.to_string() })?;
-    Ok(RemotingCommand {
-        code: raw.code.0,
-        language: raw.language.0,
-        version: raw.version.0,
-        opaque: raw.opaque.0,
-        flag: raw.flag.0,
-        remark: raw.remark.0,
-        ext_fields: raw.ext_fields.0,
-        serialize_type: SerializeType::Json,
-        body: bytes::Bytes::new(),
-    })
+
+    /// The member's bit in the "seen" set: a known member given twice is an error
+    /// (as serde's derived decoders made it); unknown ones may repeat.
+    fn bit(self) -> u8 {
+        match self {
+            Member::Other => 0,
+            known => 1 << known as u8,
+        }
+    }
 }
 
-/// The header as read, every member optional and leniently typed.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawHeader {
-    code: LenientI32,
-    language: LenientLanguage,
-    version: LenientI32,
-    opaque: LenientI32,
-    flag: LenientI32,
-    remark: LenientString,
-    #[serde(rename = "extFields")]
-    ext_fields: LenientExt,
+/// Bytes that end a run of plain string content: the closing quote, an escape, and the
+/// control characters JSON forbids inside strings.
+static STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Why decoding stopped: what was expected, and where. Small, so the scanner's results
+/// stay cheap to return; it becomes an [`Error`] once, at the top.
+struct Fail {
+    expected: &'static str,
+    pos: usize,
 }
 
-/// An i32 given as a number or a numeric string; null reads as 0.
-#[derive(Default)]
-struct LenientI32(i32);
+type Scan<T> = Result<T, Fail>;
 
-/// A scalar stringified the way Java's `toString` would; null reads as absent.
-#[derive(Default)]
-struct LenientString(Option<String>);
+/// A JSON number token, checked against the JSON grammar.
+struct Number {
+    start: usize,
+    end: usize,
+    negative: bool,
+    /// Where the integer digits end (the token's end for an integer).
+    digits_end: usize,
+    /// Has a fraction or an exponent.
+    float: bool,
+}
 
-/// A language given by name or by code; null or an unknown name reads as OTHER/JAVA.
-#[derive(Default)]
-struct LenientLanguage(LanguageCode);
+/// A single-pass reader over the header bytes. Positions in errors are byte offsets.
+struct Scanner<'a> {
+    buf: &'a [u8],
+    /// `buf` as text, when all of it is UTF-8. String contents then need no validation of
+    /// their own: they start and end next to ASCII bytes (quotes, backslashes), which are
+    /// always char boundaries.
+    text: Option<&'a str>,
+    pos: usize,
+}
 
-#[derive(Default)]
-struct LenientExt(ExtFields);
+impl<'a> Scanner<'a> {
+    #[cold]
+    fn fail<T>(&self, expected: &'static str) -> Scan<T> {
+        Err(Fail { expected, pos: self.pos })
+    }
 
-impl<'de> Deserialize<'de> for LenientI32 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = LenientI32;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a 32-bit integer or a string holding one")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientI32, E> {
-                i32::try_from(v).map(LenientI32).map_err(|_| E::custom(format!("{v} is out of i32 range")))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientI32, E> {
-                i32::try_from(v).map(LenientI32).map_err(|_| E::custom(format!("{v} is out of i32 range")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientI32, E> {
-                v.trim().parse().map(LenientI32).map_err(|_| E::custom(format!("{v:?} is not an i32")))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientI32, E> {
-                Ok(LenientI32(0))
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn next_byte(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8, expected: &'static str) -> Scan<()> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.fail(expected)
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Scan<()> {
+        if self.buf[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.fail("`true`, `false` or `null`")
+        }
+    }
+
+    /// The whole header object, then nothing but whitespace.
+    fn header(&mut self) -> Scan<RemotingCommand> {
+        self.skip_ws();
+        // A header is only ever an object; anything else is refused up front.
+        self.expect(b'{', "a JSON object")?;
+        let mut cmd = RemotingCommand {
+            code: 0,
+            language: LanguageCode::default(),
+            version: 0,
+            opaque: 0,
+            flag: 0,
+            remark: None,
+            ext_fields: ExtFields::new(),
+            serialize_type: SerializeType::Json,
+            body: bytes::Bytes::new(),
+        };
+        let mut seen = 0u8;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                if self.peek() != Some(b'"') {
+                    return self.fail("a member name");
+                }
+                let member = Member::from_name(self.string_cow()?.as_bytes());
+                self.skip_ws();
+                self.expect(b':', "`:` after a member name")?;
+                self.skip_ws();
+                if seen & member.bit() != 0 {
+                    return self.fail("no duplicate member");
+                }
+                seen |= member.bit();
+                match member {
+                    Member::Code => cmd.code = self.i32_value()?,
+                    Member::Language => cmd.language = self.language_value()?,
+                    Member::Version => cmd.version = self.i32_value()?,
+                    Member::Opaque => cmd.opaque = self.i32_value()?,
+                    Member::Flag => cmd.flag = self.i32_value()?,
+                    Member::Remark => cmd.remark = self.scalar_value()?,
+                    Member::ExtFields => cmd.ext_fields = self.ext_value()?,
+                    Member::Other => self.skip_value(0)?,
+                }
+                self.skip_ws();
+                match self.next_byte() {
+                    Some(b',') => self.skip_ws(),
+                    Some(b'}') => break,
+                    _ => return self.fail("`,` or `}` after a member"),
+                }
             }
         }
-        d.deserialize_any(V)
+        self.skip_ws();
+        if self.pos != self.buf.len() {
+            return self.fail("nothing after the header object");
+        }
+        Ok(cmd)
     }
-}
 
-/// Visits a JSON scalar as the string Java would hold for it.
-struct ScalarVisitor;
-
-impl Visitor<'_> for ScalarVisitor {
-    type Value = Option<String>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string, number, boolean or null")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-impl<'de> Deserialize<'de> for LenientString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor).map(LenientString)
-    }
-}
-
-impl<'de> Deserialize<'de> for LenientLanguage {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = LenientLanguage;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a language name or code")
+    /// Advances over plain string content to the next quote, escape or control byte;
+    /// `pos` is left on that stop byte.
+    #[inline]
+    fn plain_run(&mut self) -> Scan<()> {
+        match self.buf[self.pos..].iter().position(|&b| STRING_STOP[usize::from(b)]) {
+            Some(n) => {
+                self.pos += n;
+                Ok(())
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientLanguage, E> {
-                Ok(LenientLanguage(LanguageCode::from_name(v).unwrap_or(LanguageCode::Other)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientLanguage, E> {
-                Ok(LenientLanguage(u8::try_from(v).map_or(LanguageCode::Other, LanguageCode::from_code)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientLanguage, E> {
-                Ok(LenientLanguage(u8::try_from(v).map_or(LanguageCode::Other, LanguageCode::from_code)))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientLanguage, E> {
-                Ok(LenientLanguage::default())
+            None => {
+                self.pos = self.buf.len();
+                self.fail("the end of a string")
             }
         }
-        d.deserialize_any(V)
     }
-}
 
-impl<'de> Deserialize<'de> for LenientExt {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LenientExt;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of scalar values, or null")
+    /// The string content from `start` to `pos`, which both sit next to ASCII bytes.
+    #[inline]
+    fn run_text(&self, start: usize) -> Scan<&'a str> {
+        let run = match self.text {
+            Some(text) => text.get(start..self.pos),
+            None => std::str::from_utf8(&self.buf[start..self.pos]).ok(),
+        };
+        match run {
+            Some(run) => Ok(run),
+            None => self.fail("UTF-8 in a string"),
+        }
+    }
+
+    /// Reads the string literal at `pos` (its opening quote) and appends its text to `out`.
+    fn string_into(&mut self, out: &mut String) -> Scan<()> {
+        self.pos += 1;
+        loop {
+            let start = self.pos;
+            self.plain_run()?;
+            out.push_str(self.run_text(start)?);
+            match self.buf[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    out.push(self.escape()?);
+                }
+                _ => return self.fail("no control characters in a string"),
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientExt, A::Error> {
-                let mut ext = ExtFields::with_capacity(map.size_hint().unwrap_or(8).min(64));
-                while let Some(key) = map.next_key::<String>()? {
-                    // A null value is Java's "field not set": the key is dropped, exactly
-                    // as when it is absent.
-                    if let LenientString(Some(value)) = map.next_value::<LenientString>()? {
-                        ext.insert(key, value);
+        }
+    }
+
+    /// Reads the string literal at `pos`, borrowing it when it has no escapes.
+    fn string_cow(&mut self) -> Scan<Cow<'a, str>> {
+        let open = self.pos;
+        self.pos += 1;
+        self.plain_run()?;
+        if self.buf[self.pos] == b'"' {
+            let text = self.run_text(open + 1)?;
+            self.pos += 1;
+            return Ok(Cow::Borrowed(text));
+        }
+        let mut text = String::new();
+        self.pos = open;
+        self.string_into(&mut text)?;
+        Ok(Cow::Owned(text))
+    }
+
+    /// Reads the string literal at `pos` into the ext arena and returns its range there.
+    /// A string without escapes is already in the arena when the header text was copied
+    /// into it (`copied_from`: the header position the arena's copy starts at); otherwise
+    /// its text is appended.
+    #[inline]
+    fn string_range(&mut self, arena: &mut String, copied_from: Option<usize>) -> Scan<Range<usize>> {
+        if let Some(base) = copied_from {
+            let open = self.pos;
+            self.pos += 1;
+            self.plain_run()?;
+            if self.buf[self.pos] == b'"' {
+                self.pos += 1;
+                return Ok(open + 1 - base..self.pos - 1 - base);
+            }
+            self.pos = open;
+        }
+        let start = arena.len();
+        self.string_into(arena)?;
+        Ok(start..arena.len())
+    }
+
+    /// Reads the escape after a backslash (JSON's set, `\uXXXX` with surrogate pairs).
+    fn escape(&mut self) -> Scan<char> {
+        let c = match self.next_byte() {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                let unit = self.hex4()?;
+                let code = match unit {
+                    0xD800..=0xDBFF => {
+                        if !self.buf[self.pos..].starts_with(b"\\u") {
+                            return self.fail("a trailing surrogate after a leading one");
+                        }
+                        self.pos += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return self.fail("a trailing surrogate after a leading one");
+                        }
+                        0x1_0000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return self.fail("no lone trailing surrogate"),
+                    _ => unit,
+                };
+                match char::from_u32(code) {
+                    Some(c) => c,
+                    None => return self.fail("a Unicode scalar value"),
+                }
+            }
+            _ => return self.fail("a valid escape"),
+        };
+        Ok(c)
+    }
+
+    fn hex4(&mut self) -> Scan<u32> {
+        let Some(digits) = self.buf.get(self.pos..self.pos + 4) else { return self.fail("four hex digits") };
+        let mut value = 0;
+        for &d in digits {
+            let Some(v) = char::from(d).to_digit(16) else { return self.fail("four hex digits") };
+            value = value << 4 | v;
+        }
+        self.pos += 4;
+        Ok(value)
+    }
+
+    /// Passes over a string literal without keeping it. Like serde_json skipping an
+    /// ignored value, escapes must be well formed but the text is not checked for UTF-8.
+    fn skip_string(&mut self) -> Scan<()> {
+        self.pos += 1;
+        loop {
+            self.plain_run()?;
+            match self.buf[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    match self.next_byte() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
+                        Some(b'u') => {
+                            self.hex4()?;
+                        }
+                        _ => return self.fail("a valid escape"),
                     }
                 }
-                Ok(LenientExt(ext))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientExt, E> {
-                Ok(LenientExt::default())
+                _ => return self.fail("no control characters in a string"),
             }
         }
-        d.deserialize_any(V)
+    }
+
+    /// Reads a number token: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Scan<Number> {
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.skip_digits(),
+            _ => return self.fail("a digit"),
+        }
+        let digits_end = self.pos;
+        let mut float = false;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.require_digits()?;
+            float = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.require_digits()?;
+            float = true;
+        }
+        Ok(Number { start, end: self.pos, negative, digits_end, float })
+    }
+
+    fn skip_digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn require_digits(&mut self) -> Scan<()> {
+        if !matches!(self.peek(), Some(b'0'..=b'9')) {
+            return self.fail("a digit");
+        }
+        self.skip_digits();
+        Ok(())
+    }
+
+    /// The number's text (ASCII by construction).
+    fn number_text(&self, n: &Number) -> &'a str {
+        std::str::from_utf8(&self.buf[n.start..n.end]).unwrap_or_default()
+    }
+
+    /// Whether serde_json would read the number as an integer and so print it exactly as
+    /// written: no fraction or exponent, fits i64 when negative and u64 otherwise (it
+    /// reads `-0` as a float, which also prints as written).
+    fn prints_as_written(&self, n: &Number) -> bool {
+        if n.float {
+            return false;
+        }
+        let digits = n.digits_end - n.start - usize::from(n.negative);
+        digits <= SAFE_INTEGER_DIGITS || self.integer(n).is_some() || self.number_text(n) == "-0"
+    }
+
+    /// The number's value when serde_json would read it as an integer: no fraction or
+    /// exponent, fits i64 when negative and u64 otherwise (`-0` is a float to it).
+    fn integer(&self, n: &Number) -> Option<i128> {
+        if n.float {
+            return None;
+        }
+        let mut magnitude: u64 = 0;
+        for &d in &self.buf[n.start + usize::from(n.negative)..n.digits_end] {
+            magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        match n.negative {
+            false => Some(i128::from(magnitude)),
+            true if magnitude == 0 || magnitude > 1 << 63 => None,
+            true => Some(-i128::from(magnitude)),
+        }
+    }
+
+    /// An i32 given as a number or a numeric string; null reads as 0.
+    fn i32_value(&mut self) -> Scan<i32> {
+        match self.peek() {
+            Some(b'"') => match self.string_cow()?.trim().parse() {
+                Ok(v) => Ok(v),
+                Err(_) => self.fail("a string holding an i32"),
+            },
+            Some(b'n') => self.literal(b"null").map(|()| 0),
+            Some(b'-' | b'0'..=b'9') => {
+                let n = self.number()?;
+                match self.integer(&n).map(i32::try_from) {
+                    Some(Ok(v)) => Ok(v),
+                    Some(Err(_)) => self.fail("an integer in i32 range"),
+                    None => self.fail("an integer"),
+                }
+            }
+            _ => self.fail("an integer or a string holding one"),
+        }
+    }
+
+    /// A language given by name or by code; null reads as JAVA, an unknown name or code
+    /// as OTHER.
+    fn language_value(&mut self) -> Scan<LanguageCode> {
+        match self.peek() {
+            Some(b'"') => {
+                let name = self.string_cow()?;
+                // The two languages that send nearly every request, before the general
+                // case-insensitive search.
+                Ok(match &*name {
+                    "JAVA" => LanguageCode::Java,
+                    "RUST" => LanguageCode::Rust,
+                    other => LanguageCode::from_name(other).unwrap_or(LanguageCode::Other),
+                })
+            }
+            Some(b'n') => self.literal(b"null").map(|()| LanguageCode::default()),
+            Some(b'-' | b'0'..=b'9') => {
+                let n = self.number()?;
+                match self.integer(&n) {
+                    Some(v) => Ok(u8::try_from(v).map_or(LanguageCode::Other, LanguageCode::from_code)),
+                    None => self.fail("an integer language code"),
+                }
+            }
+            _ => self.fail("a language name or code"),
+        }
+    }
+
+    /// Reads a scalar and gives the arena range of the string Java would hold for it, or
+    /// `None` for null. See [`Scanner::string_range`] for `copied_from`.
+    fn scalar_range(&mut self, arena: &mut String, copied_from: Option<usize>) -> Scan<Option<Range<usize>>> {
+        // Literals and integers print as written: point at their text when it was copied.
+        let written = |start: usize, end: usize, arena: &mut String, text: &str| match copied_from {
+            Some(base) => start - base..end - base,
+            None => {
+                let at = arena.len();
+                arena.push_str(text);
+                at..arena.len()
+            }
+        };
+        let start = self.pos;
+        let range = match self.peek() {
+            Some(b'"') => self.string_range(arena, copied_from)?,
+            Some(b'-' | b'0'..=b'9') => {
+                let n = self.number()?;
+                if self.prints_as_written(&n) {
+                    written(n.start, n.end, arena, self.number_text(&n))
+                } else {
+                    let Ok(value) = self.number_text(&n).parse::<f64>() else { return self.fail("a number") };
+                    if !value.is_finite() {
+                        return self.fail("a number in f64 range");
+                    }
+                    let at = arena.len();
+                    // Writing to a String cannot fail.
+                    let _ = write!(arena, "{value}");
+                    at..arena.len()
+                }
+            }
+            Some(b't') => {
+                self.literal(b"true")?;
+                written(start, self.pos, arena, "true")
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                written(start, self.pos, arena, "false")
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                return Ok(None);
+            }
+            _ => return self.fail("a string, number, boolean or null"),
+        };
+        Ok(Some(range))
+    }
+
+    /// A scalar stringified; null reads as absent.
+    fn scalar_value(&mut self) -> Scan<Option<String>> {
+        if self.peek() == Some(b'"') {
+            return self.string_cow().map(|s| Some(s.into_owned()));
+        }
+        let mut text = String::new();
+        Ok(self.scalar_range(&mut text, None)?.map(|range| text[range].to_owned()))
+    }
+
+    /// The ext fields: an object of scalars, or null.
+    ///
+    /// When the header is UTF-8 the rest of it is copied into the map's arena in one
+    /// piece, and entries whose key and value need no unescaping point into that copy;
+    /// only escaped strings (the property string's `\u0001` separators) and reformatted
+    /// numbers are written out separately. One copy and two allocations for the map.
+    fn ext_value(&mut self) -> Scan<ExtFields> {
+        match self.peek() {
+            Some(b'n') => return self.literal(b"null").map(|()| ExtFields::new()),
+            Some(b'{') => self.pos += 1,
+            _ => return self.fail("an object of scalar values, or null"),
+        }
+        let rest = self.buf.len() - self.pos;
+        let mut ext = ExtFields::with_capacities(EXT_ENTRIES_TYPICAL, rest + rest / 2);
+        let copied_from = self.text.map(|text| {
+            ext.arena().push_str(&text[self.pos..]);
+            self.pos
+        });
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(ext);
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return self.fail("an ext-field name");
+            }
+            let key = self.string_range(ext.arena(), copied_from)?;
+            self.skip_ws();
+            self.expect(b':', "`:` after an ext-field name")?;
+            self.skip_ws();
+            // A null value is Java's "field not set": the key is dropped, exactly as when
+            // it is absent.
+            if let Some(value) = self.scalar_range(ext.arena(), copied_from)? {
+                ext.commit(key, value);
+            }
+            self.skip_ws();
+            match self.next_byte() {
+                Some(b',') => self.skip_ws(),
+                Some(b'}') => return Ok(ext),
+                _ => return self.fail("`,` or `}` after an ext field"),
+            }
+        }
+    }
+
+    /// Passes over any JSON value, checking its syntax.
+    fn skip_value(&mut self, depth: usize) -> Scan<()> {
+        let close = match self.peek() {
+            Some(b'"') => return self.skip_string(),
+            Some(b'-' | b'0'..=b'9') => return self.number().map(drop),
+            Some(b't') => return self.literal(b"true"),
+            Some(b'f') => return self.literal(b"false"),
+            Some(b'n') => return self.literal(b"null"),
+            Some(b'{') => b'}',
+            Some(b'[') => b']',
+            _ => return self.fail("a JSON value"),
+        };
+        if depth >= SKIP_DEPTH_MAX {
+            return self.fail("less nesting");
+        }
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            if close == b'}' {
+                if self.peek() != Some(b'"') {
+                    return self.fail("a member name");
+                }
+                self.skip_string()?;
+                self.skip_ws();
+                self.expect(b':', "`:` after a member name")?;
+                self.skip_ws();
+            }
+            self.skip_value(depth + 1)?;
+            self.skip_ws();
+            match self.next_byte() {
+                Some(b',') => self.skip_ws(),
+                Some(b) if b == close => return Ok(()),
+                _ => return self.fail("`,` or the end of an object or array"),
+            }
+        }
     }
 }
 
@@ -286,6 +756,186 @@ impl<'de> Deserialize<'de> for LenientExt {
 mod tests {
     use super::*;
     use crate::code::{request, response};
+    use crate::test_util::XorShift;
+
+    /// The serde_json decoder this module used before the hand-written scanner, kept as
+    /// the oracle of the differential test: the scanner must accept and refuse the same
+    /// inputs and produce the same commands.
+    mod reference {
+        use std::fmt;
+
+        use serde::de::{self, Deserializer, MapAccess, Visitor};
+        use serde::Deserialize;
+
+        use crate::code::{LanguageCode, SerializeType};
+        use crate::command::{ExtFields, RemotingCommand};
+        use crate::Error;
+
+        /// Decodes a JSON header. The result has an empty body and serialize type JSON.
+        pub(super) fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
+            // serde's derived struct decoders also accept a JSON array of the members in order;
+            // a header is only ever an object, so anything else is refused up front.
+            if header.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(Error::HeaderJson { detail: "the header is not a JSON object".into() });
+            }
+            let raw: RawHeader =
+                serde_json::from_slice(header).map_err(|e| Error::HeaderJson { detail: e.to_string() })?;
+            Ok(RemotingCommand {
+                code: raw.code.0,
+                language: raw.language.0,
+                version: raw.version.0,
+                opaque: raw.opaque.0,
+                flag: raw.flag.0,
+                remark: raw.remark.0,
+                ext_fields: raw.ext_fields.0,
+                serialize_type: SerializeType::Json,
+                body: bytes::Bytes::new(),
+            })
+        }
+
+        /// The header as read, every member optional and leniently typed.
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct RawHeader {
+            code: LenientI32,
+            language: LenientLanguage,
+            version: LenientI32,
+            opaque: LenientI32,
+            flag: LenientI32,
+            remark: LenientString,
+            #[serde(rename = "extFields")]
+            ext_fields: LenientExt,
+        }
+
+        /// An i32 given as a number or a numeric string; null reads as 0.
+        #[derive(Default)]
+        struct LenientI32(i32);
+
+        /// A scalar stringified the way Java's `toString` would; null reads as absent.
+        #[derive(Default)]
+        struct LenientString(Option<String>);
+
+        /// A language given by name or by code; null or an unknown name reads as OTHER/JAVA.
+        #[derive(Default)]
+        struct LenientLanguage(LanguageCode);
+
+        #[derive(Default)]
+        struct LenientExt(ExtFields);
+
+        impl<'de> Deserialize<'de> for LenientI32 {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = LenientI32;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a 32-bit integer or a string holding one")
+                    }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientI32, E> {
+                        i32::try_from(v).map(LenientI32).map_err(|_| E::custom(format!("{v} is out of i32 range")))
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientI32, E> {
+                        i32::try_from(v).map(LenientI32).map_err(|_| E::custom(format!("{v} is out of i32 range")))
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientI32, E> {
+                        v.trim().parse().map(LenientI32).map_err(|_| E::custom(format!("{v:?} is not an i32")))
+                    }
+                    fn visit_unit<E: de::Error>(self) -> Result<LenientI32, E> {
+                        Ok(LenientI32(0))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        /// Visits a JSON scalar as the string Java would hold for it.
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Some(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for LenientString {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(ScalarVisitor).map(LenientString)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for LenientLanguage {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = LenientLanguage;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a language name or code")
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientLanguage, E> {
+                        Ok(LenientLanguage(LanguageCode::from_name(v).unwrap_or(LanguageCode::Other)))
+                    }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientLanguage, E> {
+                        Ok(LenientLanguage(u8::try_from(v).map_or(LanguageCode::Other, LanguageCode::from_code)))
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientLanguage, E> {
+                        Ok(LenientLanguage(u8::try_from(v).map_or(LanguageCode::Other, LanguageCode::from_code)))
+                    }
+                    fn visit_unit<E: de::Error>(self) -> Result<LenientLanguage, E> {
+                        Ok(LenientLanguage::default())
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for LenientExt {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = LenientExt;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("an object of scalar values, or null")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientExt, A::Error> {
+                        let mut ext = ExtFields::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                        while let Some(key) = map.next_key::<String>()? {
+                            // A null value is Java's "field not set": the key is dropped, exactly
+                            // as when it is absent.
+                            if let LenientString(Some(value)) = map.next_value::<LenientString>()? {
+                                ext.insert(key, value);
+                            }
+                        }
+                        Ok(LenientExt(ext))
+                    }
+                    fn visit_unit<E: de::Error>(self) -> Result<LenientExt, E> {
+                        Ok(LenientExt::default())
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    }
 
     fn encode(cmd: &RemotingCommand) -> String {
         let mut out = Vec::new();
@@ -410,5 +1060,129 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// Mutates `seed` with JSON-shaped edits (structural bytes, literals, escapes,
+    /// numbers), so most results are near-valid headers rather than random noise.
+    fn mutate_json(rng: &mut XorShift, seed: &[u8]) -> Vec<u8> {
+        const PIECES: [&str; 26] = [
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            ":",
+            ",",
+            "\\",
+            " ",
+            "null",
+            "true",
+            "false",
+            "\"x\"",
+            "1.5",
+            "-0",
+            "[1,{}]",
+            "\\u0001",
+            "\\ud83d\\ude00",
+            "\\ud83d",
+            "\\udc00",
+            "99999999999999999999",
+            "\"12\"",
+            "1e3",
+            "é",
+            "\u{1}",
+            "-9223372036854775809",
+        ];
+        let mut out = seed.to_vec();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(out.len() + 1);
+            match rng.below(4) {
+                0 if at < out.len() => {
+                    out.remove(at);
+                }
+                1 if at < out.len() => {
+                    let piece = PIECES[rng.below(PIECES.len())].as_bytes();
+                    out.splice(at..(at + 1).min(out.len()), piece.iter().copied());
+                }
+                2 => {
+                    let piece = PIECES[rng.below(PIECES.len())].as_bytes();
+                    out.splice(at..at, piece.iter().copied());
+                }
+                _ => {
+                    if at < out.len() {
+                        out[at] = rng.next() as u8;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Equal, except that a number with more significant digits than an f64 holds may
+    /// print differently in its last digits: serde_json (without its `float_roundtrip`
+    /// feature) rounds such numbers less exactly than Rust's correctly rounded parser,
+    /// which the scanner uses.
+    fn same_command(a: &RemotingCommand, b: &RemotingCommand) -> bool {
+        let same_text = |x: &str, y: &str| {
+            x == y
+                || match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => ((x - y) / x).abs() < 1e-15,
+                    _ => false,
+                }
+        };
+        let (mut a, mut b) = (a.clone(), b.clone());
+        let remarks_match = match (a.remark.take(), b.remark.take()) {
+            (Some(x), Some(y)) => same_text(&x, &y),
+            (x, y) => x == y,
+        };
+        let ext_match = a.ext_fields.len() == b.ext_fields.len()
+            && a.ext_fields.iter().zip(b.ext_fields.iter()).all(|((ka, va), (kb, vb))| ka == kb && same_text(va, vb));
+        a.ext_fields = ExtFields::new();
+        b.ext_fields = ExtFields::new();
+        remarks_match && ext_match && a == b
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_the_serde_reference() {
+        let seeds: [&[u8]; 6] = [
+            br#"{"code":10,"language":"RUST","version":474,"opaque":7,"flag":0,"remark":null,"extFields":{"producerGroup":"PG","topic":"TopicTest","queueId":"1","properties":"UNIQ_KEY\u0001ABC\u0002WAIT\u0001true\u0002","batch":"false"},"serializeTypeCurrentRPC":"JSON"}"#,
+            br#" {"opaque":"12","language":12,"extFields":{"n":4,"b":true,"z":null,"f":1.5,"neg":-7,"big":18446744073709551615},"extra":[1,{"a":[true,null,"\u00e9"]}]} "#,
+            br#"{"code":-2147483648,"remark":"r\"\\\/\b\f\n\r\t\ud83d\ude00\u00e9","language":null,"extFields":null,"flag":" 3 "}"#,
+            br#"{"extFields":{"k":"v","k":"w","\u006b":"x","":""},"remark":17,"version":"-1"}"#,
+            br#"{"c\u006fde":105,"extFields":{"topic":"T"},"flag":0,"language":"JAVA","opaque":1,"serializeTypeCurrentRPC":"JSON","version":479}"#,
+            br#"{"remark":1.25e2,"extFields":{"a":0.1,"b":-0,"c":1E-2,"d":12345678901234567890123}}"#,
+        ];
+        const ITERATIONS: usize = 40_000;
+        let mut rng = XorShift(0x5EED_0F75_0A11);
+        let (mut both_ok, mut both_err) = (0, 0);
+        for i in 0..ITERATIONS {
+            let seed = seeds[i % seeds.len()];
+            let input = if i < seeds.len() { seed.to_vec() } else { mutate_json(&mut rng, seed) };
+            let ours = decode_header(&input);
+            let theirs = reference::decode_header(&input);
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => {
+                    assert!(same_command(a, b), "{}\n{a:?}\n{b:?}", String::from_utf8_lossy(&input));
+                    both_ok += 1;
+                }
+                (Err(_), Err(_)) => both_err += 1,
+                _ => panic!(
+                    "scanner {:?} but reference {:?} for {:?}",
+                    ours.map(|_| ()),
+                    theirs.map(|_| ()),
+                    String::from_utf8_lossy(&input)
+                ),
+            }
+        }
+        eprintln!("{both_ok} accepted, {both_err} refused");
+        assert!(both_ok > 4_000 && both_err > 4_000, "{both_ok} accepted, {both_err} refused");
+    }
+
+    #[test]
+    fn deep_nesting_in_skipped_members_is_refused_not_a_stack_overflow() {
+        let deep = format!("{{\"x\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(decode_header(deep.as_bytes()).is_err());
+        let fine = format!("{{\"x\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(decode_header(fine.as_bytes()).is_ok());
     }
 }
