@@ -36,7 +36,7 @@ use crate::Error;
 pub const HEADER_FIXED_BYTES: usize = 2 + 1 + 2 + 4 + 4 + 4 + 4;
 const _: () = assert!(HEADER_FIXED_BYTES == 21, "the layout drawn above");
 
-fn range_error(field: &'static str, value: i64) -> Error {
+pub(crate) fn range_error(field: &'static str, value: i64) -> Error {
     Error::HeaderFieldRange { encoding: "ROCKETMQ", field, value }
 }
 
@@ -79,23 +79,43 @@ pub fn encode_header<B: OutBuf>(cmd: &RemotingCommand, out: &mut B) -> Result<us
     let len = encoded_len(cmd)?;
     out.reserve_more(len);
     // The casts below are exact: encoded_len checked every range.
-    out.put(&(cmd.code as i16).to_be_bytes());
-    out.put_byte(cmd.language.code());
-    out.put(&(cmd.version as i16).to_be_bytes());
-    out.put(&cmd.opaque.to_be_bytes());
-    out.put(&cmd.flag.to_be_bytes());
     let remark = cmd.remark.as_deref().unwrap_or("");
-    out.put(&(remark.len() as i32).to_be_bytes());
-    out.put(remark.as_bytes());
+    put_fixed(out, cmd.code as i16, cmd.language, cmd.version as i16, cmd.opaque, cmd.flag, remark);
     let ext_len = len - HEADER_FIXED_BYTES - remark.len();
     out.put(&(ext_len as i32).to_be_bytes());
     for (key, value) in cmd.ext_fields.iter() {
-        out.put(&(key.len() as i16).to_be_bytes());
-        out.put(key.as_bytes());
-        out.put(&(value.len() as i32).to_be_bytes());
-        out.put(value.as_bytes());
+        put_ext_entry(out, key, value);
     }
     Ok(len)
+}
+
+/// The fields before the ext length, remark included (its length must fit an i32). The
+/// header encoder and `frame::ResponseWriter` share this and [`put_ext_entry`], so an
+/// answer written either way has the same bytes.
+pub(crate) fn put_fixed<B: OutBuf>(
+    out: &mut B,
+    code: i16,
+    language: LanguageCode,
+    version: i16,
+    opaque: i32,
+    flag: i32,
+    remark: &str,
+) {
+    out.put(&code.to_be_bytes());
+    out.put_byte(language.code());
+    out.put(&version.to_be_bytes());
+    out.put(&opaque.to_be_bytes());
+    out.put(&flag.to_be_bytes());
+    out.put(&(remark.len() as i32).to_be_bytes());
+    out.put(remark.as_bytes());
+}
+
+/// One ext entry; the key's length must fit an i16 and the value's an i32.
+pub(crate) fn put_ext_entry<B: OutBuf>(out: &mut B, key: &str, value: &str) {
+    out.put(&(key.len() as i16).to_be_bytes());
+    out.put(key.as_bytes());
+    out.put(&(value.len() as i32).to_be_bytes());
+    out.put(value.as_bytes());
 }
 
 /// A bounds-checked big-endian reader; every shortfall is a [`Error::HeaderBinary`].

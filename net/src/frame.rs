@@ -29,9 +29,9 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::buf::OutBuf;
-use crate::code::SerializeType;
+use crate::code::{flag, version, LanguageCode, SerializeType};
 use crate::command::RemotingCommand;
-use crate::limits::{FRAME_PREFIX_BYTES, FRAME_SIZE_MAX_BYTES, HEADER_SIZE_MAX_BYTES};
+use crate::limits::{FRAME_PREFIX_BYTES, FRAME_SIZE_MAX_BYTES, HEADER_KEY_LEN_MAX_BYTES, HEADER_SIZE_MAX_BYTES};
 use crate::{binary, json, Error};
 
 /// Bytes of the length prefix.
@@ -128,6 +128,145 @@ pub fn encode_frame_head<B: OutBuf>(cmd: &RemotingCommand, body_len: usize, out:
     out.patch(start, &frame_len.to_be_bytes());
     out.patch(start + 4, &mark.to_be_bytes());
     Ok(FRAME_PREFIX_BYTES + header_len)
+}
+
+/// Writes one answer frame straight into an output buffer, ext field by ext field, for
+/// an answer sent so often that building a [`RemotingCommand`] and its ext map first
+/// would cost more than encoding it (the send answer, once per message).
+///
+/// The bytes are exactly those [`encode_frame`] writes for
+/// `RemotingCommand::response_to(request, code, None)` with the same ext fields inserted
+/// in the same order and no body (the JSON and binary encoders share their pieces with
+/// it, and a test compares both encodings byte for byte). Keys must be distinct, as in
+/// the map. Like every encoder it appends one whole frame or nothing: [`finish`] patches
+/// the lengths, and a writer dropped unfinished, or one whose frame cannot be encoded,
+/// takes its bytes back out.
+///
+/// [`finish`]: ResponseWriter::finish
+pub struct ResponseWriter<'a, B: OutBuf> {
+    out: &'a mut B,
+    start: usize,
+    serialize_type: SerializeType,
+    /// Ext fields written so far.
+    ext_count: usize,
+    /// Binary: where the ext-length word is, patched at the end.
+    ext_len_at: usize,
+    /// Why the binary header cannot carry what was written; reported by `finish`.
+    error: Option<Error>,
+    finished: bool,
+}
+
+impl<'a, B: OutBuf> ResponseWriter<'a, B> {
+    /// Starts the answer to `request` with response code `code`, in the request's
+    /// header encoding.
+    pub fn begin(out: &'a mut B, request: &RemotingCommand, code: i32) -> ResponseWriter<'a, B> {
+        let start = out.position();
+        out.put(&[0u8; FRAME_PREFIX_BYTES]);
+        let serialize_type = request.serialize_type;
+        let (language, version, flag) = (LanguageCode::Rust, version::CURRENT, flag::RESPONSE);
+        let mut error = None;
+        let mut ext_len_at = 0;
+        match serialize_type {
+            SerializeType::Json => json::put_head(out, code, language, version, request.opaque, flag, None),
+            SerializeType::RocketMq => {
+                let code = i16::try_from(code).unwrap_or_else(|_| {
+                    error = Some(binary::range_error("code", i64::from(code)));
+                    0
+                });
+                // Exact: our own version is far below i16::MAX.
+                binary::put_fixed(out, code, language, version as i16, request.opaque, flag, "");
+                ext_len_at = out.position();
+                out.put(&[0u8; 4]);
+            }
+        }
+        ResponseWriter { out, start, serialize_type, ext_count: 0, ext_len_at, error, finished: false }
+    }
+
+    /// Adds an ext field.
+    pub fn ext_str(&mut self, key: &str, value: &str) {
+        match self.serialize_type {
+            SerializeType::Json => json::put_ext_entry(self.out, self.ext_count == 0, key, value),
+            SerializeType::RocketMq => {
+                if key.len() > HEADER_KEY_LEN_MAX_BYTES {
+                    self.error.get_or_insert(binary::range_error("ext key length", key.len() as i64));
+                } else if i32::try_from(value.len()).is_err() {
+                    self.error.get_or_insert(binary::range_error("ext value length", value.len() as i64));
+                } else {
+                    binary::put_ext_entry(self.out, key, value);
+                }
+            }
+        }
+        self.ext_count += 1;
+    }
+
+    /// Adds an ext field holding a decimal number, as Java's `toString` writes it.
+    pub fn ext_i64(&mut self, key: &str, value: i64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = value.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut text = [0u8; 21];
+        let mut len = 0;
+        if value < 0 {
+            text[0] = b'-';
+            len = 1;
+        }
+        text[len..len + digits.len() - at].copy_from_slice(&digits[at..]);
+        len += digits.len() - at;
+        // ASCII digits and a minus sign.
+        self.ext_str(key, std::str::from_utf8(&text[..len]).unwrap_or_default());
+    }
+
+    /// Closes the frame and returns its size, or takes everything back out and says why
+    /// it cannot be encoded.
+    pub fn finish(mut self) -> Result<usize, Error> {
+        self.finished = true;
+        let result = self.close();
+        if result.is_err() {
+            self.out.truncate_to(self.start);
+        }
+        result
+    }
+
+    fn close(&mut self) -> Result<usize, Error> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        match self.serialize_type {
+            SerializeType::Json => json::put_tail(self.out),
+            SerializeType::RocketMq => {
+                let ext_len = self.out.position() - self.ext_len_at - 4;
+                let ext_len = i32::try_from(ext_len).map_err(|_| binary::range_error("ext length", ext_len as i64))?;
+                self.out.patch(self.ext_len_at, &ext_len.to_be_bytes());
+            }
+        }
+        let total = self.out.position() - self.start;
+        let header_len = total - FRAME_PREFIX_BYTES;
+        if header_len > HEADER_SIZE_MAX_BYTES || total > FRAME_SIZE_MAX_BYTES {
+            return Err(Error::FrameTooLarge { len: total, max: FRAME_SIZE_MAX_BYTES });
+        }
+        // Both casts are exact: total <= 16 MiB and header_len < 2^24.
+        let frame_len = (total - LENGTH_PREFIX_BYTES) as u32;
+        let mark = (u32::from(self.serialize_type.code()) << 24) | header_len as u32;
+        self.out.patch(self.start, &frame_len.to_be_bytes());
+        self.out.patch(self.start + 4, &mark.to_be_bytes());
+        Ok(total)
+    }
+}
+
+impl<B: OutBuf> Drop for ResponseWriter<'_, B> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.out.truncate_to(self.start);
+        }
+    }
 }
 
 /// Convenience for tests and tools: the frame of `cmd` in a fresh vector.
@@ -344,5 +483,51 @@ mod tests {
         // The mutations must leave many frames valid, or this test exercises nothing
         // past the header checks.
         assert!(decoded > 200, "only {decoded} frames decoded");
+    }
+
+    #[test]
+    fn response_writer_writes_what_encode_frame_writes() {
+        for serialize_type in [SerializeType::Json, SerializeType::RocketMq] {
+            let request = route_request(serialize_type).with_opaque(-42);
+            for fields in [
+                &[][..],
+                &[("msgId", "C0A8000100002A9F0000000000000000"), ("queueId", "3"), ("queueOffset", "-9")][..],
+                &[("k\"\\", "v\u{1}é\n"), ("", ""), ("transactionId", "7F00000100002A9F")][..],
+            ] {
+                let mut expected = RemotingCommand::response_to(&request, response::SUCCESS, None);
+                let mut out = BytesMut::from(&b"before"[..]);
+                let mut w = ResponseWriter::begin(&mut out, &request, response::SUCCESS);
+                for (key, value) in fields {
+                    expected.ext_fields.insert(key, value);
+                    match value.parse::<i64>() {
+                        Ok(n) => w.ext_i64(key, n),
+                        Err(_) => w.ext_str(key, value),
+                    }
+                }
+                let len = w.finish().expect("encodes");
+                let mut want = b"before".to_vec();
+                encode_frame(&expected, &mut want).expect("encodes");
+                assert_eq!(&out[..], &want[..], "{serialize_type:?} {fields:?}");
+                assert_eq!(len, want.len() - 6);
+            }
+        }
+    }
+
+    #[test]
+    fn response_writer_takes_back_what_it_cannot_finish() {
+        let request = route_request(SerializeType::RocketMq);
+        let mut out = vec![1u8, 2];
+        let mut w = ResponseWriter::begin(&mut out, &request, request::POP_MESSAGE);
+        w.ext_str("k", "v");
+        assert!(matches!(w.finish(), Err(Error::HeaderFieldRange { field: "code", .. })));
+        assert_eq!(out, [1, 2]);
+        let mut w = ResponseWriter::begin(&mut out, &request, response::SUCCESS);
+        w.ext_str(&"k".repeat(HEADER_KEY_LEN_MAX_BYTES + 1), "v");
+        assert!(w.finish().is_err());
+        assert_eq!(out, [1, 2]);
+        let mut w = ResponseWriter::begin(&mut out, &route_request(SerializeType::Json), response::SUCCESS);
+        w.ext_i64("queueId", 1);
+        drop(w);
+        assert_eq!(out, [1, 2]);
     }
 }

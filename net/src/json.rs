@@ -41,29 +41,54 @@ use crate::Error;
 
 /// Appends the JSON header of `cmd` to `out`. Cannot fail: every field has a JSON form.
 pub fn encode_header<B: OutBuf>(cmd: &RemotingCommand, out: &mut B) {
+    put_head(out, cmd.code, cmd.language, cmd.version, cmd.opaque, cmd.flag, cmd.remark.as_deref());
+    for (i, (key, value)) in cmd.ext_fields.iter().enumerate() {
+        put_ext_entry(out, i == 0, key, value);
+    }
+    put_tail(out);
+}
+
+/// The members before the ext fields, through the ext object's opening brace. The
+/// header encoder and `frame::ResponseWriter` share these three pieces, so an answer
+/// written either way has the same bytes.
+pub(crate) fn put_head<B: OutBuf>(
+    out: &mut B,
+    code: i32,
+    language: LanguageCode,
+    version: i32,
+    opaque: i32,
+    flag: i32,
+    remark: Option<&str>,
+) {
     out.put(b"{\"code\":");
-    put_i32(out, cmd.code);
+    put_i32(out, code);
     out.put(b",\"language\":\"");
-    out.put(cmd.language.name().as_bytes());
+    out.put(language.name().as_bytes());
     out.put(b"\",\"version\":");
-    put_i32(out, cmd.version);
+    put_i32(out, version);
     out.put(b",\"opaque\":");
-    put_i32(out, cmd.opaque);
+    put_i32(out, opaque);
     out.put(b",\"flag\":");
-    put_i32(out, cmd.flag);
-    if let Some(remark) = &cmd.remark {
+    put_i32(out, flag);
+    if let Some(remark) = remark {
         out.put(b",\"remark\":");
         put_string(out, remark);
     }
     out.put(b",\"extFields\":{");
-    for (i, (key, value)) in cmd.ext_fields.iter().enumerate() {
-        if i > 0 {
-            out.put_byte(b',');
-        }
-        put_string(out, key);
-        out.put_byte(b':');
-        put_string(out, value);
+}
+
+/// One ext member; `first` says whether it opens the object (no comma before it).
+pub(crate) fn put_ext_entry<B: OutBuf>(out: &mut B, first: bool, key: &str, value: &str) {
+    if !first {
+        out.put_byte(b',');
     }
+    put_string(out, key);
+    out.put_byte(b':');
+    put_string(out, value);
+}
+
+/// Closes the ext object and the header.
+pub(crate) fn put_tail<B: OutBuf>(out: &mut B) {
     out.put(b"},\"serializeTypeCurrentRPC\":\"");
     // The member names the encoding of this header, which is JSON by construction.
     out.put(SerializeType::Json.name().as_bytes());

@@ -49,7 +49,29 @@ pub fn iter(properties: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 
 /// The value of `name`, if present (the last one wins, as in Java's map).
 pub fn get<'a>(properties: &'a [u8], name: &str) -> Option<&'a str> {
-    iter(properties).filter(|(n, _)| *n == name).last().map(|(_, v)| v)
+    let [value] = scan(properties, [name]);
+    value
+}
+
+/// The values of several names in one pass over the property string, as [`get`] would
+/// find each (the last well-formed occurrence wins). The send path reads WAIT, DELAY and
+/// UNIQ_KEY of every message; names are compared as bytes first, and only a matching
+/// segment is checked for UTF-8.
+pub fn scan<'a, const N: usize>(properties: &'a [u8], names: [&str; N]) -> [Option<&'a str>; N] {
+    let mut found = [None; N];
+    for segment in properties.split(|b| *b == PROPERTY_SEPARATOR) {
+        let Some(at) = segment.iter().position(|b| *b == NAME_VALUE_SEPARATOR) else { continue };
+        let (name, value) = (&segment[..at], &segment[at + 1..]);
+        if name.is_empty() || value.is_empty() {
+            continue;
+        }
+        if let Some(slot) = names.iter().position(|n| n.as_bytes() == name) {
+            if let Ok(value) = std::str::from_utf8(value) {
+                found[slot] = Some(value);
+            }
+        }
+    }
+    found
 }
 
 /// Encodes pairs the way Java does, with a trailing separator after every property.
@@ -102,6 +124,18 @@ mod tests {
         assert_eq!(get(&encoded, "KEYS"), Some("k1 k2"));
         assert_eq!(get(&encoded, "DELAY"), None);
         assert_eq!(tags_code(&encoded), 2_598_919);
+    }
+
+    #[test]
+    fn scan_finds_what_get_finds() {
+        let raw = b"WAIT\x01true\x02DELAY\x013\x02\x01x\x02WAIT\x01false\x02UNIQ_KEY\x01\xff\x02UNIQ_KEY\x01A\x02DELAY\x01\x02";
+        let names = [keys::WAIT, keys::DELAY, keys::UNIQ_KEY, keys::TAGS];
+        let found = scan(raw, names);
+        assert_eq!(found, [Some("false"), Some("3"), Some("A"), None]);
+        for (name, value) in names.iter().zip(found) {
+            assert_eq!(iter(raw).filter(|(n, _)| n == name).last().map(|(_, v)| v), value);
+            assert_eq!(get(raw, name), value);
+        }
     }
 
     #[test]
