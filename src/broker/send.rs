@@ -16,17 +16,21 @@
 //! Runs on the shard's executor; the answer's message id is an offset id (store host +
 //! CommitLog offset) so VIEW_MESSAGE_BY_ID and END_TRANSACTION can find the record.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use bytes::BytesMut;
 use rockshard_net::code::{request, response};
-use rockshard_net::headers::{decode_send_message_header, SendMessageResponseHeader};
+use rockshard_net::frame::ResponseWriter;
+use rockshard_net::headers::{decode_send_message_ref, SendMessageResponseHeader};
 use rockshard_net::properties::{self, keys};
 use rockshard_net::stored::{sys_flag, RecordFields};
 use rockshard_net::{batch, msgid, RemotingCommand};
 use rockshard_storage::store::SCHEDULE_TOPIC;
 use rockshard_storage::topics::perm;
-use rockshard_storage::{AppendWait, StorageError};
+use rockshard_storage::{AppendWait, AppendedRecord, StorageError};
 use tracing::debug;
 
 use super::shard::{bad_header, reply, storage_error_code, Shard};
@@ -51,12 +55,13 @@ pub struct Outgoing<'a> {
 }
 
 /// Where a delayed message is parked: (SCHEDULE_TOPIC queue, properties with the real
-/// destination added). `None` for a message that is not delayed.
-fn divert_delayed(m: &Outgoing<'_>) -> Option<(i32, Vec<u8>)> {
+/// destination added). `None` for a message that is not delayed. `delay` is the
+/// message's DELAY property, already looked up.
+fn divert_delayed(m: &Outgoing<'_>, delay: Option<&str>) -> Option<(i32, Vec<u8>)> {
     if m.topic == SCHEDULE_TOPIC || (m.sys_flag & sys_flag::TRANSACTION_MASK) == sys_flag::TRANSACTION_PREPARED {
         return None;
     }
-    let level = properties::get(m.properties, keys::DELAY)?.trim().parse::<i64>().ok()?;
+    let level = delay?.trim().parse::<i64>().ok()?;
     if level <= 0 {
         return None;
     }
@@ -71,40 +76,60 @@ fn divert_delayed(m: &Outgoing<'_>) -> Option<(i32, Vec<u8>)> {
     Some((level - 1, props))
 }
 
+/// The record fields of `m`, stored where `diverted` says (or where it was sent).
+fn record_fields<'a>(shard: &Shard, m: &Outgoing<'a>, diverted: &'a Option<(i32, Vec<u8>)>) -> RecordFields<'a> {
+    let (topic, queue_id, properties) = match diverted {
+        Some((q, p)) => (SCHEDULE_TOPIC.as_bytes(), *q, p.as_slice()),
+        None => (m.topic.as_bytes(), m.queue_id, m.properties),
+    };
+    RecordFields {
+        topic,
+        queue_id,
+        flag: m.flag,
+        sys_flag: m.sys_flag,
+        born_timestamp_ms: m.born_timestamp_ms,
+        born_host: m.born_host,
+        store_timestamp_ms: 0,
+        store_host: shard.store_host,
+        reconsume_times: m.reconsume_times,
+        prepared_transaction_offset: m.prepared_transaction_offset,
+        body: m.body,
+        properties,
+    }
+}
+
 /// Stores `msgs` on this shard (in one append), applying the delay rule. The offsets are
 /// in the returned wait's `result()`; awaiting it gives the durability answer.
 pub fn append(shard: &Shard, msgs: &[Outgoing<'_>], wait_store: bool) -> Result<AppendWait, StorageError> {
-    let diverted: Vec<Option<(i32, Vec<u8>)>> = msgs.iter().map(divert_delayed).collect();
-    let fields: Vec<RecordFields<'_>> = msgs
-        .iter()
-        .zip(&diverted)
-        .map(|(m, d)| {
-            let (topic, queue_id, properties) = match d {
-                Some((q, p)) => (SCHEDULE_TOPIC.as_bytes(), *q, p.as_slice()),
-                None => (m.topic.as_bytes(), m.queue_id, m.properties),
-            };
-            RecordFields {
-                topic,
-                queue_id,
-                flag: m.flag,
-                sys_flag: m.sys_flag,
-                born_timestamp_ms: m.born_timestamp_ms,
-                born_host: m.born_host,
-                store_timestamp_ms: 0,
-                store_host: shard.store_host,
-                reconsume_times: m.reconsume_times,
-                prepared_transaction_offset: m.prepared_transaction_offset,
-                body: m.body,
-                properties,
-            }
-        })
-        .collect();
+    if let [m] = msgs {
+        return append_one(shard, m, properties::get(m.properties, keys::DELAY), wait_store);
+    }
+    let diverted: Vec<Option<(i32, Vec<u8>)>> =
+        msgs.iter().map(|m| divert_delayed(m, properties::get(m.properties, keys::DELAY))).collect();
+    let fields: Vec<RecordFields<'_>> = msgs.iter().zip(&diverted).map(|(m, d)| record_fields(shard, m, d)).collect();
     shard.store.append(&fields, wait_store)
 }
 
+/// [`append`] of one message whose DELAY property the caller already looked up: the
+/// common send, stored without building any list.
+fn append_one(
+    shard: &Shard,
+    m: &Outgoing<'_>,
+    delay: Option<&str>,
+    wait_store: bool,
+) -> Result<AppendWait, StorageError> {
+    let diverted = divert_delayed(m, delay);
+    let fields = record_fields(shard, m, &diverted);
+    shard.store.append(std::slice::from_ref(&fields), wait_store)
+}
+
 /// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
+///
+/// A successful single send is answered here, straight into the connection's out buffer
+/// ([`send_answer`]), and the handler returns `None`; every other outcome is returned
+/// as a command.
 pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    let h = match decode_send_message_header(&req.ext_fields) {
+    let h = match decode_send_message_ref(&req.ext_fields) {
         Ok(h) => h,
         Err(e) => return bad_header(&req, e),
     };
@@ -123,28 +148,29 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
 
     // The topic: retries past their limit go to the dead-letter queue (a client may send
     // to %RETRY% directly when CONSUMER_SEND_MSG_BACK fails).
-    let mut topic_name = h.topic.clone();
+    let mut topic_name = Cow::Borrowed(h.topic);
     let reconsume_times = h.reconsume_times.unwrap_or(0);
-    if let Some(group) = topic_name.strip_prefix(topics::RETRY_PREFIX) {
+    if let Some(group) = h.topic.strip_prefix(topics::RETRY_PREFIX) {
         let max = h.max_reconsume_times.unwrap_or(MAX_RECONSUME_TIMES_DEFAULT);
         if reconsume_times > max {
-            topic_name = format!("{}{group}", topics::DLQ_PREFIX);
+            topic_name = Cow::Owned(format!("{}{group}", topics::DLQ_PREFIX));
         }
     }
-    let topic = match shard.store.topic(&topic_name) {
+    let topic_name = &*topic_name;
+    let topic = match shard.store.topic(topic_name) {
         Some(t) => t,
         None if topic_name.starts_with(topics::RETRY_PREFIX) || topic_name.starts_with(topics::DLQ_PREFIX) => {
-            match topics::ensure_local_topic(shard, &topic_name, 1, perm::READ_WRITE).await {
+            match topics::ensure_local_topic(shard, topic_name, 1, perm::READ_WRITE).await {
                 Ok(t) => t,
                 Err(e) => return reply(&req, response::SYSTEM_ERROR, format!("creating `{topic_name}`: {e}")),
             }
         }
-        None => match topics::auto_create(shard, &topic_name).await {
+        None => match topics::auto_create(shard, topic_name).await {
             Ok(t) => t,
             Err((code, remark)) => return reply(&req, code, remark),
         },
     };
-    if topic.perm & perm::WRITE == 0 || !topics::is_client_writable(&topic_name) {
+    if topic.perm & perm::WRITE == 0 || !topics::is_client_writable(topic_name) {
         return reply(
             &req,
             response::NO_PERMISSION,
@@ -164,10 +190,12 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         );
     }
 
-    let properties = h.properties.as_deref().unwrap_or("").as_bytes();
-    let wait_store = properties::get(properties, keys::WAIT) != Some("false");
+    let properties = h.properties.unwrap_or("").as_bytes();
+    // One pass over the property string for everything the send path reads from it.
+    let [wait, delay, uniq_key] = properties::scan(properties, [keys::WAIT, keys::DELAY, keys::UNIQ_KEY]);
+    let wait_store = wait != Some("false");
     let base = Outgoing {
-        topic: &topic_name,
+        topic: topic_name,
         queue_id,
         body: &req.body,
         flag: h.flag,
@@ -178,28 +206,41 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         reconsume_times,
         prepared_transaction_offset: 0,
     };
-    let items;
-    let msgs: Vec<Outgoing<'_>> = if is_batch {
-        items = match batch::decode(&req.body) {
-            Ok(items) if !items.is_empty() => items,
-            Ok(_) => return reply(&req, response::MESSAGE_ILLEGAL, "batch holds no messages"),
-            Err(e) => return reply(&req, response::MESSAGE_ILLEGAL, format!("batch body: {e}")),
+    if !is_batch {
+        let wait = match append_one(shard, &base, delay, wait_store) {
+            Ok(w) => w,
+            Err(e) => return reply(&req, storage_error_code(&e), e.to_string()),
         };
-        items.iter().map(|it| Outgoing { body: it.body, flag: it.flag, properties: it.properties, ..base }).collect()
-    } else {
-        vec![base]
-    };
+        let placed = match wait.await {
+            Ok(placed) => placed,
+            Err(e) => {
+                debug!(shard = shard.id, topic = %topic_name, error = %e, "send not confirmed");
+                return reply(&req, storage_error_code(&e), e.to_string());
+            }
+        };
+        let record = placed.records[0];
+        send_answer(conn, &req, shard.store_host, record, queue_id, uniq_key);
+        return None;
+    }
 
+    let items = match batch::decode(&req.body) {
+        Ok(items) if !items.is_empty() => items,
+        Ok(_) => return reply(&req, response::MESSAGE_ILLEGAL, "batch holds no messages"),
+        Err(e) => return reply(&req, response::MESSAGE_ILLEGAL, format!("batch body: {e}")),
+    };
+    let msgs: Vec<Outgoing<'_>> =
+        items.iter().map(|it| Outgoing { body: it.body, flag: it.flag, properties: it.properties, ..base }).collect();
     let wait = match append(shard, &msgs, wait_store) {
         Ok(w) => w,
         Err(e) => return reply(&req, storage_error_code(&e), e.to_string()),
     };
-    let placed = wait.result().clone();
-    if let Err(e) = wait.await {
-        debug!(shard = shard.id, topic = %topic_name, error = %e, "send not confirmed");
-        return reply(&req, storage_error_code(&e), e.to_string());
-    }
-
+    let placed = match wait.await {
+        Ok(placed) => placed,
+        Err(e) => {
+            debug!(shard = shard.id, topic = %topic_name, error = %e, "send not confirmed");
+            return reply(&req, storage_error_code(&e), e.to_string());
+        }
+    };
     let mut msg_id = String::with_capacity(placed.records.len() * (msgid::ID_V4_LEN + 1));
     for (i, r) in placed.records.iter().enumerate() {
         if i > 0 {
@@ -212,7 +253,7 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         msg_id,
         queue_id,
         queue_offset: first.queue_offset.0 as i64,
-        transaction_id: if is_batch { None } else { properties::get(properties, keys::UNIQ_KEY).map(str::to_string) },
+        transaction_id: None,
         batch_uniq_id: None,
         recall_handle: None,
         msg_region: None,
@@ -223,9 +264,62 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
     Some(answer)
 }
 
+thread_local! {
+    /// The message id being formatted for a send answer, reused by every send of this
+    /// shard's thread so the answer costs no allocation.
+    static MSG_ID: RefCell<String> = RefCell::new(String::with_capacity(msgid::ID_V6_LEN));
+}
+
+/// Queues the SUCCESS answer of a single send, written straight into the connection's
+/// out buffer: the same bytes as `SendMessageResponseHeader` set on
+/// `RemotingCommand::response_to` (msgId, queueId, queueOffset, and transactionId = the
+/// UNIQ_KEY when there is one), without building either. A oneway send gets nothing.
+fn send_answer(
+    conn: &Connection,
+    req: &RemotingCommand,
+    store_host: SocketAddr,
+    record: AppendedRecord,
+    queue_id: i32,
+    uniq_key: Option<&str>,
+) {
+    if req.is_oneway() {
+        return;
+    }
+    MSG_ID.with_borrow_mut(|msg_id| {
+        conn.send_frame(|out| write_send_answer(out, req, store_host, record, queue_id, uniq_key, msg_id));
+    });
+}
+
+/// Appends the frame [`send_answer`] queues; `msg_id` is scratch space for the id.
+fn write_send_answer(
+    out: &mut BytesMut,
+    req: &RemotingCommand,
+    store_host: SocketAddr,
+    record: AppendedRecord,
+    queue_id: i32,
+    uniq_key: Option<&str>,
+    msg_id: &mut String,
+) -> Result<usize, rockshard_net::Error> {
+    msg_id.clear();
+    msgid::encode_into(store_host, record.physical_offset.0 as i64, msg_id);
+    let mut w = ResponseWriter::begin(out, req, response::SUCCESS);
+    w.ext_str("msgId", msg_id);
+    w.ext_i64("queueId", i64::from(queue_id));
+    w.ext_i64("queueOffset", record.queue_offset.0 as i64);
+    if let Some(uniq_key) = uniq_key {
+        w.ext_str("transactionId", uniq_key);
+    }
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The delay rule as `append` applies it.
+    fn diverted(m: &Outgoing<'_>) -> Option<(i32, Vec<u8>)> {
+        divert_delayed(m, properties::get(m.properties, keys::DELAY))
+    }
 
     fn outgoing<'a>(topic: &'a str, props: &'a [u8]) -> Outgoing<'a> {
         Outgoing {
@@ -245,21 +339,51 @@ mod tests {
     #[test]
     fn delayed_messages_park_on_the_schedule_topic_with_their_destination() {
         let props = properties::encode([(keys::DELAY, "2"), (keys::TAGS, "a")]);
-        let (queue, parked) = divert_delayed(&outgoing("orders", &props)).unwrap();
+        let (queue, parked) = diverted(&outgoing("orders", &props)).unwrap();
         assert_eq!(queue, 1);
         assert_eq!(properties::get(&parked, keys::REAL_TOPIC), Some("orders"));
         assert_eq!(properties::get(&parked, keys::REAL_QID), Some("3"));
         assert_eq!(properties::get(&parked, keys::TAGS), Some("a"));
         // Levels past the table clamp to the last (2 h), as RocketMQ does.
         let props = properties::encode([(keys::DELAY, "99")]);
-        assert_eq!(divert_delayed(&outgoing("orders", &props)).unwrap().0, 17);
+        assert_eq!(diverted(&outgoing("orders", &props)).unwrap().0, 17);
+    }
+
+    #[test]
+    fn the_send_answer_has_the_bytes_of_the_response_header() {
+        use rockshard_net::{encode_frame, ExtFields, SerializeType};
+        use rockshard_storage::{PhysicalOffset, QueueOffset};
+        let host: SocketAddr = "10.1.2.3:10911".parse().unwrap();
+        let record =
+            AppendedRecord { physical_offset: PhysicalOffset(123_456), queue_offset: QueueOffset(77), size: 1 };
+        let mut scratch = String::from("left over");
+        for serialize_type in [SerializeType::Json, SerializeType::RocketMq] {
+            for uniq_key in [None, Some("7F0000010001B4AAC2A1A0CE57DE0000")] {
+                let req = RemotingCommand::new_request(request::SEND_MESSAGE_V2, ExtFields::new())
+                    .with_opaque(99)
+                    .with_serialize_type(serialize_type);
+                let mut out = BytesMut::new();
+                write_send_answer(&mut out, &req, host, record, 5, uniq_key, &mut scratch).expect("encodes");
+                let mut expected = RemotingCommand::response_to(&req, response::SUCCESS, None);
+                expected.set_ext_header(&SendMessageResponseHeader {
+                    msg_id: msgid::encode(host, 123_456),
+                    queue_id: 5,
+                    queue_offset: 77,
+                    transaction_id: uniq_key.map(str::to_owned),
+                    ..Default::default()
+                });
+                let mut want = BytesMut::new();
+                encode_frame(&expected, &mut want).expect("encodes");
+                assert_eq!(out, want, "{serialize_type:?} {uniq_key:?}");
+            }
+        }
     }
 
     #[test]
     fn undelayed_and_already_parked_messages_stay() {
-        assert!(divert_delayed(&outgoing("orders", &properties::encode([(keys::TAGS, "a")]))).is_none());
-        assert!(divert_delayed(&outgoing("orders", &properties::encode([(keys::DELAY, "0")]))).is_none());
+        assert!(diverted(&outgoing("orders", &properties::encode([(keys::TAGS, "a")]))).is_none());
+        assert!(diverted(&outgoing("orders", &properties::encode([(keys::DELAY, "0")]))).is_none());
         let props = properties::encode([(keys::DELAY, "3")]);
-        assert!(divert_delayed(&outgoing(SCHEDULE_TOPIC, &props)).is_none());
+        assert!(diverted(&outgoing(SCHEDULE_TOPIC, &props)).is_none());
     }
 }

@@ -43,6 +43,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+use rockshard_net::frame::peek_frame_len;
 use rockshard_net::{decode_frame, encode_frame, RemotingCommand};
 use rockshard_storage::sync::Notify;
 use tracing::{debug, info, warn};
@@ -52,6 +53,12 @@ use crate::limits::{
     SHUTDOWN_DRAIN_MAX_MS,
 };
 use crate::{Error, Result};
+
+/// Smallest read a connection asks for, and what a quiet one shrinks back to: a few
+/// requests' worth, so an idle connection does not zero large buffers. (A server twin
+/// of `CLIENT_READ_CHUNK_MIN_BYTES`; it belongs in `limits.rs`, which this change does
+/// not own.)
+const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
 
 /// A level-triggered signal many tasks can wait on: once set it stays set. Used for
 /// shutdown and for "every connection has closed".
@@ -140,6 +147,20 @@ impl Connection {
             // Only an over-limit answer can fail to encode; the peer gets nothing rather
             // than a truncated frame, and its request times out on its side.
             warn!(peer = %self.peer, code = cmd.code, error = %e, "answer not encodable; dropped");
+            return;
+        }
+        self.writer_wake.notify();
+    }
+
+    /// Queues a frame that `write` appends straight to the out buffer, for answers
+    /// written field by field without building a command (`rockshard_net::frame::
+    /// ResponseWriter`). `write` must append one whole frame or, when it fails, nothing.
+    pub fn send_frame(&self, write: impl FnOnce(&mut BytesMut) -> std::result::Result<usize, rockshard_net::Error>) {
+        if self.closed.get() {
+            return;
+        }
+        if let Err(e) = write(&mut self.out.borrow_mut()) {
+            warn!(peer = %self.peer, error = %e, "answer not encodable; dropped");
             return;
         }
         self.writer_wake.notify();
@@ -260,6 +281,8 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_loop(writer, conn.clone()));
     let mut buf = BytesMut::with_capacity(CONNECTION_READ_CHUNK_BYTES);
+    // Bytes asked for per read; adapts to what the peer sends (see below).
+    let mut chunk = READ_CHUNK_MIN_BYTES;
     let reason = loop {
         // Decode everything already read, then read more.
         // decode_frame refuses an over-limit length as soon as the length word is in,
@@ -281,8 +304,18 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
         if shutdown.is_set() {
             break "shutdown";
         }
+        // Ask for the rest of a partly received frame at once (bounded by the frame limit
+        // decode_frame enforces), and at least one chunk.
+        let missing = match peek_frame_len(&buf) {
+            Ok(Some(total)) => total.saturating_sub(buf.len()),
+            _ => 0,
+        };
+        let want = missing.max(chunk);
         let filled = buf.len();
-        buf.resize(filled + CONNECTION_READ_CHUNK_BYTES, 0);
+        // The read needs initialised memory, so the space is zero-filled first. The chunk
+        // follows what reads return, so this memset is about the size of the data: a
+        // fixed 64 KiB chunk cost a 64 KiB memset per read however little arrived.
+        buf.resize(filled + want, 0);
         let read = future::or(async { Some(reader.read(&mut buf[filled..]).await) }, async {
             shutdown.wait().await;
             None
@@ -297,7 +330,15 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
                 buf.truncate(filled);
                 break "peer closed";
             }
-            Some(Ok(n)) => buf.truncate(filled + n),
+            Some(Ok(n)) => {
+                buf.truncate(filled + n);
+                // Grow the chunk while reads fill it, shrink it when they use a quarter.
+                if n == want {
+                    chunk = (chunk * 2).min(CONNECTION_READ_CHUNK_BYTES);
+                } else if n < chunk / 4 {
+                    chunk = (chunk / 2).max(READ_CHUNK_MIN_BYTES);
+                }
+            }
             Some(Err(e)) => {
                 debug!(peer = %conn.peer, error = %e, "read failed");
                 break "read error";
