@@ -1141,10 +1141,13 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             };
             // Split only with nothing in flight: the two halves then overlap the copy
             // into the page cache with the executor's work (see WRITE_SPLIT_MIN_BYTES).
-            // With `sync` appends this also starts an fdatasync after the first half,
-            // while the second is written: the writers then fall into two groups whose
-            // appends and fdatasyncs take turns, instead of all waiting for each step.
-            let chunk = inner.log.borrow_mut().pop_write(in_flight.is_empty()).expect("peeked above");
+            // Not while `sync` appends wait: the flusher would start an fdatasync after
+            // the first half, and the second half's appends would wait for the next one.
+            // That pipelines the writers in two groups, which pays only while an
+            // fdatasync is shorter than the executor's work on a batch; on a disk with
+            // slow flushes it halves the records each one serves.
+            let split = in_flight.is_empty() && inner.log.borrow().flush_waiters.is_empty();
+            let chunk = inner.log.borrow_mut().pop_write(split).expect("peeked above");
             let pos = chunk.start.0 - inner.log.borrow().segment_base(chunk.start);
             let (start, len) = (chunk.start, chunk.data.len());
             let data = chunk.data;

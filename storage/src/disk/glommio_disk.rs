@@ -30,24 +30,32 @@ pub struct GlommioDisk;
 /// with data written through the page cache, and a multiple of every O_DIRECT alignment.
 const PREPARE_BLOCK_BYTES: u64 = 4096;
 
-/// One O_DIRECT write of zeros. The buffer is allocated once per thread and shared by
-/// every write (`write_rc_at`), so preparing costs no memset per step.
+/// The largest O_DIRECT write of zeros.
 const ZERO_WRITE_BYTES: u64 = 1 << 20;
 
+/// Zero buffers of every power of two from PREPARE_BLOCK_BYTES to ZERO_WRITE_BYTES
+/// (2 MiB in all), allocated once per thread and shared by every write (`write_rc_at`):
+/// any block-aligned length is a few of them, so preparing costs no memset per step.
+const ZERO_BUFFER_SIZES: usize = (ZERO_WRITE_BYTES / PREPARE_BLOCK_BYTES).ilog2() as usize + 1;
+
 thread_local! {
-    static ZEROS: RefCell<Option<Rc<DmaBuffer>>> = const { RefCell::new(None) };
+    static ZEROS: RefCell<[Option<Rc<DmaBuffer>>; ZERO_BUFFER_SIZES]> = const { RefCell::new([const { None }; ZERO_BUFFER_SIZES]) };
 }
 
+/// The shared zero buffer of the largest power-of-two size at most `len` (which is a
+/// multiple of PREPARE_BLOCK_BYTES).
 fn zero_buffer(file: &DmaFile, len: u64) -> Rc<DmaBuffer> {
-    let fresh = || {
-        let mut b = file.alloc_dma_buffer(len as usize);
-        b.as_bytes_mut().fill(0);
-        Rc::new(b)
-    };
-    if len != ZERO_WRITE_BYTES {
-        return fresh();
-    }
-    ZEROS.with(|z| z.borrow_mut().get_or_insert_with(fresh).clone())
+    let size = 1u64 << len.min(ZERO_WRITE_BYTES).ilog2();
+    let class = (size / PREPARE_BLOCK_BYTES).ilog2() as usize;
+    ZEROS.with(|z| {
+        z.borrow_mut()[class]
+            .get_or_insert_with(|| {
+                let mut b = file.alloc_dma_buffer(size as usize);
+                b.as_bytes_mut().fill(0);
+                Rc::new(b)
+            })
+            .clone()
+    })
 }
 
 pub struct GlommioFile {
@@ -215,8 +223,8 @@ impl DiskFile for GlommioFile {
         let mut writes = Vec::new();
         let mut at = start;
         while at < end {
-            let n = (end - at).min(ZERO_WRITE_BYTES);
-            let buf = zero_buffer(&file, n);
+            let buf = zero_buffer(&file, end - at);
+            let n = buf.len() as u64;
             let file = file.clone();
             writes.push(glommio::spawn_local(async move {
                 let written = file.write_rc_at(buf, at).await.map_err(to_io)?;
