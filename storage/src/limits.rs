@@ -99,6 +99,11 @@ pub const PREPARE_STEP_MIN_BYTES: u64 = 256 << 10;
 /// have. This is how long after the last `sync` append it keeps going.
 pub const PREPARE_SYNC_RECENT_MS: i64 = 2_000;
 
+/// Prepared ranges start and end on page boundaries of the segment file: O_DIRECT zeros
+/// cover whole blocks only, so an unaligned step boundary would leave a block between
+/// two steps unprepared.
+pub const PREPARE_ALIGN_BYTES: u64 = 4096;
+
 /// `sync` appends in a row (no pause past PREPARE_SYNC_RECENT_MS) before the preparer
 /// starts: one now and then gains little from it, and its first step's fdatasync would
 /// only compete with theirs.

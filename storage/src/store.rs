@@ -1429,7 +1429,10 @@ impl<D: Disk> Inner<D> {
         if log.prepared_to < log.high_water {
             // Behind the data (or just started): skip a little ahead rather than race the
             // writer for the range it is about to write.
-            log.prepared_to = log.high_water.plus(step_min);
+            let skip_to = log.high_water.0 + step_min;
+            let base = log.segment_base(PhysicalOffset(skip_to));
+            log.prepared_to =
+                PhysicalOffset(base + (skip_to - base).div_ceil(PREPARE_ALIGN_BYTES) * PREPARE_ALIGN_BYTES);
         }
         let from = log.prepared_to;
         let appended = log.pos.appended().0;
@@ -1454,7 +1457,18 @@ impl<D: Disk> Inner<D> {
                 };
             }
         };
-        let to = PhysicalOffset((from.0 + step).min(base + size));
+        // End on a page boundary of the file (or at the segment's end), so the next step
+        // starts where this one's last whole block ended and no block between is skipped.
+        let mut to = (from.0 + step).min(base + size);
+        if to < base + size {
+            to = base + (to - base) / PREPARE_ALIGN_BYTES * PREPARE_ALIGN_BYTES;
+        }
+        if to <= from.0 {
+            // Less than a page left before a boundary: nothing to prepare in it.
+            log.prepared_to = PhysicalOffset(from.0 + step);
+            return PrepareStep::Idle;
+        }
+        let to = PhysicalOffset(to);
         assert!(from >= log.high_water && from < to, "a prepared range lies past all data");
         log.preparing = Some((from, to));
         PrepareStep::Zero { file, base, from, to }

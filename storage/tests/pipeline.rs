@@ -179,6 +179,27 @@ fn slow_preparations_never_zero_acknowledged_sync_records() {
 }
 
 #[test]
+fn prepared_ranges_follow_each_other_on_page_boundaries() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), small_config(DIR, 4 << 20)).await.unwrap();
+        store.upsert_topic(TopicConfig::new("S", 4, FlushMode::Sync)).await.unwrap();
+        sync_writers(&store, "S", 8, 200).await;
+        let ranges = disk.prepared_ranges(&segment_path(0));
+        assert!(ranges.len() >= 3, "{ranges:?}");
+        for pair in ranges.windows(2) {
+            // A step may also start further on (the preparer fell behind and skipped
+            // ahead), but never leaves a sliver between itself and the previous one.
+            assert!(pair[1].0 == pair[0].1 || pair[1].0 > pair[0].1 + 4096, "{pair:?}");
+        }
+        for &(start, end) in &ranges[1..] {
+            assert_eq!(start % 4096, 0, "{start}");
+            assert!(end % 4096 == 0 || end == 4 << 20, "{end}");
+        }
+    });
+}
+
+#[test]
 fn torn_power_loss_after_prepared_appends_keeps_every_acknowledged_record() {
     run(async {
         let disk = SimDisk::new();

@@ -384,3 +384,31 @@ fn sync_appends_over_blocks_prepared_with_o_direct_zeros_read_back_intact() {
         store.close().await.expect("close");
     });
 }
+
+#[test]
+fn a_store_opens_in_a_relative_directory() {
+    // glommio opens directories (for their fsync) with openat(-1, path), which refuses a
+    // relative path; the store resolves it first, so `--data-dir data` works as given.
+    let root = tempfile::Builder::new()
+        .prefix("real-disk-relative-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a directory on the real disk");
+    let cwd = std::env::current_dir().expect("cwd");
+    // From the working directory up to `/`, then down to the store: relative, whatever
+    // the working directory is.
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(root.path().join("store").strip_prefix("/").expect("an absolute temp path"));
+    assert!(relative.is_relative());
+    run(async move {
+        let store = Store::open(config(&relative, u64::MAX)).await.expect("open in a relative directory");
+        let b = body(1, 100);
+        store.append(&[fields(TOPIC, 0, &b, b"")], true).expect("append").await.expect("written");
+        store.close().await.expect("close");
+        let store = Store::open(config(&relative, u64::MAX)).await.expect("reopen");
+        assert_eq!(read_bodies(&store, TOPIC, 0).await, vec![b]);
+        store.close().await.expect("close");
+    });
+}

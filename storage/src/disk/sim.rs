@@ -51,6 +51,8 @@ struct State {
     write_script: VecDeque<SimWrite>,
     failing_prepares: u32,
     prepare_delay: Option<Duration>,
+    /// Every completed preparation: file, start, end.
+    prepared: Vec<(PathBuf, u64, u64)>,
     stats: SimStats,
 }
 
@@ -142,6 +144,11 @@ impl SimDisk {
         self.state.borrow_mut().failing_prepares = n;
     }
 
+    /// The ranges of `path` prepared so far, in the order they were prepared.
+    pub fn prepared_ranges(&self, path: &Path) -> Vec<(u64, u64)> {
+        self.state.borrow().prepared.iter().filter(|(p, ..)| p == path).map(|&(_, s, e)| (s, e)).collect()
+    }
+
     /// Every range preparation takes this long; needs a glommio executor.
     pub fn set_prepare_delay(&self, delay: Option<Duration>) {
         self.state.borrow_mut().prepare_delay = delay;
@@ -178,6 +185,7 @@ impl SimDisk {
                 write_script: VecDeque::new(),
                 failing_prepares: 0,
                 prepare_delay: None,
+                prepared: Vec::new(),
                 stats: SimStats::default(),
             })),
         }
@@ -488,6 +496,7 @@ impl DiskFile for SimFile {
         }
         st.stats.prepares += 1;
         st.stats.prepared_bytes += len;
+        st.prepared.push((self.path.clone(), pos, pos + len));
         Ok(())
     }
 }
