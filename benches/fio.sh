@@ -39,13 +39,19 @@ fio --name=dwrite --directory="$DIR" --rw=write --bs=1M --size=2G --direct=1 --i
 fio --name=fsync4k --directory="$DIR" --rw=write --bs=4k --size=1G --runtime=10 \
     --ioengine=psync --fdatasync=1 --unlink=1 --output-format=json --output="$OUT/fsync4k-$ROUND.json"
 
+# The same over blocks already written and synced (fio lays the file out first): what
+# the store's preparer aims for, since it writes zeros ahead of sync appends.
+fio --name=fsync4k-ow --directory="$DIR" --rw=write --bs=4k --size=256M --runtime=10 \
+    --ioengine=psync --fdatasync=1 --overwrite=1 --unlink=1 --output-format=json \
+    --output="$OUT/fsync4k-ow-$ROUND.json"
+
 # O_DIRECT sequential read, 1 MiB blocks, 8 in flight: the cold-read limit. The file is
 # laid out on the first round and kept for the others.
 fio --name=dread --directory="$DIR" --filename=dread.dat --rw=read --bs=1M --size=2G \
     --direct=1 --iodepth=8 --ioengine=io_uring --output-format=json --output="$OUT/dread-$ROUND.json"
 
-# Diagnostic: O_DIRECT sequential read shaped like the store's cold path today (one
-# read of about 32 records, 36 KiB, at a time).
+# Diagnostic: O_DIRECT sequential read shaped like the store's cold path before its
+# read-ahead windows (one read of about 32 records, 36 KiB, at a time).
 fio --name=dread36k --directory="$DIR" --filename=dread.dat --rw=read --bs=36k --size=2G \
     --runtime=10 --direct=1 --iodepth=1 --ioengine=io_uring --output-format=json \
     --output="$OUT/dread36k-$ROUND.json"
