@@ -85,15 +85,19 @@ impl FieldValue for bool {
     }
 }
 
+/// Text bytes of a typical ext field (key and value): what header encoders reserve per
+/// field. Most are short names and numbers; a property string may take one regrowth.
+const EXT_FIELD_TEXT_TYPICAL_BYTES: usize = 24;
+
 /// Appends `value` in decimal, as Java's `Long.toString` writes it, without `fmt`'s
-/// machinery (the send answer formats two numbers per request).
+/// machinery (a send header carries six numbers).
 pub fn push_decimal(out: &mut String, value: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
+    let mut text = [0u8; 20];
+    let mut at = text.len();
     let mut n = value.unsigned_abs();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        text[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
@@ -102,9 +106,8 @@ pub fn push_decimal(out: &mut String, value: i64) {
     if value < 0 {
         out.push('-');
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    // ASCII digits by construction.
+    out.push_str(std::str::from_utf8(&text[at..]).unwrap_or_default());
 }
 
 /// A typed custom header.
@@ -172,6 +175,15 @@ macro_rules! ext_header {
 
             fn encode(&self, ext: &mut ExtFields) {
                 $( ext_header!(@put $kind, ext, $key, &self.$field); )*
+            }
+
+            fn to_ext_fields(&self) -> ExtFields {
+                // Room for every field up front: growing the map field by field cost
+                // more reallocations than the encoding itself.
+                const FIELDS: usize = [$( $key ),*].len();
+                let mut ext = ExtFields::with_capacities(FIELDS, FIELDS * EXT_FIELD_TEXT_TYPICAL_BYTES);
+                self.encode(&mut ext);
+                ext
             }
         }
     };
