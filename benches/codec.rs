@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-message work outside the disk: the remoting codec (a send
-//! request decoded as the broker sees it, in both header encodings; a pull answer's
-//! header encoded), the body CRC every stored record carries, and ConsumeQueue entry
+//! request decoded as the broker sees it and encoded as a producer does, the send answer
+//! the broker writes, in both header encodings; a pull answer's header encoded), the body CRC every stored record carries, and ConsumeQueue entry
 //! decoding.
 //!
 //! Why: at the load tool's target (400 k single 1 KiB sends a second on two cores) a
@@ -12,21 +12,25 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rockshard_net::code::request;
-use rockshard_net::headers::{decode_send_message_ref, PullMessageResponseHeader, SendMessageRequestHeader};
+use rockshard_net::frame::ResponseWriter;
+use rockshard_net::headers::{
+    decode_send_message_ref, CommandHeader, PullMessageResponseHeader, SendMessageRequestHeader,
+    SendMessageRequestHeaderV2,
+};
 use rockshard_net::properties::{self, keys};
 use rockshard_net::{decode_frame, encode_frame, encode_frame_head, ExtFields, RemotingCommand, SerializeType};
 use rockshard_storage::consume_queue::CqEntry;
 
 const BODY_BYTES: usize = 1024;
 
-/// A send as the Java client writes it (V2 keys), with a 1 KiB body.
-fn send_request(serialize: SerializeType) -> RemotingCommand {
+/// The header of the benchmark's send, as the Java client fills it.
+fn send_header() -> SendMessageRequestHeader {
     let props = properties::encode([
         (keys::TAGS, "TagA"),
         (keys::UNIQ_KEY, "7F0000010001B4AAC2A1A0CE57DE0000"),
         (keys::WAIT, "true"),
     ]);
-    let header = SendMessageRequestHeader {
+    SendMessageRequestHeader {
         producer_group: "bench-producer".into(),
         topic: "bench".into(),
         default_topic: "TBW102".into(),
@@ -41,9 +45,13 @@ fn send_request(serialize: SerializeType) -> RemotingCommand {
         max_reconsume_times: None,
         batch: Some(false),
         broker_name: Some("broker-a-s0".into()),
-    };
+    }
+}
+
+/// A send as the Java client writes it (V2 keys), with a 1 KiB body.
+fn send_request(serialize: SerializeType) -> RemotingCommand {
     let mut ext = ExtFields::new();
-    header.encode_v2(&mut ext);
+    send_header().encode_v2(&mut ext);
     RemotingCommand::new_request(request::SEND_MESSAGE_V2, ext)
         .with_body(vec![b'x'; BODY_BYTES])
         .with_serialize_type(serialize)
@@ -70,8 +78,34 @@ fn codec(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        let req = send_request(serialize);
+        // What a producer does per send: the V2 header's ext fields, the command, its frame.
+        let v2 = SendMessageRequestHeaderV2::from(send_header());
+        let body = bytes::Bytes::from(vec![b'x'; BODY_BYTES]);
         let mut out = BytesMut::with_capacity(64 * 1024);
+        g.bench_function(format!("send_request_encode_{name}"), |b| {
+            b.iter(|| {
+                let cmd = RemotingCommand::new_request(request::SEND_MESSAGE_V2, v2.to_ext_fields())
+                    .with_body(body.clone())
+                    .with_serialize_type(serialize);
+                out.clear();
+                black_box(encode_frame(&cmd, &mut out).expect("encodes"))
+            })
+        });
+        // What the broker does per single send it stores: the SUCCESS answer, written
+        // straight into the connection's out buffer.
+        let req = send_request(serialize);
+        g.bench_function(format!("send_response_encode_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                let mut w = ResponseWriter::begin(&mut out, &req, 0);
+                w.ext_str("msgId", black_box("7F00000100002A9F0000000012345678"));
+                w.ext_i64("queueId", black_box(3));
+                w.ext_i64("queueOffset", black_box(1_000_032));
+                w.ext_str("transactionId", black_box("7F0000010001B4AAC2A1A0CE57DE0000"));
+                black_box(w.finish().expect("encodes"))
+            })
+        });
+        let req = send_request(serialize);
         g.bench_function(format!("pull_response_head_encode_{name}"), |b| {
             b.iter(|| {
                 let mut a = RemotingCommand::response_to(&req, 0, None);
