@@ -157,15 +157,17 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         }
     }
     let topic_name = &*topic_name;
+    // Creating a topic is rare and its futures are large: they are boxed so that every
+    // send's task (which holds this function's state) stays small.
     let topic = match shard.store.topic(topic_name) {
         Some(t) => t,
         None if topic_name.starts_with(topics::RETRY_PREFIX) || topic_name.starts_with(topics::DLQ_PREFIX) => {
-            match topics::ensure_local_topic(shard, topic_name, 1, perm::READ_WRITE).await {
+            match Box::pin(topics::ensure_local_topic(shard, topic_name, 1, perm::READ_WRITE)).await {
                 Ok(t) => t,
                 Err(e) => return reply(&req, response::SYSTEM_ERROR, format!("creating `{topic_name}`: {e}")),
             }
         }
-        None => match topics::auto_create(shard, topic_name).await {
+        None => match Box::pin(topics::auto_create(shard, topic_name)).await {
             Ok(t) => t,
             Err((code, remark)) => return reply(&req, code, remark),
         },
