@@ -31,12 +31,14 @@
 //! Deliberately not here: the frame around the header (`frame`), and JSON bodies (`body`).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::ops::Range;
 
 use crate::buf::OutBuf;
 use crate::code::{LanguageCode, SerializeType};
 use crate::command::{ExtFields, RemotingCommand};
+use crate::limits::HEADER_SIZE_MAX_BYTES;
 use crate::Error;
 
 /// Appends the JSON header of `cmd` to `out`. Cannot fail: every field has a JSON form.
@@ -153,8 +155,15 @@ fn put_string_content<B: OutBuf>(out: &mut B, s: &str) {
 pub fn decode_header(header: &[u8]) -> Result<RemotingCommand, Error> {
     // One validation of the whole header (the usual case: it is UTF-8) lets every string
     // be cut out of it without validating each again.
-    let mut s = Scanner { buf: header, text: std::str::from_utf8(header).ok(), pos: 0 };
-    s.header().map_err(|fail| Error::HeaderJson { detail: format!("expected {} at byte {}", fail.expected, fail.pos) })
+    if header.len() > HEADER_SIZE_MAX_BYTES {
+        // No frame carries a larger header; refusing it keeps every position a u32.
+        return Err(Error::HeaderJson { detail: format!("{} bytes is over the header limit", header.len()) });
+    }
+    let mut s = Scanner { buf: header, failure: Cell::new(("", 0)), text: std::str::from_utf8(header).ok(), pos: 0 };
+    s.header().map_err(|Failed| {
+        let (expected, pos) = s.failure.get();
+        Error::HeaderJson { detail: format!("expected {expected} at byte {pos}") }
+    })
 }
 
 /// Nesting allowed inside the members we skip, as serde_json limits it: deeper input is
@@ -219,14 +228,12 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
-/// Why decoding stopped: what was expected, and where. Small, so the scanner's results
-/// stay cheap to return; it becomes an [`Error`] once, at the top.
-struct Fail {
-    expected: &'static str,
-    pos: usize,
-}
+/// Decoding stopped; the scanner's `failure` says what was expected and where. A unit
+/// type keeps every scanner result small enough to come back in registers (the ranges
+/// the ext loop returns are `u32` for the same reason); the error is built once, at the top.
+struct Failed;
 
-type Scan<T> = Result<T, Fail>;
+type Scan<T> = Result<T, Failed>;
 
 /// The position of the first byte of `bytes` that [`STRING_STOP`] lists: a quote, a
 /// backslash or a control character.
@@ -273,6 +280,8 @@ struct Number {
 /// A single-pass reader over the header bytes. Positions in errors are byte offsets.
 struct Scanner<'a> {
     buf: &'a [u8],
+    /// What was expected where decoding stopped (set by `fail`).
+    failure: Cell<(&'static str, usize)>,
     /// `buf` as text, when all of it is UTF-8. String contents then need no validation of
     /// their own: they start and end next to ASCII bytes (quotes, backslashes), which are
     /// always char boundaries.
@@ -283,7 +292,8 @@ struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     #[cold]
     fn fail<T>(&self, expected: &'static str) -> Scan<T> {
-        Err(Fail { expected, pos: self.pos })
+        self.failure.set((expected, self.pos));
+        Err(Failed)
     }
 
     #[inline]
@@ -452,21 +462,29 @@ impl<'a> Scanner<'a> {
     /// A string without escapes is already in the arena when the header text was copied
     /// into it (`copied_from`: the header position the arena's copy starts at); otherwise
     /// its text is appended.
-    #[inline]
-    fn string_range(&mut self, arena: &mut String, copied_from: Option<usize>) -> Scan<Range<usize>> {
+    #[inline(always)]
+    fn string_range(&mut self, arena: &mut String, copied_from: Option<usize>) -> Scan<Range<u32>> {
         if let Some(base) = copied_from {
             let open = self.pos;
             self.pos += 1;
             self.plain_run()?;
             if self.buf[self.pos] == b'"' {
                 self.pos += 1;
-                return Ok(open + 1 - base..self.pos - 1 - base);
+                // Exact: positions are below the header limit.
+                return Ok((open + 1 - base) as u32..(self.pos - 1 - base) as u32);
             }
             self.pos = open;
         }
+        self.string_appended(arena)
+    }
+
+    /// [`Scanner::string_range`] of a string that has to be unescaped into the arena.
+    #[inline(never)]
+    fn string_appended(&mut self, arena: &mut String) -> Scan<Range<u32>> {
         let start = arena.len();
         self.string_into(arena)?;
-        Ok(start..arena.len())
+        // Exact: the arena holds at most the header and the text unescaped from it.
+        Ok(start as u32..arena.len() as u32)
     }
 
     /// Reads the escape after a backslash (JSON's set, `\uXXXX` with surrogate pairs).
@@ -669,14 +687,16 @@ impl<'a> Scanner<'a> {
 
     /// Reads a scalar and gives the arena range of the string Java would hold for it, or
     /// `None` for null. See [`Scanner::string_range`] for `copied_from`.
-    fn scalar_range(&mut self, arena: &mut String, copied_from: Option<usize>) -> Scan<Option<Range<usize>>> {
+    #[inline(always)]
+    fn scalar_range(&mut self, arena: &mut String, copied_from: Option<usize>) -> Scan<Option<Range<u32>>> {
         // Literals and integers print as written: point at their text when it was copied.
+        // The casts are exact: positions are below the header limit.
         let written = |start: usize, end: usize, arena: &mut String, text: &str| match copied_from {
-            Some(base) => start - base..end - base,
+            Some(base) => (start - base) as u32..(end - base) as u32,
             None => {
                 let at = arena.len();
                 arena.push_str(text);
-                at..arena.len()
+                at as u32..arena.len() as u32
             }
         };
         let start = self.pos;
@@ -694,7 +714,7 @@ impl<'a> Scanner<'a> {
                     let at = arena.len();
                     // Writing to a String cannot fail.
                     let _ = write!(arena, "{value}");
-                    at..arena.len()
+                    at as u32..arena.len() as u32
                 }
             }
             Some(b't') => {
@@ -720,7 +740,7 @@ impl<'a> Scanner<'a> {
             return self.string_cow().map(|s| Some(s.into_owned()));
         }
         let mut text = String::new();
-        Ok(self.scalar_range(&mut text, None)?.map(|range| text[range].to_owned()))
+        Ok(self.scalar_range(&mut text, None)?.map(|range| text[range.start as usize..range.end as usize].to_owned()))
     }
 
     /// The ext fields: an object of scalars, or null.
@@ -757,7 +777,7 @@ impl<'a> Scanner<'a> {
             // A null value is Java's "field not set": the key is dropped, exactly as when
             // it is absent.
             if let Some(value) = self.scalar_range(ext.arena(), copied_from)? {
-                ext.commit(key, value);
+                ext.commit(key.start as usize..key.end as usize, value.start as usize..value.end as usize);
             }
             self.skip_ws();
             match self.next_byte() {
