@@ -34,21 +34,7 @@ use crate::{Error, Result};
 pub fn register_request(shard: &Shard) -> RemotingCommand {
     let mut table = BTreeMap::new();
     for t in shard.store.topics() {
-        let mut attributes = BTreeMap::new();
-        attributes.insert(super::topics::FLUSH_MODE_ATTRIBUTE.to_string(), t.flush.to_string());
-        table.insert(
-            t.name.clone(),
-            body::TopicConfig {
-                attributes,
-                order: t.order,
-                perm: t.perm as i32,
-                read_queue_nums: t.read_queues as i32,
-                topic_filter_type: "SINGLE_TAG".to_string(),
-                topic_name: t.name.clone(),
-                topic_sys_flag: t.sys_flag as i32,
-                write_queue_nums: t.write_queues as i32,
-            },
-        );
+        table.insert(t.name.clone(), super::admin::wire_topic_config(&t));
     }
     let version = shard.topic_version.get() as i64;
     let wrapper = TopicConfigSerializeWrapper {
