@@ -24,6 +24,10 @@
 //! append one whole frame or, on error, nothing. The decoded body is a slice of the
 //! received buffer, not a copy.
 //!
+//! [`ResponseWriter`] writes an answer frame field by field, for the one answer sent per
+//! message (the send answer): the same bytes as [`encode_frame`] of the equivalent
+//! command, without building the command first.
+//!
 //! Deliberately not here: reading the socket, and deciding what to do with a command.
 
 use bytes::{Bytes, BytesMut};

@@ -12,7 +12,11 @@
 //! SEND_MESSAGE comes in two spellings: V1 with the Java field names (what the Rust
 //! client sends, code 10) and V2 with one-letter keys `a`..`n` (Java's default, code
 //! 310, and every batch, code 320). Both decode to the one [`SendMessageRequestHeader`]
-//! via [`decode_send_message_header`].
+//! via [`decode_send_message_header`], or to the borrowed [`SendMessageRequestRef`] (no
+//! string copied: the broker's send path) via [`decode_send_message_ref`].
+//!
+//! Decoding is one pass over the entries, each key matched against the header's constant
+//! names; encoding formats numbers straight into the map's arena.
 //!
 //! Invariants: decode never panics; `decode(encode(h)) == h` for every header whose
 //! strings are non-empty (the binary header drops empty values). Unknown keys are

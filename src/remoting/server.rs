@@ -17,6 +17,12 @@
 //! clients match them by `opaque`. The writer takes everything queued since its last
 //! write in one go, which is what makes many requests in flight cheap (GLOMMIO-NOTES:
 //! batching answers into one write is the difference between 15 k and 1.6 M req/s).
+//! Answers completing in the same executor tick therefore leave in one write: the
+//! writer, woken by the first, runs after the tasks that were already runnable. A
+//! service may also write an answer frame in place ([`Connection::send_frame`]) instead
+//! of returning a command. Reads ask for about what the last read returned (the read
+//! buffer has to be zero-filled first, so a fixed large chunk would cost a large memset
+//! per read).
 //!
 //! Invariants:
 //! - A malformed or oversized frame closes that connection only (after logging it);
