@@ -1151,8 +1151,16 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             let pos = chunk.start.0 - inner.log.borrow().segment_base(chunk.start);
             let (start, len) = (chunk.start, chunk.data.len());
             let data = chunk.data;
+            // A write `sync` appends wait on takes the shortest way; others may be handed
+            // to another thread so the executor keeps encoding (DiskFile docs).
+            let background = inner.log.borrow().flush_waiters.is_empty();
             let task = glommio::spawn_local(async move {
-                file.write_at(data, pos).await.map_err(|e| StorageError::io("write", file.path(), start.0, e))
+                let written = if background {
+                    file.write_at_in_background(data, pos).await
+                } else {
+                    file.write_at(data, pos).await
+                };
+                written.map_err(|e| StorageError::io("write", file.path(), start.0, e))
             });
             in_flight.push_back(InFlightWrite { start, len, dispatch: chunk.dispatch, task });
         };

@@ -1,8 +1,8 @@
 //! The real disk: glommio files on io_uring, and `pwrite` on glommio's blocking pool.
 //!
-//! Each file is opened up to three times: a `BufferedFile` for small writes, page-cache
-//! reads, syncs and allocation; a std `File` for large writes, which run on the blocking
-//! pool (see `write_at` for why); and (on first cold read or range preparation) a `DmaFile`
+//! Each file is opened up to three times: a `BufferedFile` for writes, page-cache reads,
+//! syncs and allocation; a std `File` for large background writes, which run on the
+//! blocking pool (see `write_at_in_background` for why); and (on first cold read or range preparation) a `DmaFile`
 //! (O_DIRECT) for reads that must not pollute the page cache and for writing zeros ahead
 //! of the data. Mixing them is coherent: they share the page cache, the kernel writes
 //! back dirty pages of a range before an O_DIRECT read of it, and O_DIRECT zeros go only
@@ -30,9 +30,9 @@ pub struct GlommioDisk;
 /// with data written through the page cache, and a multiple of every O_DIRECT alignment.
 const PREPARE_BLOCK_BYTES: u64 = 4096;
 
-/// Writes at least this large run on the blocking pool, smaller ones on io_uring (see
-/// `write_at`). About 56 records of 1 KiB: a batch whose copy takes longer than a thread
-/// hand-off.
+/// Background writes at least this large run on the blocking pool, smaller ones on
+/// io_uring (see `write_at_in_background`). About 56 records of 1 KiB: a batch whose copy
+/// takes longer than a thread hand-off.
 const WRITE_OFFLOAD_MIN_BYTES: usize = 64 << 10;
 
 /// The largest O_DIRECT write of zeros.
@@ -152,21 +152,6 @@ impl DiskFile for GlommioFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
-        if buf.len() >= WRITE_OFFLOAD_MIN_BYTES {
-            // pwrite on glommio's blocking pool, not a write on io_uring: this kernel
-            // runs a buffered io_uring write to ext4 inline in the submitting thread, so
-            // the copy into the page cache (most of an append's cost) ran on the
-            // executor, in turn with encoding the next batch (BENCHMARKS.md). On the pool
-            // thread the copy overlaps the executor's work, as the store's writes in
-            // flight intend. A pool of more than one thread may run writes side by side
-            // and finish them out of order, which the store allows for; a rare long job
-            // there (a segment removal) delays the writes behind it.
-            use std::os::unix::fs::FileExt;
-            let file = self.std.clone();
-            return glommio::executor().spawn_blocking(move || file.write_all_at(&buf, pos)).await;
-        }
-        // Small writes (a few sync appends) in place: the copy is short, and a hand-off
-        // to another thread would add its wake-up to every fdatasync's latency.
         let len = buf.len();
         // glommio takes the buffer by value, so a short write cannot be resumed without
         // keeping a copy of every buffer. Segments are preallocated, so a short write
@@ -177,6 +162,25 @@ impl DiskFile for GlommioFile {
             return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
         }
         Ok(())
+    }
+
+    async fn write_at_in_background(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        if buf.len() < WRITE_OFFLOAD_MIN_BYTES {
+            return self.write_at(buf, pos).await;
+        }
+        // pwrite on glommio's blocking pool, not a write on io_uring: this kernel runs a
+        // buffered io_uring write to ext4 inline in the submitting thread, so the copy
+        // into the page cache (most of an append's cost) ran on the executor, in turn
+        // with encoding the next batch (BENCHMARKS.md). On the pool thread the copy
+        // overlaps the executor's work, as the store's writes in flight intend. A pool of
+        // more than one thread may run writes side by side and finish them out of order,
+        // which the store allows for; a rare long job there (a segment removal) delays
+        // the writes behind it. Not for writes `sync` appends wait on: in a group commit
+        // the executor has nothing else to do meanwhile, and the hand-off's two wake-ups
+        // would only lengthen every fdatasync cycle.
+        use std::os::unix::fs::FileExt;
+        let file = self.std.clone();
+        glommio::executor().spawn_blocking(move || file.write_all_at(&buf, pos)).await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

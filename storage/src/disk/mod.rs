@@ -63,6 +63,12 @@ pub trait DiskFile: 'static {
     fn path(&self) -> &PathBuf;
     /// Writes all of `buf` at `pos`.
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()>;
+    /// [`Self::write_at`] for a write nobody waits on with a deadline (no `sync`
+    /// append): an implementation may hand it to another thread, trading latency for
+    /// the caller's time.
+    async fn write_at_in_background(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        self.write_at(buf, pos).await
+    }
     /// Reads up to `len` bytes at `pos` through the page cache.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     /// Reads up to `len` bytes at `pos` with O_DIRECT, bypassing (and not polluting) the
