@@ -228,6 +228,23 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// The value of each hex digit, and 0x10 for every byte that is not one.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
 /// Decoding stopped; the scanner's `failure` says what was expected and where. A unit
 /// type keeps every scanner result small enough to come back in registers (the ranges
 /// the ext loop returns are `u32` for the same reason); the error is built once, at the top.
@@ -435,6 +452,16 @@ impl<'a> Scanner<'a> {
                 }
                 b'\\' => {
                     self.pos += 1;
+                    // The property separators arrive as `\u0001` and `\u0002`: ASCII
+                    // escapes skip the general path (surrogates, multi-byte chars).
+                    if let Some(&[b'u', b'0', b'0', hi, lo]) = self.buf.get(self.pos..self.pos + 5) {
+                        let (hi, lo) = (HEX_VALUE[usize::from(hi)], HEX_VALUE[usize::from(lo)]);
+                        if hi < 8 && lo < 16 {
+                            out.push(char::from(hi << 4 | lo));
+                            self.pos += 5;
+                            continue;
+                        }
+                    }
                     out.push(self.escape()?);
                 }
                 _ => return self.fail("no control characters in a string"),
@@ -526,14 +553,14 @@ impl<'a> Scanner<'a> {
     }
 
     fn hex4(&mut self) -> Scan<u32> {
-        let Some(digits) = self.buf.get(self.pos..self.pos + 4) else { return self.fail("four hex digits") };
-        let mut value = 0;
-        for &d in digits {
-            let Some(v) = char::from(d).to_digit(16) else { return self.fail("four hex digits") };
-            value = value << 4 | v;
+        let Some(&[a, b, c, d]) = self.buf.get(self.pos..self.pos + 4) else { return self.fail("four hex digits") };
+        let digits = [a, b, c, d].map(|x| HEX_VALUE[usize::from(x)]);
+        // Every table entry is a digit below 16 or the marker 0x10, so one OR finds a bad one.
+        if (digits[0] | digits[1] | digits[2] | digits[3]) & 0x10 != 0 {
+            return self.fail("four hex digits");
         }
         self.pos += 4;
-        Ok(value)
+        Ok(digits.iter().fold(0, |value, &digit| value << 4 | u32::from(digit)))
     }
 
     /// Passes over a string literal without keeping it. Like serde_json skipping an
