@@ -11,6 +11,10 @@
 //! - Recovery keeps every record before the first damaged one, serves nothing after it,
 //!   and scans only what lies past the last checkpoint.
 //! - A reader never sees a ConsumeQueue entry whose record is not yet written.
+//! - `written` never passes a write that has not completed, nor one that failed; bytes
+//!   that writes after a failure left past `written` are zeroed before the next write.
+//! - Zeros written ahead of `sync` appends (the preparer) never land on bytes any append
+//!   has reached, and no write starts in a range while zeros are going into it.
 //!
 //! Threading: a store lives on one glommio executor (its shard) and is not `Send`.
 //! Deliberately not here: the wire protocol beyond the record format (the `net` crate),
