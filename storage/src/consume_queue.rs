@@ -13,10 +13,16 @@
 //! Files live in `consumequeue/<topic>/<queueId>/` and are named, like RocketMQ's, by
 //! the byte offset of their first entry (entry index × 20) as 20 zero-padded digits.
 //!
-//! Offsets kept, in this order: `min` ≤ `file_end` ≤ `published` ≤ `assigned`.
+//! Offsets kept, in this order: `min` ≤ `file_end` ≤ `visible` ≤ `published` ≤ `assigned`.
 //! - `assigned`: the next queue offset an append will give out.
-//! - `published`: entries whose records the CommitLog has written; readers see these.
+//! - `published`: entries whose records the CommitLog has written.
+//! - `visible`: entries readers see: all published ones, unless the store has a visible
+//!   limit (replication), then those whose records end at or before it.
 //! - `file_end`: entries written to the files; `[file_end, published)` live in `tail`.
+//!   Only visible entries are written to files, so while a limit is set every invisible
+//!   entry is in memory. (Right after the limit is lowered below entries already in
+//!   files, `file_end` may exceed the true visible count until the store has moved those
+//!   entries back into `tail`; `persisted_end` tells the store when that is needed.)
 //! - `min`: the first entry whose record retention has not deleted.
 //!
 //! Runs on the shard that owns the store. The async work (file reads, persisting the
@@ -65,6 +71,11 @@ impl CqEntry {
     }
 
     /// Whether this could be a real entry rather than zeros or garbage left by a crash.
+    /// The CommitLog offset just past the record.
+    pub fn end(&self) -> PhysicalOffset {
+        self.physical_offset.plus(u64::from(self.size))
+    }
+
     pub fn is_plausible(&self) -> bool {
         self.size as usize >= rockshard_net::stored::RECORD_SIZE_MIN_BYTES
             && self.size as usize <= rockshard_net::stored::RECORD_SIZE_MAX_BYTES
@@ -104,9 +115,14 @@ pub struct ConsumeQueue<F> {
     pub files: BTreeMap<u64, Rc<F>>,
     pub min: QueueOffset,
     pub file_end: QueueOffset,
+    pub visible: QueueOffset,
     pub published: QueueOffset,
     pub assigned: QueueOffset,
     pub tail: Vec<CqEntry>,
+    /// The end of the record of the last entry in the files (zero when none is known).
+    pub persisted_end: PhysicalOffset,
+    /// The store is moving file entries past its visible end back into `tail`.
+    pub reloading: bool,
 }
 
 impl<F> ConsumeQueue<F> {
@@ -129,9 +145,12 @@ impl<F> ConsumeQueue<F> {
             files,
             min,
             file_end,
+            visible: file_end,
             published: file_end,
             assigned: file_end,
             tail: Vec::new(),
+            persisted_end: PhysicalOffset::ZERO,
+            reloading: false,
         }
     }
 
@@ -156,10 +175,42 @@ impl<F> ConsumeQueue<F> {
         self.assigned = self.published;
     }
 
-    /// Appends an entry during recovery (assigned and published at once).
+    /// Appends an entry during recovery (assigned, published and visible at once).
     pub fn recover_entry(&mut self, entry: CqEntry) {
         let q = self.assign();
         self.publish(q, entry);
+        self.visible = self.published;
+    }
+
+    /// Removes the entries from `end` on, all of which are in `tail` (`end` ≥
+    /// `file_end`): a truncate of the CommitLog. Nothing is being appended meanwhile.
+    pub fn cut_tail(&mut self, end: QueueOffset) {
+        assert!(end >= self.file_end && end <= self.published, "a tail cut stays inside the tail");
+        self.tail.truncate((end.0 - self.file_end.0) as usize);
+        self.published = end;
+        self.assigned = end;
+        self.visible = self.visible.min(end);
+    }
+
+    /// Entries `[end, file_end)` of the files are no longer counted as persisted: they go
+    /// back to the front of `tail` (`moved_back`), or are dropped (`None`, a truncate).
+    /// `last_end` is the record end of entry `end - 1` (zero if unknown or none).
+    pub fn unpersist(&mut self, end: QueueOffset, moved_back: Option<Vec<CqEntry>>, last_end: PhysicalOffset) {
+        assert!(end >= self.min && end <= self.file_end);
+        match moved_back {
+            Some(entries) => {
+                assert_eq!(entries.len() as u64, self.file_end.0 - end.0, "every unpersisted entry moves back");
+                self.tail.splice(0..0, entries);
+            }
+            None => {
+                self.tail.clear();
+                self.published = end;
+                self.assigned = end;
+            }
+        }
+        self.file_end = end;
+        self.visible = self.visible.min(self.published);
+        self.persisted_end = last_end;
     }
 
     /// Where to find up to `max` entries from `from` (never across a file boundary).
@@ -183,14 +234,16 @@ impl<F> ConsumeQueue<F> {
         entry - entry % self.entries_per_file
     }
 
-    /// Tail entries to persist next: at most up to the end of `file_end`'s file.
+    /// Tail entries to persist next: at most up to the end of `file_end`'s file, and only
+    /// visible ones.
     pub fn next_persist_batch(&self) -> Option<(u64, Vec<u8>)> {
-        if self.tail.is_empty() {
+        let ready = (self.visible.0.saturating_sub(self.file_end.0) as usize).min(self.tail.len());
+        if ready == 0 {
             return None;
         }
         let file_start = self.file_start_of(self.file_end.0);
         let room = (file_start + self.entries_per_file - self.file_end.0) as usize;
-        let n = room.min(self.tail.len());
+        let n = room.min(ready);
         let mut bytes = Vec::with_capacity(n * ENTRY_BYTES);
         for e in &self.tail[..n] {
             e.encode(&mut bytes);
@@ -200,6 +253,9 @@ impl<F> ConsumeQueue<F> {
 
     /// `n` tail entries reached their file.
     pub fn persisted(&mut self, n: usize) {
+        if let Some(last) = n.checked_sub(1).and_then(|i| self.tail.get(i)) {
+            self.persisted_end = last.end();
+        }
         self.tail.drain(..n);
         self.file_end = QueueOffset(self.file_end.0 + n as u64);
         assert!(self.file_end <= self.published);
@@ -247,14 +303,42 @@ mod tests {
             let off = q.assign();
             q.publish(off, entry(i * 100));
         }
+        assert!(q.next_persist_batch().is_none(), "only visible entries are persisted");
+        q.visible = QueueOffset(5);
         let EntrySource::Memory(got) = q.locate(QueueOffset(1), 3) else { panic!() };
         assert_eq!(got, vec![entry(100), entry(200), entry(300)]);
         let (file, bytes) = q.next_persist_batch().unwrap();
         assert_eq!((file, bytes.len()), (0, 4 * ENTRY_BYTES));
         q.persisted(4);
+        assert_eq!(q.persisted_end, PhysicalOffset(400));
         let (file, bytes) = q.next_persist_batch().unwrap();
-        assert_eq!((file, bytes.len()), (4, 2 * ENTRY_BYTES));
+        assert_eq!((file, bytes.len()), (4, ENTRY_BYTES));
         assert!(matches!(q.locate(QueueOffset(6), 1), EntrySource::Empty));
+    }
+
+    #[test]
+    fn cuts_and_unpersisting_keep_the_offsets_in_order() {
+        let mut q: ConsumeQueue<()> =
+            ConsumeQueue::new("T".into(), 0, PathBuf::new(), 4, BTreeMap::new(), QueueOffset(0), QueueOffset(0));
+        for i in 0..6 {
+            let off = q.assign();
+            q.publish(off, entry(i * 100));
+        }
+        q.visible = QueueOffset(6);
+        q.persisted(4);
+        // Entries 2 and 3 go back to memory; reads of them then come from there.
+        q.unpersist(QueueOffset(2), Some(vec![entry(200), entry(300)]), PhysicalOffset(200));
+        assert_eq!((q.file_end, q.tail.len(), q.persisted_end), (QueueOffset(2), 4, PhysicalOffset(200)));
+        let EntrySource::Memory(got) = q.locate(QueueOffset(2), 2) else { panic!() };
+        assert_eq!(got, vec![entry(200), entry(300)]);
+        q.cut_tail(QueueOffset(3));
+        assert_eq!((q.visible, q.published, q.assigned), (QueueOffset(3), QueueOffset(3), QueueOffset(3)));
+        q.unpersist(QueueOffset(1), None, PhysicalOffset(100));
+        assert_eq!((q.file_end, q.visible, q.published, q.assign()), (at(1), at(1), at(1), at(1)));
+    }
+
+    fn at(n: u64) -> QueueOffset {
+        QueueOffset(n)
     }
 
     #[test]

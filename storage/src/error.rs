@@ -62,6 +62,11 @@ pub enum StorageError {
     /// The store is shutting down or shut down.
     #[error("store is closed")]
     Closed,
+
+    /// The CommitLog was cut at `offset` ([`crate::Store::truncate`]) before this append
+    /// was answered, or while this read ran, or an append came while a truncate ran.
+    #[error("CommitLog truncated at offset {offset}")]
+    Truncated { offset: u64 },
 }
 
 impl StorageError {

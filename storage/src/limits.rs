@@ -140,3 +140,8 @@ pub const CQ_CACHE_BLOCK_ENTRIES: u64 = 1024;
 
 /// ConsumeQueue blocks cached per store (24 KiB each decoded: 6 MiB).
 pub const CQ_CACHE_BLOCKS_MAX: usize = 256;
+
+/// After failing to move ConsumeQueue entries past a lowered visible limit back into
+/// memory (a disk error), wait this long before the next attempt: the queue's readers are
+/// safe meanwhile (each entry is checked against the limit), only its counts lag.
+pub const RELOAD_RETRY_MS: u64 = 100;

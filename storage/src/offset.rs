@@ -115,6 +115,15 @@ impl Positions {
         self.flushed = Flushed(to.0);
         self.check();
     }
+    /// The CommitLog was cut at `at` (at or below `appended`, with nothing unwritten):
+    /// appended = written = `at`, flushed = min(flushed, `at`).
+    pub fn truncate_to(&mut self, at: PhysicalOffset) {
+        assert!(at.0 <= self.appended.0, "a truncate never moves the end forward");
+        self.appended = Appended(at.0);
+        self.written = Written(at.0);
+        self.flushed = Flushed(self.flushed.0.min(at.0));
+        self.check();
+    }
     /// A write failed: everything appended past the written end is abandoned.
     pub fn abandon_unwritten(&mut self) {
         self.appended = Appended(self.written.0);
@@ -135,6 +144,18 @@ mod tests {
         assert_eq!((p.flushed().0, p.written().0, p.appended().0), (20, 20, 30));
         p.abandon_unwritten();
         assert_eq!(p.appended().0, 20);
+    }
+
+    #[test]
+    fn a_truncate_moves_all_three_back_to_the_cut_at_most() {
+        let mut p = Positions::at(PhysicalOffset(10));
+        p.append_to(PhysicalOffset(50));
+        p.write_to(PhysicalOffset(50));
+        p.flush_to(PhysicalOffset(20));
+        p.truncate_to(PhysicalOffset(30));
+        assert_eq!((p.flushed().0, p.written().0, p.appended().0), (20, 30, 30));
+        p.truncate_to(PhysicalOffset(15));
+        assert_eq!((p.flushed().0, p.written().0, p.appended().0), (15, 15, 15));
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! below a queue's `file_end` are persisted and never rewritten while the store is open.
 //! Retention may delete what a cached window or block came from; readers check the
 //! store's minimum offsets before they use either, as they would before a disk read.
+//! A truncate ([`crate::Store::truncate`]) is the one thing that rewrites bytes below
+//! `written` and entries below `file_end`: it drops every window and block reaching past
+//! its cut before new data can land there, and readers that were mid-read when it ran
+//! notice it and read again.
 //!
 //! Both are bounded ([`COLD_WINDOWS_MAX`], [`CQ_CACHE_BLOCKS_MAX`]) and evict the least
 //! recently used entry. A window being read cannot be evicted; when every slot is being
@@ -162,6 +166,11 @@ impl ColdCache {
         }
     }
 
+    /// Forgets every window holding bytes at or past `from` (a truncate cut them).
+    pub fn drop_from(&mut self, from: u64) {
+        self.windows.retain(|_, w| w.end <= from);
+    }
+
     pub fn len(&self) -> usize {
         self.windows.len()
     }
@@ -198,6 +207,12 @@ impl CqCache {
         }
         *used = now;
         Some(block.clone())
+    }
+
+    /// Forgets the blocks of `queue` holding entries at or past `from` (a truncate cut
+    /// them; the offsets will name other records).
+    pub fn drop_from(&mut self, queue: usize, from: u64) {
+        self.blocks.retain(|&(q, _), (b, _)| q != queue || b.first + (b.entries.len() as u64) <= from);
     }
 
     pub fn insert(&mut self, queue: usize, block: CqBlock) {

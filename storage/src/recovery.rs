@@ -373,6 +373,7 @@ async fn open_queue<D: Disk>(
     // Cut back from the end: entries for records at or past the checkpoint, and zeros or
     // garbage a crash left behind. Reads go backwards a block at a time.
     const CUT_BLOCK_ENTRIES: u64 = 4096;
+    let mut last_end = PhysicalOffset::ZERO;
     while end > start {
         let file_first = (end - 1) - (end - 1) % per_file;
         let block_start = end.saturating_sub(CUT_BLOCK_ENTRIES).max(start).max(file_first);
@@ -388,6 +389,7 @@ async fn open_queue<D: Disk>(
         match good {
             Some(i) => {
                 end = block_start + i as u64 + 1;
+                last_end = entries[i].end();
                 break;
             }
             None => end = block_start,
@@ -432,5 +434,8 @@ async fn open_queue<D: Disk>(
             hi = mid;
         }
     }
-    Ok(ConsumeQueue::new(topic.to_string(), queue_id, dir, per_file, files, QueueOffset(lo), QueueOffset(end)))
+    let mut queue =
+        ConsumeQueue::new(topic.to_string(), queue_id, dir, per_file, files, QueueOffset(lo), QueueOffset(end));
+    queue.persisted_end = last_end;
+    Ok(queue)
 }

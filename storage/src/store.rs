@@ -275,6 +275,30 @@ pub struct QueueInfo {
 
 type ArrivalListener = Box<dyn Fn(&str, i32, QueueOffset)>;
 
+/// Where an append's store timestamps come from.
+#[derive(Clone, Copy)]
+enum Stamp {
+    /// The clock, once per batch.
+    Now,
+    /// Each record's own field (replication).
+    Keep,
+}
+
+/// A published ConsumeQueue entry whose record lies past the visible limit.
+#[derive(Debug, Clone, Copy)]
+struct Unseen {
+    end: PhysicalOffset,
+    slot: usize,
+    offset: QueueOffset,
+}
+
+/// How many recent truncates readers can tell apart; a read that overlapped more than
+/// this many assumes the worst and reads again.
+const TRUNCATE_HISTORY: usize = 64;
+
+/// How often a read that raced a truncate is retried before it answers "nothing yet".
+const READ_RETRIES_AFTER_TRUNCATE: usize = 3;
+
 /// A queue of the store, shared by the store's tasks and readers.
 type QueueRef<F> = Rc<RefCell<ConsumeQueue<F>>>;
 
@@ -330,11 +354,35 @@ struct Inner<D: Disk> {
     cold: RefCell<ColdCache>,
     cq_cache: RefCell<CqCache>,
     /// One checkpoint at a time: two would persist the same ConsumeQueue tail twice.
+    /// Retention, a truncate and moving entries back from files take it too: each
+    /// changes what the ConsumeQueue files hold.
     checkpoint_lock: glommio::sync::Semaphore,
+    /// One fdatasync pass at a time, and none while a truncate cuts the log.
+    flush_lock: glommio::sync::Semaphore,
     closing: Cell<bool>,
     stats: Cell<StoreStats>,
     arrival: RefCell<Option<ArrivalListener>>,
     recovery: RecoveryReport,
+    /// Replication: readers see only records ending at or before this; `None`: every
+    /// written record.
+    visible_limit: Cell<Option<PhysicalOffset>>,
+    /// Published entries not yet visible, in CommitLog order (always empty without a
+    /// limit).
+    unseen: RefCell<VecDeque<Unseen>>,
+    /// The lowest visible end since the running checkpoint began (`u64::MAX`: none
+    /// lowered it): a checkpoint never claims entries a lowering kept out of the files.
+    visible_low: Cell<u64>,
+    /// A truncate runs: appends are refused, the writer and the preparer stay idle.
+    truncating: Cell<bool>,
+    /// Truncates so far, and (count after it, cut) of the last [`TRUNCATE_HISTORY`].
+    truncations: Cell<u64>,
+    cuts: RefCell<VecDeque<(u64, PhysicalOffset)>>,
+    /// Writes in flight plus the writer's own awaits (creating a segment, zeroing).
+    writer_busy: Cell<usize>,
+    /// The writer went idle (nothing pending, nothing in flight).
+    writer_idle: Notify,
+    /// The preparer finished a step.
+    prepared_wake: Notify,
 }
 
 #[derive(Default)]
@@ -396,10 +444,20 @@ impl<D: Disk> Store<D> {
             cold: RefCell::new(ColdCache::default()),
             cq_cache: RefCell::new(CqCache::default()),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
+            flush_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
             stats: Cell::new(StoreStats::default()),
             arrival: RefCell::new(None),
             recovery: rec.report,
+            visible_limit: Cell::new(None),
+            unseen: RefCell::new(VecDeque::new()),
+            visible_low: Cell::new(u64::MAX),
+            truncating: Cell::new(false),
+            truncations: Cell::new(0),
+            cuts: RefCell::new(VecDeque::new()),
+            writer_busy: Cell::new(0),
+            writer_idle: Notify::default(),
+            prepared_wake: Notify::default(),
         });
         // Persist the replayed ConsumeQueue entries and move the checkpoint to the
         // recovered end now, so a crash right after start does not rescan the same tail.
@@ -497,6 +555,18 @@ impl<D: Disk> Store<D> {
     /// topics, or `wait_store` false) or flushed (`sync` topics). The store timestamp of
     /// every record is set here; the other fields are stored as given.
     pub fn append(&self, records: &[RecordFields<'_>], wait_store: bool) -> Result<AppendWait> {
+        self.append_stamped(records, wait_store, Stamp::Now)
+    }
+
+    /// [`Self::append`] that keeps every record's `store_timestamp_ms` (replication: every
+    /// node stores an entry's records with the leader's stamp, so their CommitLogs are
+    /// byte-identical). Queue and physical offsets are assigned here, as by `append`. The
+    /// result's `store_timestamp_ms` is the first record's.
+    pub fn append_replicated(&self, records: &[RecordFields<'_>], wait_store: bool) -> Result<AppendWait> {
+        self.append_stamped(records, wait_store, Stamp::Keep)
+    }
+
+    fn append_stamped(&self, records: &[RecordFields<'_>], wait_store: bool, stamp: Stamp) -> Result<AppendWait> {
         let inner = &self.inner;
         if inner.closing.get() {
             return Err(StorageError::Closed);
@@ -505,8 +575,16 @@ impl<D: Disk> Store<D> {
         if let Some(e) = &log.fenced {
             return Err(e.clone());
         }
+        if inner.truncating.get() {
+            return Err(StorageError::Truncated { offset: log.pos.appended().0 });
+        }
         // Check everything before changing anything: a rejected batch leaves no trace.
-        let store_timestamp_ms = now_ms();
+        let now = now_ms();
+        let stamp_of = |r: &RecordFields<'_>| match stamp {
+            Stamp::Now => now,
+            Stamp::Keep => r.store_timestamp_ms,
+        };
+        let store_timestamp_ms = records.first().map_or(now, stamp_of);
         let mut checked: Vec<(usize, &str)> = Vec::with_capacity(records.len());
         let mut total = 0usize;
         let mut sync = false;
@@ -545,6 +623,7 @@ impl<D: Disk> Store<D> {
                 None => QueueOffset(0),
             };
             let (at, chunk) = log.reserve(len);
+            let store_timestamp_ms = stamp_of(r);
             let fields = RecordFields { store_timestamp_ms, ..*r };
             stored::encode(&fields, queue_offset.0 as i64, at.0 as i64, &mut chunk.data)
                 .expect("encoded_len accepted these fields");
@@ -565,11 +644,12 @@ impl<D: Disk> Store<D> {
             let deadline = Instant::now() + Duration::from_millis(inner.config.sync_flush_timeout_ms);
             log.flush_waiters.push_back(Waiter { end, deadline: Some(deadline), done });
             wake_preparer = log.preparing.is_none() && log.prepared_to.0 < end.0 + PREPARE_AHEAD_BYTES / 2;
-            if store_timestamp_ms.saturating_sub(inner.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
+            // The clock, not the records' stamps: replicated ones may be old.
+            if now.saturating_sub(inner.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
                 inner.sync_streak.set(0);
             }
             inner.sync_streak.set(inner.sync_streak.get().saturating_add(1));
-            inner.last_sync_append_ms.set(store_timestamp_ms);
+            inner.last_sync_append_ms.set(now);
         } else {
             log.write_waiters.push_back(Waiter { end, deadline: None, done });
         }
@@ -612,7 +692,20 @@ impl<D: Disk> Store<D> {
 
     /// Reads `len` CommitLog bytes at `at`: through the page cache inside the hot window,
     /// with O_DIRECT below it.
+    ///
+    /// Raw access up to the *written* end, past any visible limit: replication reads
+    /// entries back with it, committed or not. A truncate that cuts into the range while
+    /// the read runs makes it fail with [`StorageError::Truncated`].
     pub async fn read_log(&self, at: PhysicalOffset, len: usize) -> Result<Bytes> {
+        let since = self.inner.truncations.get();
+        let bytes = self.read_log_once(at, len).await?;
+        match self.inner.cut_since(since) {
+            Some(cut) if at.0 + len as u64 > cut.0 => Err(StorageError::Truncated { offset: cut.0 }),
+            _ => Ok(bytes),
+        }
+    }
+
+    async fn read_log_once(&self, at: PhysicalOffset, len: usize) -> Result<Bytes> {
         let (file, pos, direct) = {
             let log = self.inner.log.borrow();
             let written = log.pos.written();
@@ -646,15 +739,22 @@ impl<D: Disk> Store<D> {
         read_exact(&*file, pos, len, direct).await.map_err(|e| StorageError::io("read", file.path(), at.0, e))
     }
 
-    /// Reads the whole record at `at` (a message id names one of these).
+    /// Reads the whole record at `at` (a message id names one of these). Records past
+    /// the visible end are not found.
     pub async fn read_message(&self, at: PhysicalOffset) -> Result<Bytes> {
-        let written = self.inner.log.borrow().pos.written();
-        let peek = (HEADER_SIZE_MAX_BYTES as u64).min(written.0.saturating_sub(at.0)) as usize;
+        let visible = self.inner.visible_end();
+        let not_found = || StorageError::InvalidArgument(format!("no record at offset {at}"));
+        if at >= visible {
+            return Err(not_found());
+        }
+        let peek = (HEADER_SIZE_MAX_BYTES as u64).min(visible.0 - at.0) as usize;
         let head = self.read_log(at, peek).await?;
-        let header = stored::decode_header(&head)?
-            .ok_or_else(|| StorageError::InvalidArgument(format!("no record at offset {at}")))?;
+        let header = stored::decode_header(&head)?.ok_or_else(not_found)?;
         if header.physical_offset != at.0 as i64 {
             return Err(StorageError::InvalidArgument(format!("no record starts at offset {at}")));
+        }
+        if at.0 + u64::from(header.total_size) > self.inner.visible_end().0 {
+            return Err(not_found());
         }
         self.read_log(at, header.total_size as usize).await
     }
@@ -680,8 +780,31 @@ impl<D: Disk> Store<D> {
     }
 
     /// Reads up to `max_messages` records (and about `max_bytes`, but always at least
-    /// one) of a queue from `offset`, skipping entries `filter` rejects by tag hash.
+    /// one) of a queue from `offset`, skipping entries `filter` rejects by tag hash. Only
+    /// visible records: at the visible end this answers "nothing new yet"
+    /// ([`GetStatus::OffsetOverflowOne`]). A read that a truncate overlapped is read
+    /// again, so it never returns a cut record.
     pub async fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+        max_messages: u32,
+        max_bytes: usize,
+        filter: Option<&dyn Fn(i64) -> bool>,
+    ) -> Result<GetResult> {
+        let mut since = self.inner.truncations.get();
+        for _ in 0..READ_RETRIES_AFTER_TRUNCATE {
+            match self.get_messages_once(topic, queue_id, offset, max_messages, max_bytes, filter).await {
+                Ok(got) if self.inner.cut_since(since).is_none() => return Ok(got),
+                Err(e) if !matches!(e, StorageError::Truncated { .. }) => return Err(e),
+                _ => since = self.inner.truncations.get(),
+            }
+        }
+        Err(StorageError::Truncated { offset: self.inner.log.borrow().pos.written().0 })
+    }
+
+    async fn get_messages_once(
         &self,
         topic: &str,
         queue_id: i32,
@@ -701,7 +824,7 @@ impl<D: Disk> Store<D> {
         };
         let (min, max) = {
             let q = q.borrow();
-            (q.min, q.published)
+            (q.min, q.visible)
         };
         let answer = |status, next| GetResult {
             status,
@@ -726,6 +849,10 @@ impl<D: Disk> Store<D> {
         // Pick the entries: examine at most GET_ENTRIES_MAX, keep what passes the filter
         // until enough messages or bytes.
         let log_min = self.inner.log.borrow().min;
+        // Counts may briefly include entries past the visible end (a lowered limit, a
+        // truncate under way): each entry is checked, one comparison.
+        let vis_end = self.inner.visible_end();
+        let mut invisible = false;
         let mut wanted: Vec<CqEntry> = Vec::new();
         let mut next = offset;
         let mut bytes = 0usize;
@@ -739,6 +866,10 @@ impl<D: Disk> Store<D> {
             for &e in &block[range] {
                 if wanted.len() >= max_messages as usize || (!wanted.is_empty() && bytes + e.size as usize > max_bytes)
                 {
+                    break 'scan;
+                }
+                if e.end() > vis_end {
+                    invisible = true;
                     break 'scan;
                 }
                 next = next.next();
@@ -759,6 +890,15 @@ impl<D: Disk> Store<D> {
         } else {
             self.read_runs(&wanted).await?
         };
+        if messages.is_empty() && removed == 0 && invisible && next == offset {
+            return Ok(GetResult {
+                status: GetStatus::OffsetOverflowOne,
+                next_begin_offset: offset,
+                min_offset: min,
+                max_offset: offset,
+                messages,
+            });
+        }
         let status = if !messages.is_empty() {
             GetStatus::Found
         } else if removed > 0 {
@@ -800,13 +940,18 @@ impl<D: Disk> Store<D> {
         let block = match cached {
             Some(b) => b,
             None => {
+                let since = self.inner.truncations.get();
                 let pos = (block_first - file_first) * ENTRY_BYTES as u64;
                 let bytes = file
                     .read_at(pos, (block_end - block_first) as usize * ENTRY_BYTES)
                     .await
                     .map_err(|e| StorageError::io("read", file.path(), pos, e))?;
                 let block = CqBlock { first: block_first, entries: Rc::from(CqEntry::decode_all(&bytes)) };
-                self.inner.cq_cache.borrow_mut().insert(slot, block.clone());
+                // A block read across a truncate may hold entries it cut: never cache it
+                // (the caller reads again).
+                if self.inner.truncations.get() == since {
+                    self.inner.cq_cache.borrow_mut().insert(slot, block.clone());
+                }
                 block
             }
         };
@@ -970,7 +1115,7 @@ impl<D: Disk> Store<D> {
     pub fn queue_offsets(&self, topic: &str, queue_id: i32) -> Option<(QueueOffset, QueueOffset)> {
         self.queue(topic, queue_id).map(|q| {
             let q = q.borrow();
-            (q.min, q.published)
+            (q.min, q.visible)
         })
     }
 
@@ -982,7 +1127,7 @@ impl<D: Disk> Store<D> {
             .iter()
             .map(|q| {
                 let q = q.borrow();
-                QueueInfo { topic: q.topic.clone(), queue_id: q.queue_id, min_offset: q.min, max_offset: q.published }
+                QueueInfo { topic: q.topic.clone(), queue_id: q.queue_id, min_offset: q.min, max_offset: q.visible }
             })
             .collect()
     }
@@ -1001,10 +1146,16 @@ impl<D: Disk> Store<D> {
     /// The store time of a queue's oldest readable message, if any.
     pub async fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Result<Option<i64>> {
         let Some(q) = self.queue(topic, queue_id) else { return Ok(None) };
-        let min = q.borrow().min;
+        let (min, visible) = {
+            let q = q.borrow();
+            (q.min, q.visible)
+        };
+        if min >= visible {
+            return Ok(None);
+        }
         match self.entry_at(&q, min).await? {
-            Some(e) => Ok(Some(self.store_time_of(&e).await?)),
-            None => Ok(None),
+            Some(e) if e.end() <= self.inner.visible_end() => Ok(Some(self.store_time_of(&e).await?)),
+            _ => Ok(None),
         }
     }
 
@@ -1020,7 +1171,7 @@ impl<D: Disk> Store<D> {
         let Some(q) = self.queue(topic, queue_id) else { return Ok(QueueOffset(0)) };
         let (min, max) = {
             let q = q.borrow();
-            (q.min, q.published)
+            (q.min, q.visible)
         };
         // Lower: first offset whose time >= t. Upper: last offset whose time <= t, found
         // as (first offset whose time > t) - 1.
@@ -1077,6 +1228,89 @@ impl<D: Disk> Store<D> {
     pub async fn apply_retention(&self) -> Result<u64> {
         self.inner.apply_retention().await
     }
+
+    // ---- replication --------------------------------------------------------------
+
+    /// `None` (the default): every written record is readable. `Some(l)`: a record is
+    /// readable only once it ends at or before `l` (and is written: the visible end is
+    /// min(l, written)); `get_messages`, `queue_offsets`, `queue_infos`, `offset_by_time`,
+    /// `earliest_store_time` and `read_message` see nothing past it. While a limit is
+    /// set, the arrival listener fires as records become visible (once each, in order)
+    /// rather than when they are written.
+    ///
+    /// Raising the limit costs a comparison when nothing waits to become visible. Lowering
+    /// it recounts every queue; queues whose files hold entries past the new end have
+    /// them moved back to memory in the background (their counts lag meanwhile, reads
+    /// never show such entries).
+    pub fn set_visible_limit(&self, limit: Option<PhysicalOffset>) {
+        let inner = &self.inner;
+        let before = inner.visible_end();
+        inner.visible_limit.set(limit);
+        let after = inner.visible_end();
+        if after >= before {
+            inner.advance_visible(after);
+        } else {
+            inner.visible_low.set(inner.visible_low.get().min(after.0));
+            inner.recompute_visibility();
+        }
+    }
+
+    /// The visible limit set by [`Self::set_visible_limit`].
+    pub fn visible_limit(&self) -> Option<PhysicalOffset> {
+        self.inner.visible_limit.get()
+    }
+
+    /// Removes every record at or after `from`, which must be a record boundary (the
+    /// start of a record or of a BLANK, or the end) at or above the CommitLog's min.
+    ///
+    /// Appends are refused ([`StorageError::Truncated`]) while it runs. It waits for
+    /// everything appended to be written (and for the preparer's step and any fdatasync
+    /// under way), fails the appends waiting past `from` with `Truncated`, cuts the
+    /// ConsumeQueues (memory and files) and their counters back, drops cached reads past
+    /// `from`, moves the CommitLog positions back (appended = written = `from`, flushed
+    /// = min(flushed, `from`)), lowers the checkpoint to `from` if it lay past it, then
+    /// zeros the CommitLog from `from` to the end of its segment, deletes the segments
+    /// after it and fdatasyncs, all before returning: neither a reopen nor a power loss
+    /// brings the cut records back. Appends continue at `from`. A failure after the cut
+    /// began fences the store (reopen to recover).
+    pub async fn truncate(&self, from: PhysicalOffset) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closing.get() {
+            return Err(StorageError::Closed);
+        }
+        inner.check_truncate_range(from)?;
+        let _checkpoints = inner.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        inner.truncating.set(true);
+        let _resume = TruncateGuard(inner);
+        inner.writer_wake.notify();
+        // Let everything appended be written (appends are refused now): the cut then
+        // deals with bytes on disk only, and every waiter before it keeps its answer.
+        while !(inner.log.borrow().pending.is_empty() && inner.writer_busy.get() == 0) {
+            inner.writer_idle.notified().await;
+        }
+        while inner.log.borrow().preparing.is_some() {
+            inner.prepared_wake.notified().await;
+        }
+        let _segments = inner.segment_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        let _flushes = inner.flush_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        // A failed write may have abandoned what was appended meanwhile.
+        inner.check_truncate_range(from)?;
+        let written = inner.log.borrow().pos.written();
+        if from < written {
+            inner.check_record_boundary(from).await?;
+        }
+        inner.cut(from).await
+    }
+}
+
+/// Ends a truncate however it ends: appends and the writer resume.
+struct TruncateGuard<'a, D: Disk>(&'a Rc<Inner<D>>);
+
+impl<D: Disk> Drop for TruncateGuard<'_, D> {
+    fn drop(&mut self) {
+        self.0.truncating.set(false);
+        self.0.writer_wake.notify();
+    }
 }
 
 // ---- background tasks -----------------------------------------------------------------
@@ -1104,11 +1338,23 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
     let mut in_flight: VecDeque<InFlightWrite> = VecDeque::new();
     // Bytes past `written` that abandoned writes may have reached, still to be zeroed.
     let mut abandoned: Option<(PhysicalOffset, PhysicalOffset)> = None;
+    let mut truncations_seen = inner.truncations.get();
     loop {
+        if truncations_seen != inner.truncations.get() {
+            // A truncate zeroed everything from its cut (never above `written`) to the
+            // end of the segment and deleted the segments after it: abandoned bytes too.
+            truncations_seen = inner.truncations.get();
+            abandoned = None;
+        }
         // Hand chunks to the kernel while there is room.
         let blocked = loop {
+            inner.writer_busy.set(in_flight.len());
             if in_flight.len() >= WRITES_IN_FLIGHT_MAX {
                 break None;
+            }
+            if inner.truncating.get() && inner.log.borrow().pending.is_empty() {
+                // Drained for a truncate: touch nothing until it is done.
+                break Some(Blocked::Idle);
             }
             if let (Some((from, to)), true) = (abandoned, in_flight.is_empty()) {
                 // Before any new write: new records will stop short of where abandoned
@@ -1116,7 +1362,10 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
                 if inner.log.borrow().overlaps_preparing(from, to) {
                     break Some(Blocked::Preparing);
                 }
-                if let Err(e) = inner.zero_log_range(from, to).await {
+                inner.writer_busy.set(1);
+                let zeroed = inner.zero_log_range(from, to).await;
+                inner.writer_busy.set(0);
+                if let Err(e) = zeroed {
                     // The bytes are still there: fail what waits, retry at the next append.
                     inner.on_write_failed(e);
                     break Some(Blocked::Idle);
@@ -1131,13 +1380,16 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             let file = match inner.open_segment(start) {
                 Some(f) => f,
                 None if !in_flight.is_empty() => break Some(Blocked::NeedsSegment),
-                None => match inner.create_segment(start).await {
-                    Ok(f) => f,
-                    Err(e) => {
+                None => {
+                    inner.writer_busy.set(1);
+                    let created = inner.create_segment(start).await;
+                    inner.writer_busy.set(0);
+                    if let Err(e) = created {
                         inner.on_write_failed(e);
-                        continue;
                     }
-                },
+                    // Look again: the pending chunks may have changed meanwhile.
+                    continue;
+                }
             };
             // Split only with nothing in flight: the two halves then overlap the copy
             // into the page cache with the executor's work (see WRITE_SPLIT_MIN_BYTES).
@@ -1164,8 +1416,11 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             });
             in_flight.push_back(InFlightWrite { start, len, dispatch: chunk.dispatch, task });
         };
+        inner.writer_busy.set(in_flight.len());
 
         let Some(front) = in_flight.front_mut() else {
+            // A truncate waits for this.
+            inner.writer_idle.notify();
             match blocked {
                 Some(Blocked::Idle) if inner.closing.get() => {
                     if abandoned.is_some() {
@@ -1193,6 +1448,7 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             (&mut front.task).await
         };
         let done = in_flight.pop_front().expect("front exists");
+        inner.writer_busy.set(in_flight.len() + 1);
         match result {
             Ok(()) => inner.on_written(done.start, done.len, done.dispatch),
             Err(e) => {
@@ -1210,6 +1466,7 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
                 }
             }
         }
+        inner.writer_busy.set(in_flight.len());
     }
 }
 
@@ -1265,6 +1522,7 @@ async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
                     }
                 }
                 inner.writer_wake.notify();
+                inner.prepared_wake.notify();
                 if let Err(e) = result {
                     tracing::warn!(error = %e, from = from.0, to = to.0, "could not prepare CommitLog blocks ahead");
                     glommio::timer::sleep(retry).await;
@@ -1284,6 +1542,33 @@ async fn sweeper_loop<D: Disk>(inner: Rc<Inner<D>>) {
         while log.flush_waiters.front().is_some_and(|w| w.deadline.is_some_and(|d| d <= now)) {
             let w = log.flush_waiters.pop_front().expect("front exists");
             w.done.complete(Err(StorageError::FlushTimeout { offset: w.end.0, timeout_ms }));
+        }
+    }
+}
+
+/// Moves a queue's file entries past the visible end back into memory; retries (the
+/// queue's readers meanwhile see only its files, and check every entry) until it works or
+/// the store is gone.
+async fn reload_invisible<D: Disk>(inner: std::rc::Weak<Inner<D>>, slot: usize) {
+    let retry = Duration::from_millis(RELOAD_RETRY_MS);
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        if strong.closing.get() {
+            return;
+        }
+        let result = strong.move_back_invisible(slot).await;
+        strong.queues.borrow().list[slot].borrow_mut().reloading = false;
+        match result {
+            Ok(()) => {
+                strong.recompute_visibility();
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not move ConsumeQueue entries past the visible limit back to memory");
+                strong.queues.borrow().list[slot].borrow_mut().reloading = true;
+                drop(strong);
+                glommio::timer::sleep(retry).await;
+            }
         }
     }
 }
@@ -1398,17 +1683,29 @@ impl<D: Disk> Inner<D> {
         };
         let mut tail_full = tail_full;
         {
+            // Without a limit (or with one past these records) each becomes visible now;
+            // otherwise it waits in `unseen` behind any record already waiting there.
+            let vis_end = self.visible_end();
             let queues = self.queues.borrow();
             let arrival = self.arrival.borrow();
-            let mut last: Option<usize> = None;
-            for d in &dispatch {
+            let mut unseen = self.unseen.borrow_mut();
+            for (i, d) in dispatch.iter().enumerate() {
+                let end = d.entry.end();
                 let mut q = queues.list[d.queue].borrow_mut();
                 q.publish(d.offset, d.entry);
-                tail_full |= q.tail.len() >= CONSUME_QUEUE_TAIL_ENTRIES_MAX;
-                if let (Some(listener), true) = (arrival.as_ref(), last != Some(d.queue)) {
-                    listener(&q.topic, q.queue_id, q.published);
+                if !unseen.is_empty() || end > vis_end {
+                    unseen.push_back(Unseen { end, slot: d.queue, offset: d.offset });
+                    continue;
                 }
-                last = Some(d.queue);
+                q.visible = q.published;
+                tail_full |= (q.visible.0 - q.file_end.0) as usize >= CONSUME_QUEUE_TAIL_ENTRIES_MAX;
+                drop(q);
+                // Once per run of one queue's records, with the run's last offset.
+                let run_ends = dispatch.get(i + 1).is_none_or(|n| n.queue != d.queue || n.entry.end() > vis_end);
+                if let (Some(listener), true) = (arrival.as_ref(), run_ends) {
+                    let q = queues.list[d.queue].borrow();
+                    listener(&q.topic, q.queue_id, q.visible);
+                }
             }
         }
         if wake_flusher {
@@ -1419,12 +1716,350 @@ impl<D: Disk> Inner<D> {
         }
     }
 
+    fn check_truncate_range(&self, from: PhysicalOffset) -> Result<()> {
+        let log = self.log.borrow();
+        if let Some(e) = &log.fenced {
+            return Err(e.clone());
+        }
+        if from < log.min || from > log.pos.appended() {
+            return Err(StorageError::InvalidArgument(format!(
+                "truncate at {from}: outside the stored CommitLog [{}, {}]",
+                log.min,
+                log.pos.appended()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a record or a BLANK starts at `at` (below `written`): a truncate must cut
+    /// between records, or recovery would later find half of one.
+    async fn check_record_boundary(&self, at: PhysicalOffset) -> Result<()> {
+        let (file, base, written) = {
+            let log = self.log.borrow();
+            let base = log.segment_base(at);
+            (log.segments.get(&base).cloned(), base, log.pos.written())
+        };
+        let bad = |why: &str| Err(StorageError::InvalidArgument(format!("truncate at {at}: {why}")));
+        let Some(file) = file else { return bad("no segment holds it") };
+        let segment_end = base + self.config.segment_size_bytes;
+        let len = (HEADER_SIZE_MAX_BYTES as u64).min(written.0.min(segment_end) - at.0) as usize;
+        let head = read_exact(&*file, at.0 - base, len, false)
+            .await
+            .map_err(|e| StorageError::io("read", file.path(), at.0, e))?;
+        match stored::decode(&head) {
+            Ok(Some(stored::Record::Blank { total_size })) if at.0 + u64::from(total_size) == segment_end => Ok(()),
+            _ => match stored::decode_header(&head) {
+                Ok(Some(h)) if h.physical_offset == at.0 as i64 => Ok(()),
+                _ => bad("not the start of a record"),
+            },
+        }
+    }
+
+    /// The cut of a truncate, with everything appended written and nothing running that
+    /// writes the CommitLog or the ConsumeQueue files.
+    async fn cut(self: &Rc<Self>, from: PhysicalOffset) -> Result<()> {
+        let err = StorageError::Truncated { offset: from.0 };
+        // 1. In memory, at once: positions, waiters, queue tails, caches. Readers from
+        //    here on see nothing past `from` (they check entries against the visible end).
+        let in_files: Vec<(usize, QueueRef<D::File>)> = {
+            let mut log = self.log.borrow_mut();
+            log.pos.truncate_to(from);
+            CommitLog::<D::File>::fail_after(&mut log.write_waiters, from, &err);
+            CommitLog::<D::File>::fail_after(&mut log.flush_waiters, from, &err);
+            drop(log);
+            self.cold.borrow_mut().drop_from(from.0);
+            self.unseen.borrow_mut().retain(|u| u.end <= from);
+            let queues = self.queues.borrow();
+            let mut cq_cache = self.cq_cache.borrow_mut();
+            let mut in_files = Vec::new();
+            for (slot, rc) in queues.list.iter().enumerate() {
+                let mut q = rc.borrow_mut();
+                if q.persisted_end > from {
+                    in_files.push((slot, rc.clone()));
+                    continue;
+                }
+                let keep = q.tail.partition_point(|e| e.physical_offset < from);
+                let end = QueueOffset(q.file_end.0 + keep as u64);
+                if end < q.published {
+                    q.cut_tail(end);
+                    cq_cache.drop_from(slot, end.0);
+                }
+            }
+            in_files
+        };
+        let n = self.truncations.get() + 1;
+        self.truncations.set(n);
+        {
+            let mut cuts = self.cuts.borrow_mut();
+            cuts.push_back((n, from));
+            if cuts.len() > TRUNCATE_HISTORY {
+                cuts.pop_front();
+            }
+        }
+        let durable = self.cut_on_disk(from, &in_files).await;
+        self.recompute_visibility();
+        if let Err(e) = durable {
+            tracing::error!(error = %e, at = from.0, "truncate failed half way; the store is fenced");
+            self.log.borrow_mut().fenced = Some(StorageError::Fenced(std::sync::Arc::new(e.clone())));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The durable part of a cut: checkpoint, CommitLog, then the ConsumeQueue files.
+    async fn cut_on_disk(&self, from: PhysicalOffset, in_files: &[(usize, QueueRef<D::File>)]) -> Result<()> {
+        // 2. The checkpoint first: recovery starting past the cut would take the zeros
+        //    there for data's end and keep ConsumeQueue entries of cut records.
+        if self.checkpoint.get().commitlog > from {
+            self.write_checkpoint(from).await?;
+        }
+        // 3. The CommitLog: zeros from the cut to its segment's end, no later segments.
+        let size = self.config.segment_size_bytes;
+        let base = from.0 - from.0 % size;
+        let (this, later) = {
+            let mut log = self.log.borrow_mut();
+            let later: Vec<(u64, Rc<D::File>)> = log.segments.split_off(&(base + 1)).into_iter().collect();
+            let mut later = later;
+            // A segment created ahead is kept only where it still is the next one.
+            if let Some((b, f)) = log.next_segment.take() {
+                if b == base + size && log.segments.contains_key(&base) {
+                    log.next_segment = Some((b, f));
+                } else {
+                    later.push((b, f));
+                }
+            }
+            (log.segments.get(&base).cloned(), later)
+        };
+        if let Some(file) = this {
+            file.zero_range(from.0 - base, base + size - from.0)
+                .await
+                .map_err(|e| StorageError::io("zero", file.path(), from.0, e))?;
+            file.sync_data().await.map_err(|e| StorageError::io("fdatasync", file.path(), from.0, e))?;
+        }
+        for (b, _) in &later {
+            let path = self.segment_path(*b);
+            self.disk.remove_file(&path).await.map_err(|e| StorageError::io("remove", &path, *b, e))?;
+        }
+        if !later.is_empty() {
+            let dir = recovery::commitlog_dir(&self.config.dir);
+            self.disk.sync_dir(&dir).await.map_err(|e| StorageError::io("sync directory", &dir, 0, e))?;
+        }
+        // 4. ConsumeQueue files holding entries of cut records. Their durability does not
+        //    matter: recovery cuts every queue back to the checkpoint, now at most `from`.
+        for (slot, q) in in_files {
+            let (end, before) = self.first_file_entry(q, |e| e.physical_offset >= from).await?;
+            let (doomed, shorten) = {
+                let mut q = q.borrow_mut();
+                q.unpersist(end, None, before.map_or(PhysicalOffset::ZERO, |e| e.end()));
+                let first_file = q.files.keys().next().copied();
+                let per_file = q.entries_per_file;
+                let gone: Vec<u64> = q.files.keys().copied().filter(|&f| Some(f) != first_file && f >= end.0).collect();
+                let doomed: Vec<PathBuf> =
+                    gone.iter().filter_map(|f| q.files.remove(f).map(|file| file.path().clone())).collect();
+                let shorten: Vec<(Rc<D::File>, u64)> = q
+                    .files
+                    .iter()
+                    .filter(|&(&f, _)| f + per_file > end.0)
+                    .map(|(&f, file)| (file.clone(), (end.0.saturating_sub(f)) * ENTRY_BYTES as u64))
+                    .collect();
+                (doomed, shorten)
+            };
+            self.cq_cache.borrow_mut().drop_from(*slot, end.0);
+            for (file, len) in shorten {
+                file.truncate(len).await.map_err(|e| StorageError::io("truncate", file.path(), len, e))?;
+            }
+            for path in &doomed {
+                self.disk.remove_file(path).await.map_err(|e| StorageError::io("remove", path, 0, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of what readers may see: the written end, or the visible limit below it.
+    fn visible_end(&self) -> PhysicalOffset {
+        let written = self.log.borrow().pos.written();
+        match self.visible_limit.get() {
+            Some(limit) if limit < written => limit,
+            _ => written,
+        }
+    }
+
+    /// Makes the entries of `unseen` that end at or before `vis_end` visible, in order,
+    /// and tells the arrival listener.
+    fn advance_visible(&self, vis_end: PhysicalOffset) {
+        let mut unseen = self.unseen.borrow_mut();
+        if unseen.front().is_none_or(|u| u.end > vis_end) {
+            return;
+        }
+        let queues = self.queues.borrow();
+        let arrival = self.arrival.borrow();
+        let mut tail_full = false;
+        while let Some(u) = unseen.front().copied().filter(|u| u.end <= vis_end) {
+            unseen.pop_front();
+            {
+                let mut q = queues.list[u.slot].borrow_mut();
+                q.visible = q.visible.max(u.offset.next());
+                tail_full |= (q.visible.0 - q.file_end.0) as usize >= CONSUME_QUEUE_TAIL_ENTRIES_MAX;
+            }
+            let run_ends = unseen.front().is_none_or(|n| n.slot != u.slot || n.end > vis_end);
+            if let (Some(listener), true) = (arrival.as_ref(), run_ends) {
+                let q = queues.list[u.slot].borrow();
+                listener(&q.topic, q.queue_id, q.visible);
+            }
+        }
+        if tail_full {
+            self.maintenance_wake.notify();
+        }
+    }
+
+    /// Sets every queue's visible count afresh for the current visible end and rebuilds
+    /// `unseen`: after the limit went down, a truncate, or entries moved back from the
+    /// files. A queue whose files hold entries past the visible end counts only its
+    /// files until those entries are moved back into memory (started here); readers
+    /// check each entry against the visible end meanwhile.
+    fn recompute_visibility(self: &Rc<Self>) {
+        let vis_end = self.visible_end();
+        let mut reload = Vec::new();
+        let mut grew = Vec::new();
+        let mut unseen = Vec::new();
+        {
+            let queues = self.queues.borrow();
+            for (slot, q) in queues.list.iter().enumerate() {
+                let mut q = q.borrow_mut();
+                // Entries ascend in the CommitLog: the visible ones are a prefix.
+                let n = q.tail.partition_point(|e| e.end() <= vis_end);
+                let visible = if q.persisted_end > vis_end {
+                    if !q.reloading {
+                        q.reloading = true;
+                        reload.push(slot);
+                    }
+                    q.file_end
+                } else {
+                    QueueOffset(q.file_end.0 + n as u64)
+                };
+                let file_end = q.file_end.0;
+                unseen.extend(q.tail.iter().enumerate().skip(n).map(|(i, e)| Unseen {
+                    end: e.end(),
+                    slot,
+                    offset: QueueOffset(file_end + i as u64),
+                }));
+                if visible > q.visible {
+                    grew.push(slot);
+                }
+                q.visible = visible;
+            }
+        }
+        unseen.sort_unstable_by_key(|u| u.end);
+        *self.unseen.borrow_mut() = unseen.into();
+        if let Some(listener) = self.arrival.borrow().as_ref() {
+            let queues = self.queues.borrow();
+            for slot in grew {
+                let q = queues.list[slot].borrow();
+                listener(&q.topic, q.queue_id, q.visible);
+            }
+        }
+        for slot in reload {
+            glommio::spawn_local(reload_invisible(Rc::downgrade(self), slot)).detach();
+        }
+    }
+
+    /// Moves the entries of queue `slot` that its files hold past the visible end back
+    /// into memory, so that only visible entries count as persisted again.
+    async fn move_back_invisible(&self, slot: usize) -> Result<()> {
+        let _one = self.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        let q = self.queues.borrow().list[slot].clone();
+        let vis_end = self.visible_end();
+        if q.borrow().persisted_end <= vis_end {
+            return Ok(());
+        }
+        let (first, before) = self.first_file_entry(&q, |e| e.end() > vis_end).await?;
+        let moved = self.file_entries(&q, first).await?;
+        q.borrow_mut().unpersist(first, Some(moved), before.map_or(PhysicalOffset::ZERO, |e| e.end()));
+        Ok(())
+    }
+
+    /// The first entry in queue `q`'s files (from its min) that satisfies `past` (false
+    /// for a prefix, true after it), and the entry before it if that is readable.
+    async fn first_file_entry(
+        &self,
+        q: &QueueRef<D::File>,
+        past: impl Fn(&CqEntry) -> bool,
+    ) -> Result<(QueueOffset, Option<CqEntry>)> {
+        let (min, file_end) = {
+            let q = q.borrow();
+            (q.min, q.file_end)
+        };
+        let (mut lo, mut hi) = (min.0, file_end.0);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.file_entry(q, mid).await? {
+                Some(e) if !past(&e) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let before = match lo.checked_sub(1).filter(|&b| b >= min.0) {
+            Some(b) => self.file_entry(q, b).await?,
+            None => None,
+        };
+        Ok((QueueOffset(lo), before))
+    }
+
+    /// Entry `at` of queue `q`'s files, read past any cache.
+    async fn file_entry(&self, q: &QueueRef<D::File>, at: u64) -> Result<Option<CqEntry>> {
+        let source = q.borrow().locate(QueueOffset(at), 1);
+        Ok(match source {
+            EntrySource::File { file, pos, .. } => {
+                let b = read_exact(&*file, pos, ENTRY_BYTES, false)
+                    .await
+                    .map_err(|e| StorageError::io("read", file.path(), pos, e))?;
+                Some(CqEntry::decode(b[..].try_into().expect("one entry")))
+            }
+            EntrySource::Memory(v) => v.first().copied(),
+            EntrySource::Empty => None,
+        })
+    }
+
+    /// Every entry of queue `q`'s files from `from` to its `file_end`.
+    async fn file_entries(&self, q: &QueueRef<D::File>, from: QueueOffset) -> Result<Vec<CqEntry>> {
+        let mut out = Vec::new();
+        let mut at = from;
+        loop {
+            let source = {
+                let q = q.borrow();
+                if at >= q.file_end {
+                    break;
+                }
+                q.locate(at, q.file_end.0 - at.0)
+            };
+            let EntrySource::File { file, pos, count } = source else { break };
+            let bytes = read_exact(&*file, pos, count as usize * ENTRY_BYTES, false)
+                .await
+                .map_err(|e| StorageError::io("read", file.path(), pos, e))?;
+            out.extend(CqEntry::decode_all(&bytes));
+            at = QueueOffset(at.0 + count);
+        }
+        Ok(out)
+    }
+
+    /// The lowest cut of the truncates after the `since`-th, if any (zero when too many
+    /// ran to tell): a read that began before them may hold bytes they cut.
+    fn cut_since(&self, since: u64) -> Option<PhysicalOffset> {
+        if self.truncations.get() == since {
+            return None;
+        }
+        let cuts = self.cuts.borrow();
+        if cuts.front().is_none_or(|&(n, _)| n > since + 1) {
+            return Some(PhysicalOffset::ZERO);
+        }
+        cuts.iter().filter(|&&(n, _)| n > since).map(|&(_, cut)| cut).min()
+    }
+
     /// Decides the preparer's next step and, for a zeroing step, marks its range as
     /// being prepared in the same borrow, so no write can start in it unnoticed.
     fn plan_prepare(&self) -> PrepareStep<D::File> {
         let sync_traffic = self.sync_streak.get() >= PREPARE_SYNC_STREAK_MIN
             && now_ms().saturating_sub(self.last_sync_append_ms.get()) <= PREPARE_SYNC_RECENT_MS;
-        if self.closing.get() || !sync_traffic {
+        if self.closing.get() || self.truncating.get() || !sync_traffic {
             return PrepareStep::Idle;
         }
         let mut log = self.log.borrow_mut();
@@ -1522,6 +2157,7 @@ impl<D: Disk> Inner<D> {
 
     /// fdatasyncs everything written so far and answers the `sync` appends it covers.
     async fn flush_written(&self) -> Result<()> {
+        let _one = self.flush_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
         let (target, files) = {
             let log = self.log.borrow();
             if let Some(e) = &log.fenced {
@@ -1560,7 +2196,10 @@ impl<D: Disk> Inner<D> {
     async fn checkpoint(&self) -> Result<()> {
         // sync_now and close may call this while the maintenance task is inside it.
         let _only_one = self.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        let target = self.log.borrow().pos.flushed();
+        // Only visible entries reach the files, so the checkpoint stays at or below the
+        // visible end, and below any lower one a lowering of the limit set meanwhile.
+        self.visible_low.set(u64::MAX);
+        let target = self.log.borrow().pos.flushed().min(self.visible_end());
         let queues: Vec<_> = self.queues.borrow().list.clone();
         let mut dirty = Vec::new();
         for q in &queues {
@@ -1579,10 +2218,17 @@ impl<D: Disk> Inner<D> {
         for f in &dirty {
             f.sync_data().await.map_err(|e| StorageError::io("fdatasync", f.path(), 0, e))?;
         }
+        let target = target.min(PhysicalOffset(self.visible_low.get()));
         let current = self.checkpoint.get();
         if target == current.commitlog && current.sequence > 0 {
             return Ok(());
         }
+        self.write_checkpoint(target).await
+    }
+
+    /// Writes and fdatasyncs the next checkpoint slot with `target`.
+    async fn write_checkpoint(&self, target: PhysicalOffset) -> Result<()> {
+        let current = self.checkpoint.get();
         let next = Checkpoint { sequence: current.sequence + 1, commitlog: target };
         let path = self.checkpoint_file.path().clone();
         self.checkpoint_file
@@ -1630,6 +2276,7 @@ impl<D: Disk> Inner<D> {
     /// offset past the deleted data and drops ConsumeQueue files wholly below it.
     /// Returns the number of segments deleted.
     async fn apply_retention(&self) -> Result<u64> {
+        let _only_one = self.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
         let size = self.config.segment_size_bytes;
         let max_age =
             (self.config.retention_hours > 0).then(|| Duration::from_secs(self.config.retention_hours * 3600));
