@@ -184,12 +184,17 @@ fn send_once(
     Ok(Some(Acked { queue: q, offset, physical, body: body.to_vec(), node, at: Instant::now() }))
 }
 
-/// Producer threads sending to whichever node leads (re-found after any failure), each
+/// All nodes of shard 0 as (index, address), for the producers.
+fn all_nodes(cluster: &Cluster) -> Vec<(usize, String)> {
+    (0..cluster.nodes.len()).map(|i| (i, cluster.shard_addr(i, 0))).collect()
+}
+
+/// Producer threads sending to whichever of `nodes` leads (re-found after any failure), each
 /// message retried until SUCCESS (a client's retries: duplicates are possible), until
 /// `per_thread` messages each, `stop`, or `budget`.
 fn start_producers(
     produced: &Arc<Produced>,
-    addrs: Vec<String>,
+    nodes: Vec<(usize, String)>,
     topic: &str,
     per_thread: usize,
     seed: u64,
@@ -197,7 +202,8 @@ fn start_producers(
 ) -> Vec<JoinHandle<()>> {
     (0..PRODUCERS)
         .map(|t| {
-            let (produced, addrs, topic) = (produced.clone(), addrs.clone(), topic.to_string());
+            let (produced, nodes, topic) = (produced.clone(), nodes.clone(), topic.to_string());
+            let addrs: Vec<String> = nodes.iter().map(|(_, a)| a.clone()).collect();
             std::thread::spawn(move || {
                 let deadline = Instant::now() + budget;
                 let mut rng = Rng::new(seed.wrapping_add(t as u64 * 7919));
@@ -213,7 +219,7 @@ fn start_producers(
                         if target.is_none() {
                             target = leader_among(&addrs, Duration::from_secs(1))
                                 .ok()
-                                .and_then(|i| Client::connect(&addrs[i]).ok().map(|c| (i, c)));
+                                .and_then(|i| Client::connect(&addrs[i]).ok().map(|c| (nodes[i].0, c)));
                             if target.is_none() {
                                 std::thread::sleep(Duration::from_millis(50));
                                 continue;
@@ -478,6 +484,21 @@ fn stop_and_compare_commitlogs(cluster: &mut Cluster, produced: &Produced) {
     );
 }
 
+/// Every `raft` object (a RAFT_STATUS body) of g1-s0 in `admin cluster status --json`.
+fn collect_raft_rows(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(raft) = m.get("raft").filter(|r| r.get("brokerName").and_then(|n| n.as_str()) == Some("g1-s0"))
+            {
+                out.push(raft.clone());
+            }
+            m.values().for_each(|x| collect_raft_rows(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_raft_rows(x, out)),
+        _ => {}
+    }
+}
+
 /// The leader (index, view), then creates the test topic on it (sync flush).
 fn leader_and_topic(cluster: &Cluster, topic: &str) -> (usize, cluster::RaftView) {
     let (leader, view) = cluster.leader(0, FIRST_LEADER_WITHIN).expect("a first leader");
@@ -498,7 +519,7 @@ fn leader_kill9_mid_stream_new_leader_no_acked_message_lost_logs_converge() {
     let (old, old_view) = leader_and_topic(&cluster, topic);
 
     let produced = Arc::new(Produced::default());
-    let producers = start_producers(&produced, cluster.shard_addrs(0), topic, 100_000, seed, Duration::from_secs(120));
+    let producers = start_producers(&produced, all_nodes(&cluster), topic, 100_000, seed, Duration::from_secs(120));
     assert!(
         wait_for(Duration::from_secs(60), || produced.acked_count() >= 400),
         "only {} sends acknowledged before the kill; failures {:?}",
@@ -534,6 +555,10 @@ fn leader_kill9_mid_stream_new_leader_no_acked_message_lost_logs_converge() {
         produced.given_up.load(Ordering::SeqCst)
     );
     assert!(resumed, "producers did not get 400 more sends acknowledged within 60 s of the failover");
+    let routed = cluster
+        .wait_route_master(topic, "g1-s0", &cluster.shard_addr(new, 0), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("route after failover: {e}"));
+    println!("the NameServer route names n{} master {routed:?} after the producers stopped", new + 1);
 
     // Every acknowledged message is on the new leader.
     let on_new = read_topic(&cluster.shard_addr(new, 0), topic).unwrap_or_else(|e| panic!("read new leader: {e}"));
@@ -575,7 +600,14 @@ fn partitioned_leader_stops_acking_majority_elects_logs_converge_after_heal() {
     let (old, old_view) = leader_and_topic(&cluster, topic);
 
     let produced = Arc::new(Produced::default());
-    join_all(start_producers(&produced, vec![cluster.shard_addr(old, 0)], topic, 25, seed, Duration::from_secs(60)));
+    join_all(start_producers(
+        &produced,
+        vec![(old, cluster.shard_addr(old, 0))],
+        topic,
+        25,
+        seed,
+        Duration::from_secs(60),
+    ));
     assert_eq!(
         produced.acked_count(),
         100,
@@ -647,7 +679,7 @@ fn partitioned_leader_stops_acking_majority_elects_logs_converge_after_heal() {
         .leader_where(0, NEW_LEADER_WITHIN, |i, v| i != old && v.term > old_view.term)
         .unwrap_or_else(|e| panic!("majority elected no leader: {e}"));
     println!("majority: n{} leads (term {}) {:?} after the cut", new + 1, new_view.term, cut_at.elapsed());
-    let majority: Vec<String> = (0..3).filter(|i| *i != old).map(|i| cluster.shard_addr(i, 0)).collect();
+    let majority: Vec<(usize, String)> = all_nodes(&cluster).into_iter().filter(|(i, _)| *i != old).collect();
     let before = produced.acked_count();
     join_all(start_producers(&produced, majority, topic, 25, seed ^ 1, Duration::from_secs(60)));
     assert_eq!(
@@ -687,7 +719,7 @@ fn follower_down_while_group_writes_catches_up_and_converges() {
     let seed = cluster.opts.seed;
     let topic = "repl_catchup";
     let (leader, view) = leader_and_topic(&cluster, topic);
-    let addrs = cluster.shard_addrs(0);
+    let addrs = all_nodes(&cluster);
 
     let produced = Arc::new(Produced::default());
     join_all(start_producers(&produced, addrs.clone(), topic, 25, seed, Duration::from_secs(60)));
@@ -695,7 +727,7 @@ fn follower_down_while_group_writes_catches_up_and_converges() {
 
     let follower = (leader + 1) % 3;
     cluster.kill9(follower);
-    // About 3.5 MiB: the follower misses several segments, BLANK fillers included.
+    // About 2.5 MiB: the follower misses several segments, BLANK fillers included.
     let before = produced.acked_count();
     let t = Instant::now();
     join_all(start_producers(&produced, addrs, topic, 1_000, seed ^ 2, Duration::from_secs(90)));
@@ -714,6 +746,28 @@ fn follower_down_while_group_writes_catches_up_and_converges() {
     println!("n{} caught up to commit {} in {:?}", follower + 1, views[0].commit, t.elapsed());
     assert_eq!(views[0].leader, Some(leader as u64 + 1), "leadership moved during catch-up");
     assert_eq!(views[0].term, view.term, "the returning follower forced a new election");
+
+    // Routes: the leader is brokerId 0, each follower registered under its Raft id.
+    let want: BTreeMap<i64, String> =
+        (0..3).map(|i| (if i == leader { 0 } else { i as i64 + 1 }, cluster.shard_addr(i, 0))).collect();
+    let routed =
+        wait_for(Duration::from_secs(10), || cluster.route(topic).is_ok_and(|r| r.get("g1-s0") == Some(&want)));
+    assert!(routed, "route of {topic}: {:?}, expected g1-s0 = {want:?}", cluster.route(topic));
+    // `rockshard admin cluster status` shows the same group as every node sees it.
+    let text = cluster.admin(&["cluster", "status"]).unwrap_or_else(|e| panic!("{e}"));
+    println!("admin cluster status:\n{text}");
+    let json = cluster.admin(&["--json", "cluster", "status"]).unwrap_or_else(|e| panic!("{e}"));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("admin --json: {e}: {json}"));
+    let mut raft_rows = Vec::new();
+    collect_raft_rows(&json, &mut raft_rows);
+    let leaders: Vec<Option<u64>> =
+        raft_rows.iter().map(|r| cluster::RaftView::parse(r.clone()).ok().and_then(|v| v.leader)).collect();
+    assert_eq!(
+        leaders,
+        vec![Some(leader as u64 + 1); 3],
+        "admin cluster status --json should show g1-s0 on 3 nodes, all led by n{}: {json}",
+        leader + 1
+    );
 
     let on_leader = read_topic(&cluster.shard_addr(leader, 0), topic).unwrap_or_else(|e| panic!("read leader: {e}"));
     check_acked(&on_leader, &produced, "the leader");

@@ -35,7 +35,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -81,6 +81,10 @@ const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// RAFT_STATUS: a shard's Raft view as JSON.
 pub const RAFT_STATUS: i32 = 30_002;
+/// RocketMQ's GET_ROUTEINFO_BY_TOPIC (NameServer).
+const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
+/// How long one `rockshard admin` run may take (it asks each node with a 5 s timeout).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 static PORTS_TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -557,6 +561,83 @@ impl Cluster {
             }
         }
         s
+    }
+
+    /// Runs `rockshard admin --namesrv <ours> <args>` (bounded); its stdout if it exits 0.
+    pub fn admin(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(&self.opts.bin);
+        cmd.arg("admin").args(["--namesrv", &self.namesrv_addr(), "--timeout-ms", "5000"]).args(args);
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let log = self.root.join(format!("admin-{}.log", RUNS.fetch_add(1, Ordering::Relaxed)));
+        let mut p = spawn_logged(cmd, &log)?;
+        let status = wait_exit(&mut p.child, ADMIN_TIMEOUT);
+        if status.is_none() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        // The stdout drain thread ends with the process: collect until it hangs up.
+        let mut out = Vec::new();
+        let deadline = Instant::now() + STATUS_TIMEOUT;
+        loop {
+            match p.lines.recv_timeout(POLL_INTERVAL) {
+                Ok(line) => out.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        match status {
+            Some(s) if s.success() => Ok(out.join("\n")),
+            other => Err(format!("admin {args:?} ended with {other:?}; output:\n{}", tail(&log, LOG_TAIL_LINES))),
+        }
+    }
+
+    /// brokerName -> (brokerId -> address) of `topic`'s route at the NameServer.
+    pub fn route(&self, topic: &str) -> Result<BTreeMap<String, BTreeMap<i64, String>>, String> {
+        let ext = [("topic", topic.to_string()), ("acceptStandardJsonOnly", "true".to_string())];
+        let a = call_json(&self.namesrv_addr(), GET_ROUTEINFO_BY_TOPIC, &ext, &[], STATUS_TIMEOUT)?;
+        if a.code != 0 {
+            return Err(format!("route of {topic}: code {} {:?}", a.code, a.remark));
+        }
+        let v: Value = serde_json::from_slice(&a.body).map_err(|e| format!("route body: {e}"))?;
+        let mut out = BTreeMap::new();
+        for b in v.get("brokerDatas").and_then(Value::as_array).into_iter().flatten() {
+            let name = b.get("brokerName").and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut addrs = BTreeMap::new();
+            for (id, addr) in b.get("brokerAddrs").and_then(Value::as_object).into_iter().flatten() {
+                let id: i64 = id.parse().map_err(|_| format!("brokerId {id}"))?;
+                addrs.insert(id, addr.as_str().unwrap_or_default().to_string());
+            }
+            out.insert(name, addrs);
+        }
+        Ok(out)
+    }
+
+    /// Waits until `topic`'s route names `addr` as the master (brokerId 0) of
+    /// `broker_name`; returns how long that took.
+    pub fn wait_route_master(
+        &self,
+        topic: &str,
+        broker_name: &str,
+        addr: &str,
+        within: Duration,
+    ) -> Result<Duration, String> {
+        let started = Instant::now();
+        let rounds = within.as_millis() / POLL_INTERVAL.as_millis() + 2;
+        let mut last = Err(String::from("not asked"));
+        for _ in 0..rounds {
+            last = self.route(topic);
+            if let Ok(r) = &last {
+                if r.get(broker_name).and_then(|a| a.get(&0)).is_some_and(|a| a == addr) {
+                    return Ok(started.elapsed());
+                }
+            }
+            if started.elapsed() >= within {
+                break;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        Err(format!("the route of {topic} never named {addr} master of {broker_name} within {within:?}: {last:?}"))
     }
 
     // ---- faults ----
