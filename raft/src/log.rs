@@ -218,7 +218,8 @@ impl LogMem {
         }
     }
 
-    fn data_of(&self, index: u64) -> Option<Bytes> {
+    /// Data of entry `index` if cached or fetched (no I/O).
+    pub fn data_of(&self, index: u64) -> Option<Bytes> {
         if index >= self.cache_first {
             return self.cache.get((index - self.cache_first) as usize).cloned();
         }
