@@ -27,9 +27,6 @@ pub mod limits;
 pub mod log;
 pub mod oneshot;
 pub mod replica;
-// Needs the store's replication API (store-repl's part of issue 5); on by the `store`
-// feature until that lands on main, so the rest builds and tests without it.
-#[cfg(feature = "store")]
 pub mod store_data;
 pub mod wire;
 
@@ -50,7 +47,6 @@ pub use crate::core::{PeerProgress, Role, Status};
 pub use data::{LogData, MemLog};
 pub use error::{Error, Result};
 pub use replica::{Clock, Hooks, Proposal, Replica, ReplicaConfig, Transport};
-#[cfg(feature = "store")]
 pub use store_data::StoreData;
 
 /// raft-rs's message type, as the broker's transport carries it.

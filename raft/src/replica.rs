@@ -186,8 +186,8 @@ struct Inner<D: Disk, L: LogData> {
 }
 
 /// One shard's replica. Cheap to clone (`Rc`).
-/// The data side defaults to the store once `store_data.rs` is always built (see lib.rs).
-pub struct Replica<D: Disk = GlommioDisk, L: LogData = crate::data::MemLog> {
+/// The data side is the shard's store, or [`crate::MemLog`] in tests.
+pub struct Replica<D: Disk = GlommioDisk, L: LogData = crate::store_data::StoreData<D>> {
     inner: Rc<Inner<D, L>>,
 }
 
