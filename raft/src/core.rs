@@ -337,6 +337,11 @@ impl Core {
         }
     }
 
+    /// raft-rs's hard state now (term, vote, commit), persisted or not.
+    pub fn hard_state(&self) -> HardState {
+        self.node.raft.hard_state()
+    }
+
     pub fn term(&self) -> u64 {
         self.node.raft.term
     }

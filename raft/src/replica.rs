@@ -151,9 +151,10 @@ impl Future for Proposal {
     }
 }
 
-/// A Ready whose entries are on their way to disk.
+/// A Ready whose entries are on their way to disk, or (number `None`) a refresh of the
+/// hard state's commit index that no Ready asked for.
 struct InFlight {
-    number: u64,
+    number: Option<u64>,
     /// Highest index of its entries (0: none).
     last_index: u64,
     durable: Vec<LocalBoxFuture<Result<()>>>,
@@ -384,8 +385,7 @@ impl<D: Disk, L: LogData> Replica<D, L> {
         if self.inner.stopped.borrow().is_some() {
             return;
         }
-        self.inner.core.borrow_mut().tick();
-        self.inner.driver_wake.notify();
+        on_tick(&self.inner);
     }
 
     pub fn status(&self) -> Status {
@@ -486,8 +486,33 @@ async fn ticker_loop<D: Disk, L: LogData>(inner: Rc<Inner<D, L>>) {
         if !running(&inner) {
             break;
         }
-        inner.core.borrow_mut().tick();
-        inner.driver_wake.notify();
+        on_tick(&inner);
+    }
+}
+
+/// A tick: raft-rs's clock, proposal deadlines, and the commit index refresh. The commit
+/// in the hard-state file otherwise moves only with term or vote changes or every
+/// COMMIT_PERSIST_EVERY_ENTRIES entries; a restart makes visible only what that file
+/// says is committed, so a quiet replica writes the latest commit once per tick (when it
+/// moved and nothing else is being persisted) and a restart hides at most a tick's worth
+/// of records until the group commits them again.
+fn on_tick<D: Disk, L: LogData>(inner: &Inner<D, L>) {
+    let hs = {
+        let mut core = inner.core.borrow_mut();
+        core.tick();
+        core.hard_state()
+    };
+    inner.driver_wake.notify();
+    let idle = inner.jobs.borrow().is_empty() && inner.inflight.borrow().is_empty();
+    if idle && hs.commit > inner.written_hs.borrow().commit {
+        inner.inflight.borrow_mut().push_back(InFlight {
+            number: None,
+            last_index: 0,
+            durable: Vec::new(),
+            hard_state: Some(hs),
+        });
+        inner.submitted.set(inner.submitted.get() + 1);
+        inner.completer_wake.notify();
     }
 }
 
@@ -607,7 +632,7 @@ async fn persist<D: Disk, L: LogData>(inner: &Inner<D, L>, job: Job) -> Result<(
         last_index = *index;
     }
     inner.inflight.borrow_mut().push_back(InFlight {
-        number: job.number,
+        number: Some(job.number),
         last_index,
         durable,
         hard_state: job.hard_state,
@@ -659,8 +684,10 @@ async fn complete<D: Disk, L: LogData>(inner: &Inner<D, L>, job: InFlight) -> Re
         let written = inner.written_hs.borrow().clone();
         let vote_changed = hs.term != written.term || hs.vote != written.vote;
         // A vote or term must be durable before the message that depends on it leaves;
-        // the commit index only bounds re-application after a restart.
-        if vote_changed || hs.commit >= written.commit + COMMIT_PERSIST_EVERY_ENTRIES {
+        // the commit index only bounds re-application after a restart (and a refresh
+        // asks for it explicitly).
+        let refresh = job.number.is_none() && hs.commit > written.commit;
+        if vote_changed || refresh || hs.commit >= written.commit + COMMIT_PERSIST_EVERY_ENTRIES {
             write_hard_state(
                 inner,
                 HardState { term: hs.term, vote: hs.vote, commit: hs.commit, voters: written.voters },
@@ -668,10 +695,11 @@ async fn complete<D: Disk, L: LogData>(inner: &Inner<D, L>, job: InFlight) -> Re
             .await?;
         }
     }
+    let Some(number) = job.number else { return Ok(()) };
     if !running(inner) {
         return Ok(());
     }
-    let msgs = inner.core.borrow_mut().on_persisted(job.number);
+    let msgs = inner.core.borrow_mut().on_persisted(number);
     if !msgs.is_empty() {
         inner.transport.send(msgs);
     }
