@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use crate::broker::admin::{
     DeleteTopicFromNamesrvRequestHeader, GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
 };
+use crate::broker::replication;
 use crate::remoting::client::Client;
 use crate::{Error, Result};
 
@@ -199,6 +200,9 @@ impl PermArg {
 enum ClusterCommand {
     /// Every broker of every cluster, with its address and store figures
     List,
+    /// Replicated groups: each shard group's leader, term, commit index, and each
+    /// follower's lag, as every registered node sees it
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +429,7 @@ impl Admin {
                 TopicCommand::Status { topic } => self.topic_status(topic).await,
             },
             AdminCommand::Cluster { command: ClusterCommand::List } => self.cluster_list().await,
+            AdminCommand::Cluster { command: ClusterCommand::Status } => self.cluster_status().await,
             AdminCommand::Consumer { command } => match command {
                 ConsumerCommand::Connections { group } => self.consumer_connections(group).await,
                 ConsumerCommand::Progress { group, topic } => self.consumer_progress(group, topic.as_deref()).await,
@@ -812,6 +817,77 @@ impl Admin {
                         "runtime": runtime.as_ref().map(|kv| json!(kv.table)).unwrap_or(Value::Null), "error": status,
                     }));
                 }
+            }
+        }
+        Ok(Report { text: table.render(), json: json!({ "brokers": rows }) })
+    }
+
+    /// Asks every registered address of every broker for its Raft status.
+    async fn cluster_status(&self) -> Result<Report> {
+        let info = self.cluster_info().await?;
+        let mut table = Table::new(&[
+            "BROKER",
+            "ID",
+            "ADDRESS",
+            "NODE",
+            "ROLE",
+            "TERM",
+            "LEADER",
+            "COMMIT",
+            "APPLIED",
+            "LAST",
+            "FOLLOWERS",
+        ]);
+        let mut rows = Vec::new();
+        let mut names: Vec<&String> = info.broker_addr_table.keys().collect();
+        names.sort();
+        for name in names {
+            let data = &info.broker_addr_table[name];
+            for (id, addr) in &data.broker_addrs {
+                let cmd = RemotingCommand::new_request(replication::RAFT_STATUS, ExtFields::new());
+                let status = self.call_ok(addr, cmd).await.and_then(|a| {
+                    serde_json::from_slice::<replication::StatusBody>(&a.body).map_err(|e| Error::Remote {
+                        peer: addr.clone(),
+                        code: response::SUCCESS,
+                        remark: format!("its raft status body does not decode: {e}"),
+                    })
+                });
+                match &status {
+                    Ok(b) => {
+                        let node = |id: u64| b.peers.get(id as usize - 1).cloned().unwrap_or_else(|| format!("#{id}"));
+                        let st = &b.status;
+                        let followers: Vec<String> = st
+                            .progress
+                            .iter()
+                            .filter(|p| p.id != st.id)
+                            .map(|p| format!("{} lag {} ({})", node(p.id), p.lag, p.state))
+                            .collect();
+                        table.row(vec![
+                            name.clone(),
+                            id.to_string(),
+                            addr.clone(),
+                            b.node.clone(),
+                            st.stopped.as_ref().map_or(st.role.clone(), |why| format!("stopped: {why}")),
+                            st.term.to_string(),
+                            st.leader.map_or("-".into(), node),
+                            st.commit.to_string(),
+                            st.applied.to_string(),
+                            st.last_index.to_string(),
+                            if followers.is_empty() { "-".into() } else { followers.join(", ") },
+                        ]);
+                    }
+                    Err(e) => {
+                        let mut row = vec![name.clone(), id.to_string(), addr.clone()];
+                        row.push(format!("no status: {e}"));
+                        row.extend(std::iter::repeat_n("-".to_string(), 7));
+                        table.row(row);
+                    }
+                }
+                rows.push(json!({
+                    "brokerName": name, "brokerId": id, "addr": addr,
+                    "raft": status.as_ref().map(|b| json!(b)).unwrap_or(Value::Null),
+                    "error": status.as_ref().err().map(|e| e.to_string()),
+                }));
             }
         }
         Ok(Report { text: table.render(), json: json!({ "brokers": rows }) })

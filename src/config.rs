@@ -103,6 +103,28 @@ pub struct BrokerSettings {
     /// Longest a pull may be held waiting for messages, ms [default: 30000]
     #[arg(long)]
     pub long_polling_max_ms: Option<u64>,
+    /// Replication: the broker group this node belongs to; routes name its shards
+    /// `<group>-s<i>` (replaces broker_name) [default: no replication]
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Replication: this node's name in `peers`
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Replication: every node of the group as `name=host:port,...` (each node's base
+    /// broker port; shard i replicates with port+i), in the same order on every node
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Replication: Raft tick, ms [default: 100]
+    #[arg(long)]
+    pub raft_tick_ms: Option<u64>,
+    /// Replication: ticks without a leader before a follower campaigns (randomised up to
+    /// twice this) [default: 10]
+    #[arg(long)]
+    pub raft_election_ticks: Option<u64>,
+    /// Replication: a send not committed by a majority within this long fails, ms
+    /// [default: 5000]
+    #[arg(long)]
+    pub replication_timeout_ms: Option<u64>,
 }
 
 /// The resolved broker configuration.
@@ -131,6 +153,83 @@ pub struct BrokerConfig {
     pub retention_bytes: Option<u64>,
     pub client_expiry_ms: u64,
     pub long_polling_max_ms: u64,
+    /// Set when this node is one of a replicated group.
+    pub replication: Option<Replication>,
+}
+
+/// A node of a replicated broker group (DLedger-style: shard i of every node forms Raft
+/// group i).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    pub group: String,
+    /// This node's name and Raft id (its 1-based position in `peers`).
+    pub node: String,
+    pub node_id: u64,
+    /// Every node, this one included, in `peers` order: (name, base broker address).
+    pub peers: Vec<(String, SocketAddr)>,
+    pub tick_ms: u64,
+    pub election_ticks: u64,
+    pub timeout_ms: u64,
+}
+
+impl Replication {
+    /// Raft ids of every node.
+    pub fn voters(&self) -> Vec<u64> {
+        (1..=self.peers.len() as u64).collect()
+    }
+
+    /// Where shard `shard` of node `id` listens (its base port + shard).
+    pub fn peer_shard_addr(&self, id: u64, shard: usize) -> Option<SocketAddr> {
+        let (_, a) = self.peers.get(id.checked_sub(1)? as usize)?;
+        Some(SocketAddr::new(a.ip(), a.port().checked_add(shard as u16)?))
+    }
+}
+
+/// Reads `--group/--node/--peers` and the Raft timing settings; `None` when no group is
+/// given (a single node).
+fn replication(s: &BrokerSettings) -> Result<Option<Replication>> {
+    let Some(group) = s.group.clone() else {
+        if s.node.is_some() || s.peers.is_some() {
+            return Err(bad("group", "node and peers belong to a replicated group: give group too"));
+        }
+        return Ok(None);
+    };
+    if group.is_empty() || !group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(bad("group", format!("`{group}`: use letters, digits, `-` and `_`")));
+    }
+    let node = s.node.clone().ok_or_else(|| bad("node", "a replicated node needs its name (one of peers)"))?;
+    let list = s.peers.as_deref().ok_or_else(|| bad("peers", "a replicated node needs the group's peers"))?;
+    let mut peers: Vec<(String, SocketAddr)> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((name, addr)) = item.split_once('=') else {
+            return Err(bad("peers", format!("`{item}` is not name=host:port")));
+        };
+        let addr: SocketAddr =
+            addr.trim().parse().map_err(|_| bad("peers", format!("`{addr}` (of {name}) is not ip:port")))?;
+        if peers.iter().any(|(n, _)| n == name.trim()) {
+            return Err(bad("peers", format!("`{name}` is listed twice")));
+        }
+        peers.push((name.trim().to_string(), addr));
+    }
+    if peers.is_empty() || peers.len() > REPLICATION_PEERS_MAX {
+        return Err(bad("peers", format!("{} nodes: allowed 1 to {REPLICATION_PEERS_MAX}", peers.len())));
+    }
+    let Some(pos) = peers.iter().position(|(n, _)| *n == node) else {
+        return Err(bad("node", format!("`{node}` is not one of peers ({list})")));
+    };
+    let election_ticks = s.raft_election_ticks.unwrap_or(RAFT_ELECTION_TICKS_DEFAULT);
+    if election_ticks < RAFT_ELECTION_TICKS_MIN {
+        return Err(bad("raft_election_ticks", format!("{election_ticks}: at least {RAFT_ELECTION_TICKS_MIN}")));
+    }
+    Ok(Some(Replication {
+        group,
+        node,
+        node_id: pos as u64 + 1,
+        peers,
+        tick_ms: positive("raft_tick_ms", s.raft_tick_ms, RAFT_TICK_DEFAULT_MS)?,
+        election_ticks,
+        timeout_ms: positive("replication_timeout_ms", s.replication_timeout_ms, REPLICATION_TIMEOUT_DEFAULT_MS)?,
+    }))
 }
 
 fn bad(key: &str, detail: impl Into<String>) -> Error {
@@ -177,6 +276,12 @@ impl BrokerSettings {
             retention_bytes,
             client_expiry_ms,
             long_polling_max_ms,
+            group,
+            node,
+            peers,
+            raft_tick_ms,
+            raft_election_ticks,
+            replication_timeout_ms,
         )
     }
 }
@@ -253,7 +358,22 @@ impl BrokerConfig {
                 "no NameServer: give namesrv_addr (host:port;host:port) or leave embedded_namesrv on",
             ));
         }
-        let broker_name = s.broker_name.unwrap_or_else(|| BROKER_NAME_DEFAULT.to_string());
+        let replication = replication(&s)?;
+        if replication.is_some() && (s.retention_hours.is_some_and(|h| h > 0) || s.retention_bytes.is_some()) {
+            // The Raft log is the CommitLog: deleting segments would delete entries a
+            // follower that was down may still need, and there are no snapshots yet.
+            return Err(bad("retention_hours", "retention is not available in a replicated group yet: remove it"));
+        }
+        let broker_name = match (&replication, s.broker_name) {
+            (Some(r), None) => r.group.clone(),
+            (Some(r), Some(n)) if n != r.group => {
+                return Err(bad(
+                    "broker_name",
+                    format!("`{n}`: a replicated node's broker name is its group `{}`", r.group),
+                ))
+            }
+            (_, n) => n.unwrap_or_else(|| BROKER_NAME_DEFAULT.to_string()),
+        };
         if broker_name.is_empty() || !broker_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(bad("broker_name", format!("`{broker_name}`: use letters, digits, `-` and `_`")));
         }
@@ -300,10 +420,19 @@ impl BrokerConfig {
                 store_defaults.sync_flush_timeout_ms,
             )?,
             hot_window_bytes: s.hot_window_bytes.unwrap_or(store_defaults.hot_window_bytes),
-            retention_hours: s.retention_hours.unwrap_or(store_defaults.retention_hours),
-            retention_bytes: s.retention_bytes.or(store_defaults.retention_bytes),
+            retention_hours: if replication.is_some() {
+                0
+            } else {
+                s.retention_hours.unwrap_or(store_defaults.retention_hours)
+            },
+            retention_bytes: if replication.is_some() {
+                None
+            } else {
+                s.retention_bytes.or(store_defaults.retention_bytes)
+            },
             client_expiry_ms: positive("client_expiry_ms", s.client_expiry_ms, CLIENT_EXPIRY_DEFAULT_MS)?,
             long_polling_max_ms: positive("long_polling_max_ms", s.long_polling_max_ms, LONG_POLLING_MAX_DEFAULT_MS)?,
+            replication,
         };
         // The store checks its own settings; run that now so a bad value fails at start
         // with the key named, not later inside a shard.
@@ -399,6 +528,31 @@ mod tests {
         assert!(e.contains("segment_size_bytes"), "{e}");
         let e = err(BrokerSettings { embedded_namesrv: Some(false), ..Default::default() });
         assert!(e.contains("namesrv_addr"), "{e}");
+    }
+
+    #[test]
+    fn a_replicated_node_takes_its_id_from_its_place_in_peers() {
+        let flags = BrokerSettings {
+            group: Some("broker-b".into()),
+            node: Some("n2".into()),
+            peers: Some("n1=127.0.0.1:20911, n2=127.0.0.1:21911,n3=127.0.0.1:22911".into()),
+            ..Default::default()
+        };
+        let c = BrokerConfig::resolve(None, flags.clone()).unwrap();
+        let r = c.replication.as_ref().unwrap();
+        assert_eq!((r.node_id, r.voters()), (2, vec![1, 2, 3]));
+        assert_eq!(c.shard_broker_name(1), "broker-b-s1");
+        assert_eq!(r.peer_shard_addr(3, 2), Some("127.0.0.1:22913".parse().unwrap()));
+        assert_eq!(r.peer_shard_addr(4, 0), None);
+        let err = |s: BrokerSettings| BrokerConfig::resolve(None, s).unwrap_err().to_string();
+        let e = err(BrokerSettings { node: Some("n9".into()), ..flags.clone() });
+        assert!(e.contains("node") && e.contains("n9"), "{e}");
+        let e = err(BrokerSettings { peers: Some("n1=127.0.0.1:1,n1=127.0.0.1:2".into()), ..flags.clone() });
+        assert!(e.contains("twice"), "{e}");
+        let e = err(BrokerSettings { peers: Some("n2=localhost".into()), ..flags.clone() });
+        assert!(e.contains("peers"), "{e}");
+        let e = err(BrokerSettings { group: None, ..flags });
+        assert!(e.contains("group"), "{e}");
     }
 
     #[test]

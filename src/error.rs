@@ -25,6 +25,9 @@ pub enum Error {
     Remote { peer: String, code: i32, remark: String },
     #[error("{0}")]
     Usage(String),
+    /// The replicated group did not take a write: not the leader, not committed in time.
+    #[error(transparent)]
+    Replication(#[from] rockshard_raft::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -160,3 +160,28 @@ pub const REBALANCE_LOCK_MAX_LIVE_MS: u64 = 60_000;
 /// Pending connections a listener queues (the kernel caps it at somaxconn): room for a
 /// load test opening hundreds of connections at once.
 pub const LISTEN_BACKLOG: i32 = 1024;
+
+// ---- replication -----------------------------------------------------------------------
+
+/// Nodes in one replicated group: DLedger groups are 3 or 5; 7 leaves room without
+/// letting a typo build a group whose every write waits on a dozen followers.
+pub const REPLICATION_PEERS_MAX: usize = 7;
+/// Raft tick. Heartbeats go every 2 ticks (200 ms) and an election starts after 10 to 20
+/// silent ticks (1–2 s), which puts a new leader well inside the 5 s failover target.
+pub const RAFT_TICK_DEFAULT_MS: u64 = 100;
+pub const RAFT_ELECTION_TICKS_DEFAULT: u64 = 10;
+/// Below this an election timeout is only a few heartbeats long: a busy executor would
+/// set off needless elections.
+pub const RAFT_ELECTION_TICKS_MIN: u64 = 4;
+/// A send not applied by a majority in this long gets an error (never SEND_OK). Matches
+/// the store's sync flush timeout default: the client's own send timeout is 3 s, and a
+/// commit that needs longer means the group is in trouble.
+pub const REPLICATION_TIMEOUT_DEFAULT_MS: u64 = 5_000;
+/// Raft messages waiting for one peer's connection; past this the newest are dropped
+/// (Raft retransmits), so a dead peer cannot grow the leader's memory.
+pub const RAFT_PEER_QUEUE_MAX_MSGS: usize = 4096;
+/// Wait between connection attempts to an unreachable peer.
+pub const RAFT_RECONNECT_BACKOFF_MS: u64 = 200;
+/// How often a leader replicates changed consumer offsets (and delay progress) to its
+/// followers: the most a failover can rewind a consumer beyond its own commit interval.
+pub const META_REPLICATION_INTERVAL_MS: u64 = 1_000;

@@ -20,6 +20,7 @@ pub mod locks;
 pub mod offsets;
 pub mod pull;
 pub mod register;
+pub mod replication;
 pub mod schedule;
 pub mod send;
 pub mod sendback;
@@ -190,6 +191,9 @@ async fn run_shard(
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    if let Err(e) = start_replica(&shard, &shutdown).await {
+        return fail(e.to_string());
+    }
     info!(shard = id, listen = %shard.config.shard_listen(id), broker = %shard.broker_name, "shard serving");
     shard.start_tasks();
     let (registrar, registered) = register::start(&shard);
@@ -206,8 +210,39 @@ async fn run_shard(
         warn!(shard = id, error = %e, "serving ended with an error");
     }
     registrar.unregister_all(&shard).await;
+    if let Some(replica) = shard.replica.get() {
+        replica.close().await;
+    }
     if let Err(e) = shard.close().await {
         error!(shard = id, error = %e, "closing the store failed");
     }
     info!(shard = id, "shard stopped");
+}
+
+/// Joins shard `shard.id`'s Raft group when the node is part of a replicated group: opens
+/// the replica over the shard's store (it reconciles its log with the CommitLog and makes
+/// only committed records readable), links it to the same shard on every peer, and starts
+/// the leader's metadata snapshots.
+async fn start_replica(shard: &Rc<shard::Shard>, shutdown: &Rc<Signal>) -> Result<()> {
+    let Some(repl) = shard.config.replication.as_ref() else { return Ok(()) };
+    let links = replication::PeerLinks::start(shard.id, repl, shutdown.clone());
+    let hooks = Rc::new(replication::ShardHooks { shard: std::cell::RefCell::new(Rc::downgrade(shard)) });
+    let mut config =
+        rockshard_raft::ReplicaConfig::new(repl.node_id, repl.voters(), shard.config.shard_dir(shard.id).join("raft"));
+    config.tick_ms = repl.tick_ms;
+    config.election_ticks = repl.election_ticks as usize;
+    config.propose_timeout_ms = repl.timeout_ms;
+    let replica = replication::ShardReplica::open_with(
+        config,
+        rockshard_raft::StoreData::new(Rc::new(shard.store.clone())),
+        rockshard_storage::GlommioDisk,
+        links,
+        hooks,
+        rockshard_raft::Clock::Timer,
+    )
+    .await?;
+    let _ = shard.replica.set(replica);
+    replication::start_meta_task(shard);
+    info!(shard = shard.id, group = %repl.group, node = %repl.node, id = repl.node_id, "replica started");
+    Ok(())
 }

@@ -180,6 +180,8 @@ pub struct ConsumerOffsets {
     dirty: Cell<bool>,
     /// One save at a time (the periodic one and shutdown's may overlap).
     saving: glommio::sync::Semaphore,
+    /// Bumped on every change: a replicated leader sends a snapshot when it moved.
+    version: Cell<u64>,
 }
 
 impl ConsumerOffsets {
@@ -196,6 +198,7 @@ impl ConsumerOffsets {
             table: RefCell::new(table),
             dirty: Cell::new(false),
             saving: glommio::sync::Semaphore::new(1),
+            version: Cell::new(0),
         })
     }
 
@@ -217,8 +220,29 @@ impl ConsumerOffsets {
     /// Records `offset` as `group`'s committed offset of the queue.
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         if self.table.borrow_mut().set(group, topic, queue_id, offset) {
-            self.dirty.set(true);
+            self.changed();
         }
+    }
+
+    fn changed(&self) {
+        self.dirty.set(true);
+        self.version.set(self.version.get() + 1);
+    }
+
+    /// Counts changes; equal values mean the same table.
+    pub fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    /// The table in consumerOffset.json's form.
+    pub fn to_json(&self) -> Vec<u8> {
+        self.table.borrow().to_json()
+    }
+
+    /// Replaces the whole table (a follower applying its leader's snapshot).
+    pub fn replace(&self, table: OffsetTable) {
+        *self.table.borrow_mut() = table;
+        self.changed();
     }
 
     /// Sets a group's offset by operator's order (reset to a time or an offset); the
@@ -254,7 +278,7 @@ impl ConsumerOffsets {
     pub fn remove_group(&self, group: &str) -> bool {
         let removed = self.table.borrow_mut().remove_group(group);
         if removed {
-            self.dirty.set(true);
+            self.changed();
         }
         removed
     }
@@ -262,7 +286,7 @@ impl ConsumerOffsets {
     pub fn remove_topic(&self, topic: &str) -> bool {
         let removed = self.table.borrow_mut().remove_topic(topic);
         if removed {
-            self.dirty.set(true);
+            self.changed();
         }
         removed
     }

@@ -245,7 +245,9 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
             }
         }
     };
-    if h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+    // As RocketMQ: only the master takes offsets carried by pulls; a replicated follower
+    // gets its leader's table instead.
+    if h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 && shard.is_leader() {
         shard.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     }
     if h.queue_offset < 0 {

@@ -4,7 +4,9 @@
 //!
 //! Each shard registers as its own broker, `<broker_name>-s<shard>` with brokerId 0
 //! (master) at its own address, carrying the topics it holds queues of, so routes send
-//! clients straight to the owning core.
+//! clients straight to the owning core. In a replicated group the shard registers as
+//! master only while it is its Raft group's leader, and as slave `<raft id>` otherwise;
+//! a role change re-registers at once.
 //!
 //! NameServers are independent: a failure with one (down, slow) never delays
 //! registration with the others; each has its own connection, re-made when it breaks.
@@ -37,8 +39,11 @@ pub fn register_request(shard: &Shard) -> RemotingCommand {
         table.insert(t.name.clone(), super::admin::wire_topic_config(&t));
     }
     let version = shard.topic_version.get() as i64;
+    // A replicated shard's state version is its Raft term: when an old leader that has not
+    // heard of the new term registers as master again, NameServers keep the newer one.
+    let state_version = shard.replica.get().map_or(0, |r| r.status().term as i64);
     let wrapper = TopicConfigSerializeWrapper {
-        data_version: DataVersion { counter: version, state_version: 0, timestamp: version },
+        data_version: DataVersion { counter: version, state_version, timestamp: version },
         topic_config_table: table,
         ..Default::default()
     };
@@ -50,7 +55,7 @@ pub fn register_request(shard: &Shard) -> RemotingCommand {
         broker_addr: shard.addr.clone(),
         cluster_name: shard.config.cluster_name.clone(),
         ha_server_addr: shard.addr.clone(),
-        broker_id: 0,
+        broker_id: shard.broker_id(),
         // Tell the NameServer how long to keep us: four missed heartbeats.
         heartbeat_timeout_millis: Some((shard.config.register_interval_ms * 4) as i64),
         enable_acting_master: Some(false),
@@ -178,7 +183,7 @@ impl Registrar {
                 broker_name: shard.broker_name.clone(),
                 broker_addr: shard.addr.clone(),
                 cluster_name: shard.config.cluster_name.clone(),
-                broker_id: 0,
+                broker_id: shard.broker_id(),
             };
             let mut ext = ExtFields::new();
             header.encode(&mut ext);

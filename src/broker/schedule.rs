@@ -52,11 +52,11 @@ use bytes::Bytes;
 use rockshard_net::properties::{self, keys};
 use rockshard_net::stored::{self, Record};
 use rockshard_storage::store::{tags_code_of, DELAY_LEVELS_MS, SCHEDULE_TOPIC};
-use rockshard_storage::{AppendWait, QueueOffset, StorageError, Store};
+use rockshard_storage::{QueueOffset, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use super::send::{self, Outgoing};
+use super::send::{self, Outgoing, Stored};
 use super::shard::Shard;
 use crate::limits::{
     DELAY_LEVEL_COUNT, SCHEDULE_BATCH_BYTES_MAX, SCHEDULE_BATCH_MESSAGES_MAX, SCHEDULE_LEVEL_BATCHES_PER_PASS_MAX,
@@ -72,7 +72,7 @@ const _: () = assert!(LEVELS == DELAY_LEVEL_COUNT as usize, "one delay queue per
 
 /// How the delayed-message task stores a message: `send::append` in the broker, a plain
 /// store append in tests of this module.
-pub type Sink<'a> = &'a dyn Fn(&Outgoing<'_>) -> std::result::Result<AppendWait, StorageError>;
+pub type Sink<'a> = &'a dyn Fn(&Outgoing<'_>) -> Result<Stored>;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Level {
@@ -161,8 +161,13 @@ pub fn delivery_properties(props: &[u8]) -> Vec<u8> {
 }
 
 /// Errors that will not go away by trying again: the store refuses this record as such.
-fn permanent(e: &StorageError) -> bool {
-    matches!(e, StorageError::InvalidArgument(_) | StorageError::MessageTooLarge { .. } | StorageError::Message(_))
+fn permanent(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Storage(
+            StorageError::InvalidArgument(_) | StorageError::MessageTooLarge { .. } | StorageError::Message(_)
+        )
+    )
 }
 
 enum BatchEnd {
@@ -390,7 +395,7 @@ impl Scheduler {
         sink: Sink<'_>,
         pass: &mut Pass,
     ) -> BatchEnd {
-        let mut issued: Vec<(u64, Option<AppendWait>)> = Vec::with_capacity(records.len());
+        let mut issued: Vec<(u64, Option<Stored>)> = Vec::with_capacity(records.len());
         let mut end = BatchEnd::Drained;
         for bytes in records {
             let view = match stored::decode(bytes) {
@@ -442,13 +447,15 @@ impl Scheduler {
         }
         for (after, wait) in issued {
             if let Some(wait) = wait {
-                let record_end = wait.result().records.last().map_or(0, |r| r.physical_offset.0 + u64::from(r.size));
-                if let Err(e) = wait.await {
-                    // Later appends of this batch may be stored too; they are delivered
-                    // again after the retry (at least once).
-                    warn!(level = level + 1, offset = after - 1, error = %e, "delayed message not confirmed; will retry");
-                    return BatchEnd::Failed;
-                }
+                let record_end = match wait.await {
+                    Ok(placed) => placed.records.last().map_or(0, |r| r.physical_offset.0 + u64::from(r.size)),
+                    Err(e) => {
+                        // Later appends of this batch may be stored too; they are delivered
+                        // again after the retry (at least once).
+                        warn!(level = level + 1, offset = after - 1, error = %e, "delayed message not confirmed; will retry");
+                        return BatchEnd::Failed;
+                    }
+                };
                 let mut s = self.state.borrow_mut();
                 s.delivered_end = s.delivered_end.max(record_end);
                 pass.delivered += 1;
@@ -467,6 +474,13 @@ pub fn start(shard: &Rc<Shard>) {
         let stop = || shard.shutdown.is_set();
         let sink = |m: &Outgoing<'_>| send::append(&shard, std::slice::from_ref(m), true);
         while !stop() {
+            // In a replicated group only the leader delivers: a follower's appends would
+            // be refused, and the leader's deliveries reach it through the log.
+            if !shard.is_leader() {
+                let poll = Duration::from_millis(SCHEDULE_POLL_INTERVAL_MS);
+                futures_lite::future::or(glommio::timer::sleep(poll), shard.shutdown.wait()).await;
+                continue;
+            }
             let save = last_save.elapsed() >= Duration::from_millis(SCHEDULE_PERSIST_INTERVAL_MS);
             if save {
                 last_save = Instant::now();
@@ -520,7 +534,7 @@ mod tests {
 
     /// What `send::append` does for these tests' messages, minus the shard: a plain
     /// append (no message here carries DELAY, so nothing is parked again).
-    fn store_sink(store: &Store) -> impl Fn(&Outgoing<'_>) -> std::result::Result<AppendWait, StorageError> + '_ {
+    fn store_sink(store: &Store) -> impl Fn(&Outgoing<'_>) -> Result<Stored> + '_ {
         move |m: &Outgoing<'_>| {
             let f = RecordFields {
                 topic: m.topic.as_bytes(),
@@ -536,7 +550,7 @@ mod tests {
                 body: m.body,
                 properties: m.properties,
             };
-            store.append(&[f], true)
+            Ok(Stored::Local(store.append(&[f], true)?))
         }
     }
 
@@ -787,8 +801,8 @@ mod tests {
             park(&store, "orders", 0, 1, b"ok").await;
 
             // A sink that fails as a busy store would: nothing advances, the level backs off.
-            let busy = |_: &Outgoing<'_>| -> std::result::Result<AppendWait, StorageError> {
-                Err(StorageError::Busy { pending_bytes: 1, limit_bytes: 1 })
+            let busy = |_: &Outgoing<'_>| -> Result<Stored> {
+                Err(StorageError::Busy { pending_bytes: 1, limit_bytes: 1 }.into())
             };
             let pass = sched.run_once(&store, t + 5_000, &never, &busy, false).await;
             assert_eq!(pass.delivered, 0);

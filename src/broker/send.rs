@@ -23,8 +23,11 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use rockshard_net::code::{request, response};
@@ -33,13 +36,14 @@ use rockshard_net::headers::{decode_send_message_ref, SendMessageResponseHeader}
 use rockshard_net::properties::{self, keys};
 use rockshard_net::stored::{sys_flag, RecordFields};
 use rockshard_net::{batch, msgid, RemotingCommand};
+use rockshard_raft::Proposal;
 use rockshard_storage::store::SCHEDULE_TOPIC;
 use rockshard_storage::topics::perm;
-use rockshard_storage::{AppendWait, AppendedRecord, StorageError};
+use rockshard_storage::{AppendResult, AppendWait, AppendedRecord, StorageError};
 use tracing::debug;
 
-use super::shard::{bad_header, reply, storage_error_code, Shard};
-use super::topics;
+use super::shard::{bad_header, reply, store_failure_code, Shard};
+use super::{replication, topics};
 use crate::limits::{DELAY_LEVEL_COUNT, MAX_RECONSUME_TIMES_DEFAULT};
 use crate::remoting::server::Connection;
 
@@ -103,29 +107,56 @@ fn record_fields<'a>(shard: &Shard, m: &Outgoing<'a>, diverted: &'a Option<(i32,
     }
 }
 
-/// Stores `msgs` on this shard (in one append), applying the delay rule. The offsets are
-/// in the returned wait's `result()`; awaiting it gives the durability answer.
-pub fn append(shard: &Shard, msgs: &[Outgoing<'_>], wait_store: bool) -> Result<AppendWait, StorageError> {
+/// A message being stored: appended to this shard's store, or (replicated) proposed to
+/// its Raft group. Resolves to where the records went once they are as durable as the
+/// topic's flush mode promises — and, replicated, committed by a majority.
+pub enum Stored {
+    Local(AppendWait),
+    Replicated(Proposal),
+}
+
+impl Future for Stored {
+    type Output = crate::Result<AppendResult>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Stored::Local(w) => Pin::new(w).poll(cx).map_err(Into::into),
+            Stored::Replicated(p) => Pin::new(p).poll(cx).map_err(Into::into),
+        }
+    }
+}
+
+/// Stores `msgs` on this shard (in one append or one proposal), applying the delay rule.
+/// Awaiting the result gives the records' places and the durability answer.
+pub fn append(shard: &Shard, msgs: &[Outgoing<'_>], wait_store: bool) -> crate::Result<Stored> {
     if let [m] = msgs {
         return append_one(shard, m, properties::get(m.properties, keys::DELAY), wait_store);
     }
     let diverted: Vec<Option<(i32, Vec<u8>)>> =
         msgs.iter().map(|m| divert_delayed(m, properties::get(m.properties, keys::DELAY))).collect();
     let fields: Vec<RecordFields<'_>> = msgs.iter().zip(&diverted).map(|(m, d)| record_fields(shard, m, d)).collect();
-    shard.store.append(&fields, wait_store)
+    store_fields(shard, &fields, wait_store)
 }
 
 /// [`append`] of one message whose DELAY property the caller already looked up: the
 /// common send, stored without building any list.
-fn append_one(
-    shard: &Shard,
-    m: &Outgoing<'_>,
-    delay: Option<&str>,
-    wait_store: bool,
-) -> Result<AppendWait, StorageError> {
+fn append_one(shard: &Shard, m: &Outgoing<'_>, delay: Option<&str>, wait_store: bool) -> crate::Result<Stored> {
     let diverted = divert_delayed(m, delay);
     let fields = record_fields(shard, m, &diverted);
-    shard.store.append(std::slice::from_ref(&fields), wait_store)
+    store_fields(shard, std::slice::from_ref(&fields), wait_store)
+}
+
+/// Appends to the store, or, in a replicated group, proposes the records to the shard's
+/// Raft group (leader only: a follower answers "not the leader" and the client retries
+/// elsewhere). A replicated send always waits for the commit, whatever WAIT says: SEND_OK
+/// means a majority has it.
+fn store_fields(shard: &Shard, fields: &[RecordFields<'_>], wait_store: bool) -> crate::Result<Stored> {
+    let Some(replica) = shard.replica.get() else {
+        return Ok(Stored::Local(shard.store.append(fields, wait_store)?));
+    };
+    let mut data = BytesMut::with_capacity(fields.iter().map(|f| f.body.len() + 256).sum());
+    replication::encode_records(fields, &mut data)
+        .map_err(|e| crate::Error::Storage(StorageError::InvalidArgument(e.to_string())))?;
+    Ok(Stored::Replicated(replica.propose(data.freeze())?))
 }
 
 /// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
@@ -216,13 +247,13 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
     if !is_batch {
         let wait = match append_one(shard, &base, delay, wait_store) {
             Ok(w) => w,
-            Err(e) => return reply(&req, storage_error_code(&e), e.to_string()),
+            Err(e) => return reply(&req, store_failure_code(&e), e.to_string()),
         };
         let placed = match wait.await {
             Ok(placed) => placed,
             Err(e) => {
                 debug!(shard = shard.id, topic = %topic_name, error = %e, "send not confirmed");
-                return reply(&req, storage_error_code(&e), e.to_string());
+                return reply(&req, store_failure_code(&e), e.to_string());
             }
         };
         let record = placed.records[0];
@@ -239,13 +270,13 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         items.iter().map(|it| Outgoing { body: it.body, flag: it.flag, properties: it.properties, ..base }).collect();
     let wait = match append(shard, &msgs, wait_store) {
         Ok(w) => w,
-        Err(e) => return reply(&req, storage_error_code(&e), e.to_string()),
+        Err(e) => return reply(&req, store_failure_code(&e), e.to_string()),
     };
     let placed = match wait.await {
         Ok(placed) => placed,
         Err(e) => {
             debug!(shard = shard.id, topic = %topic_name, error = %e, "send not confirmed");
-            return reply(&req, storage_error_code(&e), e.to_string());
+            return reply(&req, store_failure_code(&e), e.to_string());
         }
     };
     let mut msg_id = String::with_capacity(placed.records.len() * (msgid::ID_V4_LEN + 1));

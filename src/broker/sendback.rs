@@ -50,11 +50,11 @@ use rockshard_net::stored::{self, sys_flag, MessageView, Record};
 use rockshard_net::{msgid, RemotingCommand};
 use rockshard_storage::store::{dispatchable, valid_topic};
 use rockshard_storage::topics::perm;
-use rockshard_storage::{PhysicalOffset, StorageError};
+use rockshard_storage::PhysicalOffset;
 use tracing::{debug, warn};
 
 use super::send::{self, Outgoing};
-use super::shard::{bad_header, reply, storage_error_code, Shard};
+use super::shard::{bad_header, reply, store_failure_code, Shard};
 use super::topics::{self, DLQ_PREFIX, RETRY_PREFIX};
 use crate::limits::{DELAY_LEVEL_COUNT, MAX_RECONSUME_TIMES_DEFAULT, RETRY_TOPIC_NAME_MAX_BYTES};
 use crate::remoting::server::Connection;
@@ -165,8 +165,8 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
     }
 }
 
-fn store_failure(e: StorageError) -> Refusal {
-    (storage_error_code(&e), e.to_string())
+fn store_failure(e: crate::Error) -> Refusal {
+    (store_failure_code(&e), e.to_string())
 }
 
 /// Reads the whole record at a CommitLog offset a request named.

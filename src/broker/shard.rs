@@ -11,7 +11,7 @@
 //!
 //! Invariant: no `RefCell` borrow of shard state is held across an `.await`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -22,7 +22,7 @@ use rockshard_storage::{StorageError, Store};
 use tracing::warn;
 
 use super::control::ControlPlane;
-use super::{admin, groups, locks, offsets, pull, schedule, send, sendback, topics};
+use super::{admin, groups, locks, offsets, pull, replication, schedule, send, sendback, topics};
 use crate::config::BrokerConfig;
 use crate::remoting::server::{Connection, Service, Signal};
 use crate::Result;
@@ -51,6 +51,9 @@ pub struct Shard {
     pub register_wakers: RefCell<Vec<Rc<Notify>>>,
     /// Bumped on every topic change; sent as the registration's data version.
     pub topic_version: Cell<u64>,
+    /// This shard's Raft group member when the node is part of a replicated group; set
+    /// once, right after the shard opens (the replica's hooks need the shard).
+    pub replica: OnceCell<replication::ShardReplica>,
 }
 
 impl Shard {
@@ -79,6 +82,7 @@ impl Shard {
             shutdown,
             register_wakers: RefCell::new(Vec::new()),
             topic_version: Cell::new(crate::broker::now_ms() as u64),
+            replica: OnceCell::new(),
             store,
             config,
         });
@@ -116,6 +120,21 @@ impl Shard {
         (n % queues.max(1) as u32) as i32
     }
 
+    /// Whether this shard takes writes: always alone, only as its group's Raft leader
+    /// when replicated.
+    pub fn is_leader(&self) -> bool {
+        self.replica.get().is_none_or(|r| r.is_leader())
+    }
+
+    /// The brokerId this shard registers under: 0 (master) alone or as Raft leader, its
+    /// Raft id as a follower (a slave that consumers may read from).
+    pub fn broker_id(&self) -> i64 {
+        match (self.replica.get(), self.config.replication.as_ref()) {
+            (Some(r), Some(repl)) if !r.is_leader() => repl.node_id as i64,
+            _ => 0,
+        }
+    }
+
     /// Marks topic configuration changed: NameServers hear of it at once.
     pub fn topics_changed(&self) {
         self.topic_version.set(self.topic_version.get() + 1);
@@ -133,6 +152,16 @@ pub fn reply(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Opt
 /// The answer for a request whose header could not be read.
 pub fn bad_header(req: &RemotingCommand, e: rockshard_net::Error) -> Option<RemotingCommand> {
     reply(req, response::INVALID_PARAMETER, format!("request code {}: {e}", req.code))
+}
+
+/// The wire code for a message that was not stored: the store's reason, or the
+/// replication's (not the leader, not committed in time).
+pub fn store_failure_code(e: &crate::Error) -> i32 {
+    match e {
+        crate::Error::Storage(se) => storage_error_code(se),
+        crate::Error::Replication(re) => replication::error_code(re),
+        _ => response::SYSTEM_ERROR,
+    }
 }
 
 /// The wire code a storage failure deserves (RocketMQ's mapping of PutMessageStatus).
@@ -167,6 +196,7 @@ impl Service for Shard {
             LOCK_BATCH_MQ | UNLOCK_BATCH_MQ => locks::handle(&shard, conn, req).await,
             CONSUMER_SEND_MSG_BACK | END_TRANSACTION => sendback::handle(&shard, conn, req).await,
             UPDATE_AND_CREATE_TOPIC => topics::handle(&shard, conn, req).await,
+            replication::RAFT_MESSAGES | replication::RAFT_STATUS => replication::handle(&shard, conn, req).await,
             _ => admin::handle(&shard, conn, req).await,
         }
     }

@@ -25,6 +25,7 @@ use rockshard_storage::{FlushMode, TopicConfig};
 use tracing::{info, warn};
 
 use super::control::{queue_share, ControlMsg, TopicSpec};
+use super::replication;
 use super::shard::{bad_header, reply, Shard};
 use crate::limits::{DELAY_LEVEL_COUNT, TOPIC_NAME_MAX_BYTES, TOPIC_QUEUES_MAX};
 use crate::remoting::server::Connection;
@@ -85,6 +86,7 @@ pub async fn ensure_local_topic(shard: &Rc<Shard>, name: &str, queues: u32, perm
     t.perm = perm;
     shard.store.upsert_topic(t.clone()).await?;
     shard.topics_changed();
+    replication::topic_changed(shard, Some(t.clone()), None);
     Ok(t)
 }
 
@@ -112,6 +114,7 @@ pub async fn apply_spec(shard: &Rc<Shard>, spec: &TopicSpec) -> Result<()> {
         if existing.is_some() {
             shard.store.remove_topic(&spec.name).await?;
             shard.topics_changed();
+            replication::topic_changed(shard, None, Some(&spec.name));
         }
         return Ok(());
     }
@@ -121,8 +124,9 @@ pub async fn apply_spec(shard: &Rc<Shard>, spec: &TopicSpec) -> Result<()> {
     t.perm = spec.perm;
     t.order = spec.order;
     if existing.as_ref() != Some(&t) {
-        shard.store.upsert_topic(t).await?;
+        shard.store.upsert_topic(t.clone()).await?;
         shard.topics_changed();
+        replication::topic_changed(shard, Some(t), None);
     }
     Ok(())
 }
@@ -148,6 +152,7 @@ async fn remove_local(shard: &Rc<Shard>, name: &str) -> Result<bool> {
     shard.offsets.remove_topic(name);
     if removed {
         shard.topics_changed();
+        replication::topic_changed(shard, None, Some(name));
     }
     Ok(removed)
 }

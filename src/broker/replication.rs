@@ -1,0 +1,468 @@
+//! A shard's part in its replicated broker group: the Raft transport between shard *i* of
+//! every node, the hooks the replica calls at apply and on role changes, the metadata
+//! records (topic changes, consumer offsets) that ride in the log, and the status answer
+//! `rockshard admin cluster` shows.
+//!
+//! Transport: Raft messages travel as remoting frames with the oneway request code
+//! [`RAFT_MESSAGES`] on an ordinary connection from this shard to the peer's shard port
+//! (base port + shard), one connection per peer, made again when it breaks. Every
+//! message the replica hands over while a write is under way leaves in the next frame,
+//! so a burst of appends and heartbeats to one peer is one write. A peer that cannot be
+//! reached holds at most [`RAFT_PEER_QUEUE_MAX_MSGS`] messages; past that they are
+//! dropped — Raft resends what matters, and a dead peer must not grow our memory.
+//!
+//! Metadata: a record on [`META_TOPIC`] (queue 0) whose body is a [`MetaRecord`] in JSON.
+//! Topic changes are proposed by the node that made them (a follower's proposal is
+//! forwarded to the leader by raft-rs) and applied on every node when committed; consumer
+//! offsets are a snapshot the leader proposes at most every
+//! [`META_REPLICATION_INTERVAL_MS`] when they changed, applied by the followers.
+//!
+//! Runs on the shard's executor, like everything the shard owns.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rockshard_net::code::response;
+use rockshard_net::stored::{self, RecordFields};
+use rockshard_net::{ExtFields, RemotingCommand};
+use rockshard_raft::{Hooks, Message, Role, Status, Transport};
+use rockshard_storage::sync::Notify;
+use rockshard_storage::TopicConfig;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use super::offsets::OffsetTable;
+use super::shard::{reply, Shard};
+use crate::config::Replication;
+use crate::limits::{
+    META_REPLICATION_INTERVAL_MS, RAFT_PEER_QUEUE_MAX_MSGS, RAFT_RECONNECT_BACKOFF_MS, REGISTER_TIMEOUT_MS,
+};
+use crate::remoting::client::Client;
+use crate::remoting::server::Connection;
+
+/// A shard's replica: Raft over the shard's own store.
+pub type ShardReplica = rockshard_raft::Replica<rockshard_storage::GlommioDisk, rockshard_raft::StoreData>;
+
+/// Oneway: a batch of Raft messages for the shard this connection reaches. A code of our
+/// own, below 2^15 so it fits the ROCKETMQ binary header, and far from RocketMQ's codes.
+pub const RAFT_MESSAGES: i32 = 30_001;
+/// Request: this shard's Raft status as JSON ([`StatusBody`]).
+pub const RAFT_STATUS: i32 = 30_002;
+
+/// The internal topic metadata records are stored on. Clients can neither send to it
+/// nor see it in routes (it is not registered).
+pub const META_TOPIC: &str = "RMQ_SYS_ROCKSHARD_META";
+
+/// One metadata record's body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaRecord {
+    /// Topics created or changed (whole configs, applied as they are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics_upsert: Vec<TopicConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics_delete: Vec<String>,
+    /// The leader's whole consumer offset table (consumerOffset.json's form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<serde_json::Value>,
+}
+
+/// What RAFT_STATUS answers: the replica's view plus who the nodes are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    pub group: String,
+    pub broker_name: String,
+    pub shard: usize,
+    pub node: String,
+    pub node_id: u64,
+    /// Node names by Raft id (1-based).
+    pub peers: Vec<String>,
+    pub status: StatusView,
+}
+
+/// The replica's status in the form RAFT_STATUS carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub id: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub role: String,
+    /// Per follower, on the leader only.
+    pub progress: Vec<ProgressView>,
+    pub stopped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressView {
+    pub id: u64,
+    pub matched: u64,
+    pub next_idx: u64,
+    pub state: String,
+    /// Entries the follower is behind the leader's last index.
+    pub lag: u64,
+}
+
+impl From<&Status> for StatusView {
+    fn from(s: &Status) -> Self {
+        StatusView {
+            id: s.id,
+            leader: s.leader,
+            term: s.term,
+            commit: s.commit,
+            applied: s.applied,
+            last_index: s.last_index,
+            role: format!("{:?}", s.role).to_lowercase(),
+            progress: s
+                .progress
+                .iter()
+                .map(|p| ProgressView {
+                    id: p.id,
+                    matched: p.matched,
+                    next_idx: p.next_idx,
+                    state: p.state.to_string(),
+                    lag: s.last_index.saturating_sub(p.matched),
+                })
+                .collect(),
+            stopped: s.stopped.clone(),
+        }
+    }
+}
+
+// ---- transport ---------------------------------------------------------------------------
+
+/// One peer's outgoing queue and the task that drains it.
+struct Peer {
+    id: u64,
+    addr: SocketAddr,
+    queue: RefCell<VecDeque<Message>>,
+    wake: Notify,
+    dropped: Cell<u64>,
+}
+
+/// The shard's links to the same shard on every other node of the group.
+pub struct PeerLinks {
+    peers: Vec<Rc<Peer>>,
+}
+
+impl PeerLinks {
+    /// Starts one sender task per peer; they end when the shard shuts down.
+    pub fn start(shard_id: usize, repl: &Replication, shutdown: Rc<crate::remoting::server::Signal>) -> Rc<PeerLinks> {
+        let mut peers = Vec::new();
+        for id in repl.voters() {
+            if id == repl.node_id {
+                continue;
+            }
+            let Some(addr) = repl.peer_shard_addr(id, shard_id) else { continue };
+            let peer = Rc::new(Peer {
+                id,
+                addr,
+                queue: RefCell::new(VecDeque::new()),
+                wake: Notify::default(),
+                dropped: Cell::new(0),
+            });
+            glommio::spawn_local(run_peer(peer.clone(), shard_id, shutdown.clone())).detach();
+            peers.push(peer);
+        }
+        Rc::new(PeerLinks { peers })
+    }
+}
+
+impl Transport for PeerLinks {
+    fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            let Some(peer) = self.peers.iter().find(|p| p.id == m.to) else {
+                debug!(to = m.to, "raft message to an unknown node dropped");
+                continue;
+            };
+            let mut q = peer.queue.borrow_mut();
+            if q.len() >= RAFT_PEER_QUEUE_MAX_MSGS {
+                peer.dropped.set(peer.dropped.get() + 1);
+                continue;
+            }
+            q.push_back(m);
+            drop(q);
+            peer.wake.notify();
+        }
+    }
+}
+
+async fn run_peer(peer: Rc<Peer>, shard_id: usize, shutdown: Rc<crate::remoting::server::Signal>) {
+    let mut client: Option<Client> = None;
+    let mut body = Vec::new();
+    while !shutdown.is_set() {
+        if peer.queue.borrow().is_empty() {
+            let stop = futures_lite::future::or(
+                async {
+                    peer.wake.notified().await;
+                    false
+                },
+                async {
+                    shutdown.wait().await;
+                    true
+                },
+            )
+            .await;
+            if stop {
+                break;
+            }
+            continue;
+        }
+        let c = match client.clone().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => match Client::connect(&peer.addr.to_string(), Duration::from_millis(REGISTER_TIMEOUT_MS)).await {
+                Ok(c) => {
+                    info!(shard = shard_id, peer = peer.id, addr = %peer.addr, "raft link up");
+                    client = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    debug!(shard = shard_id, peer = peer.id, addr = %peer.addr, error = %e, "raft link down; retrying");
+                    // What waited is stale by the time the link is back: Raft resends
+                    // whatever still matters, newer and smaller.
+                    peer.queue.borrow_mut().clear();
+                    glommio::timer::sleep(Duration::from_millis(RAFT_RECONNECT_BACKOFF_MS)).await;
+                    continue;
+                }
+            },
+        };
+        let batch: Vec<Message> = peer.queue.borrow_mut().drain(..).collect();
+        body.clear();
+        rockshard_raft::wire::encode(&batch, &mut body);
+        let cmd = RemotingCommand::new_request(RAFT_MESSAGES, ExtFields::new()).with_body(Bytes::from(body.clone()));
+        if let Err(e) = c.oneway(cmd).await {
+            debug!(shard = shard_id, peer = peer.id, error = %e, "raft link broke");
+            client = None;
+        }
+    }
+    if let Some(c) = client {
+        c.close().await;
+    }
+}
+
+/// RAFT_MESSAGES and RAFT_STATUS.
+pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
+    let (Some(replica), Some(repl)) = (shard.replica.get(), shard.config.replication.as_ref()) else {
+        return reply(&req, response::REQUEST_CODE_NOT_SUPPORTED, "this broker is not part of a replicated group");
+    };
+    match req.code {
+        RAFT_MESSAGES => {
+            match rockshard_raft::wire::decode(&req.body) {
+                Ok(msgs) => {
+                    for m in msgs {
+                        replica.step(m);
+                    }
+                }
+                Err(e) => warn!(shard = shard.id, error = %e, "undecodable raft messages dropped"),
+            }
+            None
+        }
+        _ => {
+            let body = StatusBody {
+                group: repl.group.clone(),
+                broker_name: shard.broker_name.clone(),
+                shard: shard.id,
+                node: repl.node.clone(),
+                node_id: repl.node_id,
+                peers: repl.peers.iter().map(|(n, _)| n.clone()).collect(),
+                status: StatusView::from(&replica.status()),
+            };
+            let json = serde_json::to_vec(&body).expect("status serializes");
+            Some(RemotingCommand::response_to(&req, response::SUCCESS, None).with_body(Bytes::from(json)))
+        }
+    }
+}
+
+// ---- hooks -------------------------------------------------------------------------------
+
+/// What the replica tells the shard. Holds the shard weakly: the replica lives inside it.
+pub struct ShardHooks {
+    pub shard: RefCell<std::rc::Weak<Shard>>,
+}
+
+impl Hooks for ShardHooks {
+    fn applied(&self, _index: u64, data: &[u8]) {
+        let Some(shard) = self.shard.borrow().upgrade() else { return };
+        let mut at = 0;
+        while at < data.len() {
+            let record = match stored::decode(&data[at..]) {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => break,
+            };
+            let len = match record {
+                stored::Record::Message(m) => {
+                    if m.topic == META_TOPIC.as_bytes() {
+                        apply_meta(&shard, m.body);
+                    }
+                    m.header.total_size
+                }
+                stored::Record::Blank { total_size } => total_size,
+            };
+            at += (len as usize).max(1);
+        }
+    }
+
+    fn role_changed(&self, status: &Status) {
+        let Some(shard) = self.shard.borrow().upgrade() else { return };
+        info!(
+            shard = shard.id,
+            leader = ?status.leader,
+            term = status.term,
+            "raft role changed; re-registering as {}",
+            if status.role == Role::Leader { "master (brokerId 0)" } else { "slave" }
+        );
+        // NameServers hear of the new role at once (brokerId 0 = the leader).
+        shard.topics_changed();
+    }
+}
+
+fn apply_meta(shard: &Rc<Shard>, body: &[u8]) {
+    let meta: MetaRecord = match serde_json::from_slice(body) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(shard = shard.id, error = %e, "unreadable metadata record skipped");
+            return;
+        }
+    };
+    if !meta.topics_upsert.is_empty() || !meta.topics_delete.is_empty() {
+        let (shard, meta) = (shard.clone(), meta.clone());
+        glommio::spawn_local(async move {
+            for t in meta.topics_upsert {
+                if shard.store.topic(&t.name).as_ref() != Some(&t) {
+                    if let Err(e) = shard.store.upsert_topic(t).await {
+                        warn!(shard = shard.id, error = %e, "applying a replicated topic change failed");
+                    }
+                }
+            }
+            for name in meta.topics_delete {
+                if let Err(e) = shard.store.remove_topic(&name).await {
+                    warn!(shard = shard.id, error = %e, "applying a replicated topic deletion failed");
+                }
+                shard.offsets.remove_topic(&name);
+            }
+            shard.topics_changed();
+        })
+        .detach();
+    }
+    if let Some(offsets) = meta.offsets {
+        // The leader's own table is newer than any snapshot it proposed.
+        if !shard.is_leader() {
+            match serde_json::to_vec(&offsets).map_err(|e| e.to_string()).and_then(|b| OffsetTable::from_json(&b)) {
+                Ok(table) => shard.offsets.replace(table),
+                Err(e) => warn!(shard = shard.id, error = %e, "unreadable replicated offsets skipped"),
+            }
+        }
+    }
+}
+
+// ---- proposing metadata ------------------------------------------------------------------
+
+/// The stored-format record carrying `meta`, stamped now.
+fn meta_record(shard: &Shard, meta: &MetaRecord) -> Bytes {
+    let body = serde_json::to_vec(meta).expect("metadata serializes");
+    let fields = RecordFields {
+        topic: META_TOPIC.as_bytes(),
+        queue_id: 0,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp_ms: crate::broker::now_ms(),
+        born_host: shard.store_host,
+        store_timestamp_ms: crate::broker::now_ms(),
+        store_host: shard.store_host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body: &body,
+        properties: b"",
+    };
+    let mut out = Vec::with_capacity(body.len() + 128);
+    stored::encode(&fields, 0, 0, &mut out).expect("a metadata record is always encodable");
+    Bytes::from(out)
+}
+
+/// Replicates a topic change this shard just made (no-op without replication). A follower's
+/// proposal is forwarded to the leader; everyone applies it when it commits.
+pub fn topic_changed(shard: &Shard, upsert: Option<TopicConfig>, delete: Option<&str>) {
+    let Some(replica) = shard.replica.get() else { return };
+    let meta = MetaRecord {
+        topics_upsert: upsert.into_iter().collect(),
+        topics_delete: delete.map(str::to_string).into_iter().collect(),
+        offsets: None,
+    };
+    if let Err(e) = replica.propose_forwarded(meta_record(shard, &meta)) {
+        warn!(shard = shard.id, error = %e, "a topic change could not be replicated now");
+    }
+}
+
+/// The leader's offset snapshots: every interval, when the table changed since the last
+/// one that committed.
+pub fn start_meta_task(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let mut replicated_version = shard.offsets.version();
+        loop {
+            let stop = futures_lite::future::or(
+                async {
+                    shard.shutdown.wait().await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(Duration::from_millis(META_REPLICATION_INTERVAL_MS)).await;
+                    false
+                },
+            )
+            .await;
+            if stop {
+                break;
+            }
+            let Some(replica) = shard.replica.get() else { break };
+            let version = shard.offsets.version();
+            if !replica.is_leader() || version == replicated_version {
+                continue;
+            }
+            let table: serde_json::Value =
+                serde_json::from_slice(&shard.offsets.to_json()).expect("the offset table is JSON");
+            let meta = MetaRecord { offsets: Some(table), ..Default::default() };
+            match replica.propose(meta_record(&shard, &meta)) {
+                Ok(p) => match p.await {
+                    Ok(_) => replicated_version = version,
+                    Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not committed; will retry"),
+                },
+                Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not proposed"),
+            }
+        }
+    })
+    .detach();
+}
+
+/// The wire code for a replication failure: not the leader (or no longer) is a reason to
+/// try another broker, which clients do for SERVICE_NOT_AVAILABLE; a commit that timed
+/// out may still happen, which is what RocketMQ's FLUSH_SLAVE_TIMEOUT says.
+pub fn error_code(e: &rockshard_raft::Error) -> i32 {
+    match e {
+        rockshard_raft::Error::Timeout { .. } => response::FLUSH_SLAVE_TIMEOUT,
+        rockshard_raft::Error::Storage(se) => super::shard::storage_error_code(se),
+        _ => response::SERVICE_NOT_AVAILABLE,
+    }
+}
+
+/// Encodes records for a proposal: the stored format with this moment as STORETIMESTAMP;
+/// the offsets are placeholders every node fills in identically when it persists.
+pub fn encode_records(fields: &[RecordFields<'_>], out: &mut BytesMut) -> Result<(), rockshard_net::Error> {
+    let now = crate::broker::now_ms();
+    let mut scratch = Vec::new();
+    for f in fields {
+        scratch.clear();
+        stored::encode(&RecordFields { store_timestamp_ms: now, ..*f }, 0, 0, &mut scratch)?;
+        out.extend_from_slice(&scratch);
+    }
+    Ok(())
+}
