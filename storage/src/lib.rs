@@ -15,6 +15,17 @@
 //!   that writes after a failure left past `written` are zeroed before the next write.
 //! - Zeros written ahead of `sync` appends (the preparer) never land on bytes any append
 //!   has reached, and no write starts in a range while zeros are going into it.
+//! - Two stores fed the same records through `append_replicated` (same segment size)
+//!   write byte-identical CommitLogs, BLANKs included: nothing but the records and their
+//!   order decides a byte.
+//! - With a visible limit, no reader sees a record that ends past min(limit, written);
+//!   only visible ConsumeQueue entries reach the files, and the checkpoint never passes
+//!   the visible end. The arrival listener hears of each record once it is visible.
+//! - When `truncate(from)` returns, no record at or past `from` is readable, and none can
+//!   come back: the checkpoint (lowered to at most `from`) and the zeroed CommitLog past
+//!   `from` are durable first. A read that a truncate overlapped is read again (or fails
+//!   with `Truncated`) rather than return cut bytes; a truncate that fails half way
+//!   fences the store.
 //!
 //! Threading: a store lives on one glommio executor (its shard) and is not `Send`.
 //! Deliberately not here: the wire protocol beyond the record format (the `net` crate),

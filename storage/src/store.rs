@@ -795,11 +795,13 @@ impl<D: Disk> Store<D> {
     ) -> Result<GetResult> {
         let mut since = self.inner.truncations.get();
         for _ in 0..READ_RETRIES_AFTER_TRUNCATE {
-            match self.get_messages_once(topic, queue_id, offset, max_messages, max_bytes, filter).await {
-                Ok(got) if self.inner.cut_since(since).is_none() => return Ok(got),
-                Err(e) if !matches!(e, StorageError::Truncated { .. }) => return Err(e),
-                _ => since = self.inner.truncations.get(),
+            let got = self.get_messages_once(topic, queue_id, offset, max_messages, max_bytes, filter).await;
+            // Whatever a read that a truncate overlapped found (records, or an error
+            // about a range that moved), it may be stale: read again.
+            if self.inner.cut_since(since).is_none() {
+                return got;
             }
+            since = self.inner.truncations.get();
         }
         Err(StorageError::Truncated { offset: self.inner.log.borrow().pos.written().0 })
     }
@@ -1310,6 +1312,7 @@ impl<D: Disk> Drop for TruncateGuard<'_, D> {
     fn drop(&mut self) {
         self.0.truncating.set(false);
         self.0.writer_wake.notify();
+        self.0.flusher_wake.notify();
     }
 }
 
@@ -1475,6 +1478,11 @@ async fn flusher_loop<D: Disk>(inner: Rc<Inner<D>>) {
     loop {
         if !inner.flush_is_urgent() {
             futures_lite::future::or(inner.flusher_wake.notified(), glommio::timer::sleep(interval)).await;
+        }
+        if inner.truncating.get() {
+            // No new fdatasync while a truncate runs (it waits for one under way): the
+            // appends it cuts are answered by it, not flushed first. It wakes us.
+            continue;
         }
         if let Err(e) = inner.flush_written().await {
             tracing::error!(error = %e, "CommitLog flush failed; the store is fenced");
@@ -2152,7 +2160,9 @@ impl<D: Disk> Inner<D> {
 
     fn flush_is_urgent(&self) -> bool {
         let log = self.log.borrow();
-        log.fenced.is_none() && log.flush_waiters.front().is_some_and(|w| w.end <= log.pos.written())
+        !self.truncating.get()
+            && log.fenced.is_none()
+            && log.flush_waiters.front().is_some_and(|w| w.end <= log.pos.written())
     }
 
     /// fdatasyncs everything written so far and answers the `sync` appends it covers.

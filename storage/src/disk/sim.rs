@@ -11,7 +11,9 @@
 //! Faults: a capacity (writes and allocations past it fail with ENOSPC, changing
 //! nothing), counted failures of the next writes (EIO) or syncs (EIO), a script for the
 //! next writes (each slow, failing, or both: writes then complete out of order, as
-//! several in flight on a real disk may), and slow or failing range preparations.
+//! several in flight on a real disk may), slow or failing range preparations, and slow
+//! reads (which see the bytes as of their completion, as a read the kernel performs late
+//! does: what lets tests race reads against writes and truncates).
 //!
 //! `prepare_range` zeros its range when it starts and again when it ends, and makes the
 //! zeros durable: a store that prepared a range holding data, or wrote into a range
@@ -51,6 +53,7 @@ struct State {
     write_script: VecDeque<SimWrite>,
     failing_prepares: u32,
     prepare_delay: Option<Duration>,
+    read_delay: Option<Duration>,
     /// Every completed preparation: file, start, end.
     prepared: Vec<(PathBuf, u64, u64)>,
     stats: SimStats,
@@ -154,6 +157,11 @@ impl SimDisk {
         self.state.borrow_mut().prepare_delay = delay;
     }
 
+    /// Every read waits this long before it copies the bytes (needs a glommio executor).
+    pub fn set_read_delay(&self, delay: Option<Duration>) {
+        self.state.borrow_mut().read_delay = delay;
+    }
+
     /// An independent copy of the whole disk, live and durable images alike, so one
     /// written state can be damaged in many different ways.
     pub fn fork(&self) -> SimDisk {
@@ -185,6 +193,7 @@ impl SimDisk {
                 write_script: VecDeque::new(),
                 failing_prepares: 0,
                 prepare_delay: None,
+                read_delay: None,
                 prepared: Vec::new(),
                 stats: SimStats::default(),
             })),
@@ -374,6 +383,15 @@ impl Disk for SimDisk {
     }
 }
 
+impl SimFile {
+    async fn read_delay(&self) {
+        let delay = self.disk.state.borrow().read_delay;
+        if let Some(d) = delay {
+            glommio::timer::sleep(d).await;
+        }
+    }
+}
+
 impl DiskFile for SimFile {
     fn path(&self) -> &PathBuf {
         &self.path
@@ -406,6 +424,7 @@ impl DiskFile for SimFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.read_delay().await;
         self.disk.state.borrow_mut().stats.buffered_reads += 1;
         let d = self.data.data.borrow();
         let start = (pos as usize).min(d.len());
@@ -414,6 +433,7 @@ impl DiskFile for SimFile {
     }
 
     async fn read_direct(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.read_delay().await;
         self.disk.state.borrow_mut().stats.direct_reads += 1;
         let d = self.data.data.borrow();
         let start = (pos as usize).min(d.len());
