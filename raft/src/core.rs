@@ -169,8 +169,7 @@ impl Core {
 
     fn propose_entry(&mut self, data: Bytes) -> Result<u64> {
         let before = self.node.raft.raft_log.last_index();
-        let mut e = Entry::default();
-        e.data = data;
+        let e = Entry { data, ..Default::default() };
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgPropose);
         m.from = self.node.raft.id;

@@ -46,7 +46,7 @@ const _: () = assert!(CRC_AT + 4 == INDEX_ENTRY_BYTES);
 /// Index entries read from disk per read at open: large enough to read a big index in
 /// few round trips, small enough not to double the memory of the entries kept.
 const INDEX_READ_CHUNK_BYTES: usize = 1 << 20;
-const _: () = assert!(INDEX_READ_CHUNK_BYTES % INDEX_ENTRY_BYTES == 0);
+const _: () = assert!(INDEX_READ_CHUNK_BYTES.is_multiple_of(INDEX_ENTRY_BYTES));
 
 /// A byte range of the CommitLog: [start, end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

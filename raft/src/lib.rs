@@ -30,6 +30,15 @@ pub mod replica;
 pub mod store_data;
 pub mod wire;
 
+pub use crate::core::{PeerProgress, Role, Status};
+pub use data::{LogData, MemLog};
+pub use error::{Error, Result};
+pub use replica::{Clock, Hooks, Proposal, Replica, ReplicaConfig, Transport};
+pub use store_data::StoreData;
+
+/// raft-rs's message type, as the broker's transport carries it.
+pub use raft::eraftpb::Message;
+
 #[cfg(test)]
 mod test_util {
     /// Runs a future on a fresh glommio executor (the disk and replica code needs one).
@@ -42,12 +51,3 @@ mod test_util {
         glommio::LocalExecutorBuilder::default().spawn(make).expect("executor").join().expect("join")
     }
 }
-
-pub use crate::core::{PeerProgress, Role, Status};
-pub use data::{LogData, MemLog};
-pub use error::{Error, Result};
-pub use replica::{Clock, Hooks, Proposal, Replica, ReplicaConfig, Transport};
-pub use store_data::StoreData;
-
-/// raft-rs's message type, as the broker's transport carries it.
-pub use raft::eraftpb::Message;

@@ -62,11 +62,7 @@ pub struct LogMem {
 }
 
 fn entry(index: u64, term: u64, data: Bytes) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = data;
-    e
+    Entry { index, term, data, ..Default::default() }
 }
 
 impl LogMem {
@@ -81,8 +77,7 @@ impl LogMem {
         cache_limit: usize,
     ) -> Self {
         assert_eq!(applied + unapplied.len() as u64, stored.len() as u64, "every unapplied entry's data is loaded");
-        let mut conf_state = ConfState::default();
-        conf_state.voters = voters.to_vec();
+        let conf_state = ConfState { voters: voters.to_vec(), ..Default::default() };
         let cache_bytes = unapplied.iter().map(Bytes::len).sum();
         LogMem {
             hard_state,

@@ -266,10 +266,7 @@ impl<D: Disk, L: LogData> Replica<D, L> {
             if unapplied_spans.is_empty() { Vec::new() } else { data.read_entries(&unapplied_spans).await? };
         data.set_visible_limit(Some(applied.checked_sub(1).map_or(0, |i| stored[i as usize].span.end)));
 
-        let mut raft_hs = RaftHardState::default();
-        raft_hs.term = hs.term;
-        raft_hs.vote = hs.vote;
-        raft_hs.commit = hs.commit;
+        let raft_hs = RaftHardState { term: hs.term, vote: hs.vote, commit: hs.commit, ..Default::default() };
         let log =
             Rc::new(RefCell::new(LogMem::new(raft_hs, &cfg.voters, stored, applied, unapplied, cfg.entry_cache_bytes)));
         let (min_election_tick, max_election_tick) = if cfg.randomize_election_timeout {

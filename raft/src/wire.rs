@@ -73,10 +73,7 @@ mod tests {
         m.log_term = 6;
         m.index = 41;
         m.commit = 40;
-        let mut e = Entry::default();
-        e.index = 42;
-        e.term = 7;
-        e.data = bytes::Bytes::from_static(b"records");
+        let e = Entry { index: 42, term: 7, data: bytes::Bytes::from_static(b"records"), ..Default::default() };
         m.set_entries(vec![e].into());
         m
     }
