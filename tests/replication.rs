@@ -65,6 +65,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SEND_ATTEMPTS_MAX: usize = 100;
 /// Pulls of one queue, at most (32 messages each): far above what the tests write.
 const PULLS_PER_QUEUE_MAX: usize = 10_000;
+/// How long the partition test keeps the leader cut off: several election timeouts
+/// (1–2 s each at the default settings) of the isolated node.
+const PARTITION_HOLD: Duration = Duration::from_secs(8);
 /// Producer threads: several sends in flight when the leader dies.
 const PRODUCERS: usize = 4;
 
@@ -516,7 +519,7 @@ fn leader_kill9_mid_stream_new_leader_no_acked_message_lost_logs_converge() {
     let mut cluster = Cluster::start(options(false));
     let seed = cluster.opts.seed;
     let topic = "repl_failover";
-    let (old, old_view) = leader_and_topic(&cluster, topic);
+    leader_and_topic(&cluster, topic);
 
     let produced = Arc::new(Produced::default());
     let producers = start_producers(&produced, all_nodes(&cluster), topic, 100_000, seed, Duration::from_secs(120));
@@ -526,6 +529,8 @@ fn leader_kill9_mid_stream_new_leader_no_acked_message_lost_logs_converge() {
         produced.acked_count(),
         produced.failures.lock().unwrap()
     );
+    // Whoever leads now (leadership could have moved since the topic was created).
+    let (old, old_view) = cluster.leader(0, Duration::from_secs(5)).expect("a leader before the kill");
     let before = produced.acked_count();
     cluster.kill9(old);
     let killed_at = Instant::now();
@@ -688,8 +693,17 @@ fn partitioned_leader_stops_acking_majority_elects_logs_converge_after_heal() {
         "sends to the majority: failures {:?}",
         produced.failures.lock().unwrap()
     );
-    let isolated_last = cluster.status(old, 0).ok().and_then(|v| v.last_index);
-    println!("isolated node's last index before the heal: {isolated_last:?} (entries past the majority's commit are its divergent tail)");
+    // Keep the cut long enough for the isolated node to pass several election timeouts:
+    // without pre-vote it would come back with a higher term and depose the new leader.
+    std::thread::sleep(PARTITION_HOLD.saturating_sub(cut_at.elapsed()));
+    let isolated = cluster.status(old, 0).expect("the isolated node answers its clients");
+    println!(
+        "isolated node after {:?}: term {} role {:?}, last index {:?} (entries past the majority's commit are its divergent tail)",
+        cut_at.elapsed(),
+        isolated.term,
+        isolated.role,
+        isolated.last_index
+    );
 
     cluster.heal_all();
     let healed_at = Instant::now();

@@ -83,6 +83,8 @@ struct Failover {
     killed_at: Option<Instant>,
     /// SEND_OKs counted just before the kill.
     acked_before: u64,
+    /// The node killed (the leader at that moment).
+    killed: Option<usize>,
     new_leader: Option<(usize, u64, Duration)>,
     error: Option<String>,
 }
@@ -92,7 +94,7 @@ fn real_client_keeps_every_send_ok_message_across_a_leader_kill9() {
     let _serial = cluster::serial();
     let opts = Options::new(broker_binary(), 3).args(&["--segment-size-bytes", &(16u64 << 20).to_string()]);
     let cluster = Arc::new(Mutex::new(Cluster::start(opts)));
-    let (old, old_term, namesrv) = {
+    let (first_leader, first_term, namesrv) = {
         let c = cluster.lock().unwrap();
         let (leader, view) = c.leader(0, Duration::from_secs(30)).unwrap_or_else(|e| panic!("first leader: {e}"));
         (leader, view.term, c.namesrv_addr())
@@ -100,9 +102,9 @@ fn real_client_keeps_every_send_ok_message_across_a_leader_kill9() {
     let topic = unique("repl_compat");
     {
         let c = cluster.lock().unwrap();
-        cluster::create_topic(&c.shard_addr(old, 0), &topic, QUEUES, "sync").unwrap_or_else(|e| panic!("{e}"));
+        cluster::create_topic(&c.shard_addr(first_leader, 0), &topic, QUEUES, "sync").unwrap_or_else(|e| panic!("{e}"));
     }
-    println!("leader n{} term {old_term}; topic {topic} (sync flush)", old + 1);
+    println!("leader n{} term {first_term}; topic {topic} (sync flush)", first_leader + 1);
 
     let acked_total = Arc::new(AtomicU64::new(0));
     let failover = Arc::new(Mutex::new(Failover::default()));
@@ -120,6 +122,14 @@ fn real_client_keeps_every_send_ok_message_across_a_leader_kill9() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+            // Whoever leads now (leadership could have moved since the topic was created).
+            let (old, old_term) = match c.leader(0, Duration::from_secs(5)) {
+                Ok((i, v)) => (i, v.term),
+                Err(e) => {
+                    failover.lock().unwrap().error = Some(e);
+                    return;
+                }
+            };
             let acked_before = acked_total.load(Ordering::SeqCst);
             c.kill9(old);
             let killed_at = Instant::now();
@@ -127,6 +137,7 @@ fn real_client_keeps_every_send_ok_message_across_a_leader_kill9() {
                 let mut f = failover.lock().unwrap();
                 f.killed_at = Some(killed_at);
                 f.acked_before = acked_before;
+                f.killed = Some(old);
             }
             let found = c.leader_where(0, NEW_LEADER_WITHIN, |i, v| i != old && v.term > old_term);
             let mut f = failover.lock().unwrap();
@@ -255,7 +266,7 @@ fn real_client_keeps_every_send_ok_message_across_a_leader_kill9() {
     let (new, term, took) = f.new_leader.expect("the kill thread ran");
     println!(
         "kill -9 n{}: n{} leads (term {term}) after {took:?}; first SEND_OK after the kill at {:?}",
-        old + 1,
+        f.killed.map_or(0, |k| k + 1),
         new + 1,
         first_ok_after_kill.lock().unwrap()
     );
