@@ -15,6 +15,11 @@
 //!   passes.
 //! - Messages raft-rs marks as needing persistence go out only after their Ready is
 //!   persisted (`on_persisted`); the others at once.
+//! - Proposals that arrive between two Readies become one entry (up to
+//!   [`PROPOSAL_BATCH_MAX_BYTES`]): their records are concatenated in arrival order, and
+//!   at apply each proposal gets back exactly its own records' places, in order. One
+//!   entry per burst instead of one per send is what keeps the per-entry costs (index
+//!   entry, raft-rs bookkeeping, protobuf framing, one persist call) off each message.
 //!
 //! Thread: the shard's executor.
 
@@ -22,13 +27,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{Entry, HardState, Message, MessageType};
 use raft::{RawNode, StateRole};
 use rockshard_storage::AppendResult;
 
 use crate::error::{Error, Result};
-use crate::limits::PROPOSALS_PENDING_MAX;
+use crate::limits::{PROPOSALS_PENDING_MAX, PROPOSAL_BATCH_MAX_BYTES};
 use crate::log::{LogMem, RaftLog};
 use crate::oneshot;
 
@@ -102,17 +107,59 @@ pub struct Output {
     pub status_changed: Option<Status>,
 }
 
+/// One proposal inside an entry: how many records it brought, and who waits.
+type Part = (usize, oneshot::Sender<Result<AppendResult>>);
+
 struct Waiter {
     term: u64,
     deadline_tick: u64,
     result: Option<AppendResult>,
-    tx: oneshot::Sender<Result<AppendResult>>,
+    parts: Vec<Part>,
+}
+
+impl Waiter {
+    fn fail(self, e: Error) {
+        for (_, tx) in self.parts {
+            tx.send(Err(e.clone()));
+        }
+    }
+
+    /// Hands each proposal its own records (they are in proposal order).
+    fn succeed(self) {
+        let result = self.result.unwrap_or(AppendResult { records: Vec::new(), store_timestamp_ms: 0 });
+        if let [(_, _)] = self.parts.as_slice() {
+            let (_, tx) = self.parts.into_iter().next().expect("one part");
+            tx.send(Ok(result));
+            return;
+        }
+        let mut records = result.records.into_iter();
+        for (n, tx) in self.parts {
+            let mine: Vec<_> = records.by_ref().take(n).collect();
+            let store_timestamp_ms = result.store_timestamp_ms;
+            tx.send(Ok(AppendResult { records: mine, store_timestamp_ms }));
+        }
+    }
+}
+
+/// Proposals gathered since the last Ready.
+#[derive(Default)]
+struct Batch {
+    /// The first proposal's data, kept as it is while it is alone (no copy).
+    first: Option<Bytes>,
+    /// Everything gathered, once there is more than one proposal.
+    joined: BytesMut,
+    bytes: usize,
+    parts: Vec<Part>,
 }
 
 pub struct Core {
     node: RawNode<RaftLog>,
     log: Rc<RefCell<LogMem>>,
     waiters: BTreeMap<u64, Waiter>,
+    /// Leader proposals not yet handed to raft-rs (see the module's invariants).
+    batch: Batch,
+    /// Proposals waiting, in the batch and in entries.
+    pending: usize,
     /// Messages to send once the Ready of that number is persisted.
     after_persist: VecDeque<(u64, Vec<Message>)>,
     ticks: u64,
@@ -128,6 +175,8 @@ impl Core {
             node,
             log,
             waiters: BTreeMap::new(),
+            batch: Batch::default(),
+            pending: 0,
             after_persist: VecDeque::new(),
             ticks: 0,
             timeout_ticks: timeout_ms.div_ceil(tick_ms.max(1)).max(1),
@@ -155,7 +204,8 @@ impl Core {
                 break;
             }
             let w = entry.remove();
-            w.tx.send(Err(Error::Timeout { timeout_ms: self.timeout_ms }));
+            self.pending -= w.parts.len();
+            w.fail(Error::Timeout { timeout_ms: self.timeout_ms });
         }
     }
 
@@ -183,23 +233,70 @@ impl Core {
         Ok(before)
     }
 
-    /// Proposes `data` on the leader; the receiver resolves when it is applied here.
+    /// Proposes `data` (stored-format records) on the leader; the receiver resolves when
+    /// it is applied here. The data joins the entry the next Ready proposes.
     pub fn propose(&mut self, data: Bytes) -> Result<oneshot::Receiver<Result<AppendResult>>> {
         if !self.is_leader() {
             return Err(Error::NotLeader { leader: self.leader() });
         }
-        if self.waiters.len() >= PROPOSALS_PENDING_MAX {
-            return Err(Error::Busy { pending: self.waiters.len(), limit: PROPOSALS_PENDING_MAX });
+        if self.pending >= PROPOSALS_PENDING_MAX {
+            return Err(Error::Busy { pending: self.pending, limit: PROPOSALS_PENDING_MAX });
         }
-        let before = self.propose_entry(data)?;
+        if self.batch.bytes + data.len() > PROPOSAL_BATCH_MAX_BYTES && !self.batch.parts.is_empty() {
+            self.flush_batch();
+        }
+        let records = count_records(&data);
+        let (tx, rx) = oneshot::channel();
+        let b = &mut self.batch;
+        b.bytes += data.len();
+        match (b.first.take(), b.parts.is_empty()) {
+            (None, true) => b.first = Some(data),
+            (first, _) => {
+                if let Some(first) = first {
+                    b.joined.reserve(first.len() + data.len());
+                    b.joined.extend_from_slice(&first);
+                }
+                b.joined.extend_from_slice(&data);
+            }
+        }
+        b.parts.push((records, tx));
+        self.pending += 1;
+        Ok(rx)
+    }
+
+    /// Hands the gathered proposals to raft-rs as one entry.
+    fn flush_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.parts.is_empty() {
+            return;
+        }
+        let data = match batch.first {
+            Some(first) => first,
+            None => batch.joined.freeze(),
+        };
+        let w = Waiter {
+            term: self.node.raft.term,
+            deadline_tick: self.ticks + self.timeout_ticks,
+            result: None,
+            parts: batch.parts,
+        };
+        if !self.is_leader() {
+            self.pending -= w.parts.len();
+            return w.fail(Error::Dropped("leadership lost before the proposal entered the log"));
+        }
+        let before = match self.propose_entry(data) {
+            Ok(before) => before,
+            Err(e) => {
+                self.pending -= w.parts.len();
+                return w.fail(e);
+            }
+        };
         let index = self.node.raft.raft_log.last_index();
         if index == before {
-            return Err(Error::Dropped("raft-rs did not append the proposal"));
+            self.pending -= w.parts.len();
+            return w.fail(Error::Dropped("raft-rs did not append the proposal"));
         }
-        let (tx, rx) = oneshot::channel();
-        let w = Waiter { term: self.node.raft.term, deadline_tick: self.ticks + self.timeout_ticks, result: None, tx };
         self.waiters.insert(index, w);
-        Ok(rx)
     }
 
     /// Proposes on any node: a follower forwards to the leader. Nobody waits for it.
@@ -218,23 +315,30 @@ impl Core {
 
     fn fail_waiters_from(&mut self, from: u64, why: &'static str) {
         for (_, w) in self.waiters.split_off(&from) {
-            w.tx.send(Err(Error::Dropped(why)));
+            self.pending -= w.parts.len();
+            w.fail(Error::Dropped(why));
         }
     }
 
-    /// Fails every waiter (the replica stops).
+    /// Fails every waiter, gathered or in the log (the replica stops).
     pub fn fail_all(&mut self, err: &Error) {
-        for (_, w) in std::mem::take(&mut self.waiters) {
-            w.tx.send(Err(err.clone()));
+        let batch = std::mem::take(&mut self.batch);
+        for (_, tx) in batch.parts {
+            tx.send(Err(err.clone()));
         }
+        for (_, w) in std::mem::take(&mut self.waiters) {
+            w.fail(err.clone());
+        }
+        self.pending = 0;
     }
 
     pub fn pending_proposals(&self) -> usize {
-        self.waiters.len()
+        self.pending
     }
 
     /// Takes the next Ready, if raft-rs has one, and turns it into work.
     pub fn ready(&mut self) -> Option<Output> {
+        self.flush_batch();
         if !self.node.has_ready() {
             return None;
         }
@@ -264,7 +368,8 @@ impl Core {
                 // The next leader may keep or drop these entries; the caller must not
                 // be told they were stored.
                 for (_, w) in std::mem::take(&mut self.waiters) {
-                    w.tx.send(Err(Error::Dropped("leadership lost")));
+                    self.pending -= w.parts.len();
+                    w.fail(Error::Dropped("leadership lost"));
                 }
             }
             self.seen = now;
@@ -297,12 +402,12 @@ impl Core {
         let done = std::mem::replace(&mut self.waiters, rest);
         let log = self.log.borrow();
         for (i, w) in done {
-            let result = if log.term_of(i) != Some(w.term) {
-                Err(Error::Dropped("entry replaced by another leader's"))
+            self.pending -= w.parts.len();
+            if log.term_of(i) != Some(w.term) {
+                w.fail(Error::Dropped("entry replaced by another leader's"));
             } else {
-                Ok(w.result.unwrap_or(AppendResult { records: Vec::new(), store_timestamp_ms: 0 }))
-            };
-            w.tx.send(result);
+                w.succeed();
+            }
         }
     }
 
@@ -344,4 +449,19 @@ impl Core {
     pub fn term(&self) -> u64 {
         self.node.raft.term
     }
+}
+
+/// Records in stored-format data (the proposer's own encoding, already validated).
+fn count_records(data: &[u8]) -> usize {
+    let mut n = 0;
+    let mut at = 0;
+    while at + 4 <= data.len() {
+        let size = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        if size == 0 {
+            break;
+        }
+        at += size;
+        n += 1;
+    }
+    n
 }

@@ -31,6 +31,9 @@ pub struct Appended {
     pub span: Span,
     pub result: AppendResult,
     pub durable: LocalBoxFuture<Result<()>>,
+    /// Whether `durable` means an fdatasync (a `sync`-flush topic's records): the index
+    /// entry is then synced too before the entry counts as persisted.
+    pub sync: bool,
 }
 
 #[allow(async_fn_in_trait)] // One data side per shard, never `dyn`, never `Send`.
@@ -148,7 +151,7 @@ impl LogData for MemLog {
             s.waiting.push((end, tx));
             Box::pin(async move { rx.await.unwrap_or_else(|| Err(Error::Stopped("data side lost power".into()))) })
         };
-        Ok(Appended { span: Span { start: start as u64, end: end as u64 }, result, durable })
+        Ok(Appended { span: Span { start: start as u64, end: end as u64 }, result, durable, sync: true })
     }
 
     async fn read_entries(&self, spans: &[Span]) -> Result<Vec<Bytes>> {

@@ -194,16 +194,22 @@ impl<F: DiskFile> IndexFile<F> {
         st.last_index = index;
     }
 
-    /// Makes every entry up to `index` durable (written and fdatasynced), writing every
-    /// pending entry in one write: callers that arrive while a sync runs share the next.
-    pub async fn flush_to(&self, index: u64) -> Result<()> {
+    /// Writes every pending entry (in one write) and, with `sync`, makes every entry up to
+    /// `index` durable (fdatasync): callers that arrive while a sync runs share the next.
+    /// Without `sync` the entries reach the page cache only, as the CommitLog bytes of
+    /// `async` topics do; a power loss may then take both, and reconciliation at open
+    /// cuts whichever of the two got further.
+    pub async fn flush_to(&self, index: u64, sync: bool) -> Result<()> {
         if self.state.borrow().synced_index >= index {
+            return Ok(());
+        }
+        if !sync && self.state.borrow().pending_from > index {
             return Ok(());
         }
         let _guard = self.lock.acquire_permit(1).await.map_err(|_| Error::Stopped("index file closed".into()))?;
         let (buf, from, upto) = {
             let mut st = self.state.borrow_mut();
-            if st.synced_index >= index {
+            if st.synced_index >= index || (!sync && st.pending_from > index) {
                 return Ok(());
             }
             let from = st.pending_from;
@@ -214,9 +220,11 @@ impl<F: DiskFile> IndexFile<F> {
         if !buf.is_empty() {
             self.file.write_at(buf, pos).await.map_err(Error::at("write", &self.path, pos))?;
         }
-        self.file.sync_data().await.map_err(Error::at("fdatasync", &self.path, pos))?;
-        let mut st = self.state.borrow_mut();
-        st.synced_index = st.synced_index.max(upto.min(st.last_index));
+        if sync {
+            self.file.sync_data().await.map_err(Error::at("fdatasync", &self.path, pos))?;
+            let mut st = self.state.borrow_mut();
+            st.synced_index = st.synced_index.max(upto.min(st.last_index));
+        }
         Ok(())
     }
 
@@ -293,9 +301,9 @@ mod tests {
                 end = e.span.end;
                 idx.append(i, &e);
             }
-            idx.flush_to(5).await.unwrap();
+            idx.flush_to(5, true).await.unwrap();
             idx.append(6, &IndexEntry { term: 3, span: Span { start: end, end: end + 1 } });
-            idx.flush_to(6).await.unwrap();
+            idx.flush_to(6, true).await.unwrap();
             // Tear entry 5: recovery keeps 1..=4 and cuts the file there.
             disk.corrupt(path, 4 * INDEX_ENTRY_BYTES + 3, &[0xff]);
             drop(idx);
@@ -317,7 +325,7 @@ mod tests {
             for i in 1..=4u64 {
                 idx.append(i, &IndexEntry { term: 1, span: Span { start: i - 1, end: i } });
             }
-            idx.flush_to(4).await.unwrap();
+            idx.flush_to(4, true).await.unwrap();
             idx.truncate(3).await.unwrap();
             idx.append(3, &IndexEntry { term: 2, span: Span { start: 2, end: 2 } });
             // Entry 3 (term 2) is only pending: a power loss keeps entries 1..=2.

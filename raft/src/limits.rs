@@ -59,3 +59,13 @@ pub const MAX_ENTRIES_BYTES_PER_MSG_DEFAULT: u64 = 1 << 20;
 pub const PROPOSE_TIMEOUT_DEFAULT_MS: u64 = 5_000;
 /// Recent entry data kept for followers; entries not yet applied are kept regardless.
 pub const ENTRY_CACHE_DEFAULT_BYTES: usize = 64 << 20;
+
+/// Longest the Raft index goes without an fdatasync while only `async`-topic entries
+/// arrive: the store's own background flush interval, so a power loss takes at most
+/// about as much of the index as of the records it points to.
+pub const INDEX_SYNC_INTERVAL_MS: u64 = 500;
+
+/// Most bytes of proposals gathered into one entry: large enough that a burst of 1 KiB
+/// sends becomes one entry (a few hundred records), small enough that one entry is a
+/// fraction of `MAX_ENTRIES_BYTES_PER_MSG_DEFAULT` and pipelines with the next.
+pub const PROPOSAL_BATCH_MAX_BYTES: usize = 256 << 10;

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::Task;
@@ -158,6 +158,8 @@ struct InFlight {
     /// Highest index of its entries (0: none).
     last_index: u64,
     durable: Vec<LocalBoxFuture<Result<()>>>,
+    /// Some entry holds `sync`-topic records: its index entry is fdatasynced too.
+    sync: bool,
     hard_state: Option<RaftHardState>,
 }
 
@@ -170,6 +172,8 @@ struct Inner<D: Disk, L: LogData> {
     hard_state: RefCell<Option<HardStateFile<D::File>>>,
     /// The last hard state written: term/vote changes must be synced, commit may lag.
     written_hs: RefCell<HardState>,
+    /// When the index file was last fdatasynced (async-topic entries sync it lazily).
+    last_index_sync: Cell<Instant>,
     transport: Rc<dyn Transport>,
     hooks: Rc<dyn Hooks>,
     jobs: RefCell<VecDeque<Job>>,
@@ -313,6 +317,7 @@ impl<D: Disk, L: LogData> Replica<D, L> {
             index,
             hard_state: RefCell::new(Some(hs_file)),
             written_hs: RefCell::new(hs),
+            last_index_sync: Cell::new(Instant::now()),
             transport,
             hooks,
             jobs: RefCell::new(VecDeque::new()),
@@ -506,6 +511,7 @@ fn on_tick<D: Disk, L: LogData>(inner: &Inner<D, L>) {
             number: None,
             last_index: 0,
             durable: Vec::new(),
+            sync: false,
             hard_state: Some(hs),
         });
         inner.submitted.set(inner.submitted.get() + 1);
@@ -601,9 +607,13 @@ async fn persist<D: Disk, L: LogData>(inner: &Inner<D, L>, job: Job) -> Result<(
         }
     }
     let mut durable = Vec::with_capacity(job.entries.len());
+    let mut sync = false;
     let mut last_index = 0;
     for (index, term, bytes) in &job.entries {
         let (span, result) = if bytes.is_empty() {
+            // An empty entry (a new leader's first) carries no records whose flush mode
+            // could excuse it: it is the log's own structure, always synced.
+            sync = true;
             let end = inner.data.end();
             (Span { start: end, end }, AppendResult { records: Vec::new(), store_timestamp_ms: 0 })
         } else {
@@ -620,6 +630,7 @@ async fn persist<D: Disk, L: LogData>(inner: &Inner<D, L>, job: Job) -> Result<(
                 }
             };
             durable.push(appended.durable);
+            sync |= appended.sync;
             (appended.span, appended.result)
         };
         let e = IndexEntry { term: *term, span };
@@ -632,6 +643,7 @@ async fn persist<D: Disk, L: LogData>(inner: &Inner<D, L>, job: Job) -> Result<(
         number: Some(job.number),
         last_index,
         durable,
+        sync,
         hard_state: job.hard_state,
     });
     inner.submitted.set(inner.submitted.get() + 1);
@@ -670,7 +682,14 @@ async fn complete<D: Disk, L: LogData>(inner: &Inner<D, L>, job: InFlight) -> Re
     };
     let index = async {
         if job.last_index > 0 {
-            inner.index.flush_to(job.last_index).await?;
+            // Async-topic entries: the index reaches the page cache now and the disk at
+            // least every INDEX_SYNC_INTERVAL_MS, as the store flushes their records.
+            let due = inner.last_index_sync.get().elapsed() >= Duration::from_millis(INDEX_SYNC_INTERVAL_MS);
+            let sync = job.sync || due;
+            if sync {
+                inner.last_index_sync.set(Instant::now());
+            }
+            inner.index.flush_to(job.last_index, sync).await?;
         }
         Ok::<(), Error>(())
     };

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use rockshard_net::stored::{self, Record, RecordFields, BLANK_SIZE_MIN_BYTES};
 use rockshard_storage::store::{valid_properties, valid_topic};
-use rockshard_storage::{Disk, GlommioDisk, PhysicalOffset, Store};
+use rockshard_storage::{Disk, FlushMode, GlommioDisk, PhysicalOffset, Store};
 
 use crate::data::{Appended, LocalBoxFuture, LogData};
 use crate::error::{Error, Result};
@@ -148,12 +148,22 @@ impl<D: Disk> LogData for StoreData<D> {
 
     fn append(&self, data: &[u8]) -> Result<Appended> {
         let records = records_of(data, self.store.config().segment_size_bytes)?;
+        // A batch is usually one topic: look its flush mode up once per run of a topic.
+        let mut sync = false;
+        let mut last_topic: &[u8] = &[];
+        for r in &records {
+            if r.topic != last_topic {
+                last_topic = r.topic;
+                let topic = std::str::from_utf8(r.topic).expect("records_of checked the topic");
+                sync |= self.store.flush_mode(topic) == FlushMode::Sync;
+            }
+        }
         let start = self.appended_end();
         let wait = self.store.append_replicated(&records, true)?;
         let end = self.appended_end();
         let result = wait.result().clone();
         let durable: LocalBoxFuture<Result<()>> = Box::pin(async move { wait.await.map(|_| ()).map_err(Error::from) });
-        Ok(Appended { span: Span { start, end }, result, durable })
+        Ok(Appended { span: Span { start, end }, result, durable, sync })
     }
 
     async fn read_entries(&self, spans: &[Span]) -> Result<Vec<Bytes>> {
