@@ -191,6 +191,28 @@ fn answer(
     a
 }
 
+/// Where a replicated group would rather serve this consumer's next pull (RocketMQ's
+/// suggestWhichBrokerId, which clients follow): a consumer reading older than the hot
+/// window from the leader is sent to the follower furthest along, so catching up does
+/// not take the leader's disk and cores from live traffic; one back inside the hot window
+/// on a follower is sent back to the leader. `None`: stay (the answer says 0, the master,
+/// as a single node always does).
+fn suggest_broker(shard: &Shard, r: &GetResult) -> Option<i64> {
+    let replica = shard.replica.get()?;
+    let first = r.messages.first()?;
+    let at = stored::decode_header(first).ok().flatten()?.physical_offset;
+    let end = shard.store.commitlog_positions().3 .0 as i64;
+    let cold = end.saturating_sub(at) as u64 > shard.config.hot_window_bytes;
+    match (replica.is_leader(), cold) {
+        (true, true) => {
+            let st = replica.status();
+            st.progress.iter().filter(|p| p.state == "replicate").max_by_key(|p| p.matched).map(|p| p.id as i64)
+        }
+        (false, true) => Some(shard.broker_id()),
+        (_, false) => None,
+    }
+}
+
 /// PULL_MESSAGE and LITE_PULL_MESSAGE.
 pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
     let h: PullMessageRequestHeader = match req.ext_header() {
@@ -288,7 +310,11 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
                     }
                 }
                 let next = r.next_begin_offset;
-                conn.send_parts(&answer(&req, response::SUCCESS, &r, next, None), &r.messages);
+                let mut a = answer(&req, response::SUCCESS, &r, next, None);
+                if let Some(id) = suggest_broker(shard, &r) {
+                    a.ext_fields.insert("suggestWhichBrokerId", id.to_string());
+                }
+                conn.send_parts(&a, &r.messages);
                 return None;
             }
             GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => {

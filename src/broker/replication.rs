@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rockshard_net::code::response;
 use rockshard_net::stored::{self, RecordFields};
 use rockshard_net::{ExtFields, RemotingCommand};
@@ -198,7 +198,6 @@ impl Transport for PeerLinks {
 
 async fn run_peer(peer: Rc<Peer>, shard_id: usize, shutdown: Rc<crate::remoting::server::Signal>) {
     let mut client: Option<Client> = None;
-    let mut body = Vec::new();
     while !shutdown.is_set() {
         if peer.queue.borrow().is_empty() {
             let stop = futures_lite::future::or(
@@ -236,9 +235,9 @@ async fn run_peer(peer: Rc<Peer>, shard_id: usize, shutdown: Rc<crate::remoting:
             },
         };
         let batch: Vec<Message> = peer.queue.borrow_mut().drain(..).collect();
-        body.clear();
+        let mut body = Vec::new();
         rockshard_raft::wire::encode(&batch, &mut body);
-        let cmd = RemotingCommand::new_request(RAFT_MESSAGES, ExtFields::new()).with_body(Bytes::from(body.clone()));
+        let cmd = RemotingCommand::new_request(RAFT_MESSAGES, ExtFields::new()).with_body(Bytes::from(body));
         if let Err(e) = c.oneway(cmd).await {
             debug!(shard = shard_id, peer = peer.id, error = %e, "raft link broke");
             client = None;
@@ -456,13 +455,15 @@ pub fn error_code(e: &rockshard_raft::Error) -> i32 {
 
 /// Encodes records for a proposal: the stored format with this moment as STORETIMESTAMP;
 /// the offsets are placeholders every node fills in identically when it persists.
-pub fn encode_records(fields: &[RecordFields<'_>], out: &mut BytesMut) -> Result<(), rockshard_net::Error> {
+pub fn encode_records(fields: &[RecordFields<'_>]) -> Result<Bytes, rockshard_net::Error> {
     let now = crate::broker::now_ms();
-    let mut scratch = Vec::new();
+    let mut len = 0;
     for f in fields {
-        scratch.clear();
-        stored::encode(&RecordFields { store_timestamp_ms: now, ..*f }, 0, 0, &mut scratch)?;
-        out.extend_from_slice(&scratch);
+        len += stored::encoded_len(f)?;
     }
-    Ok(())
+    let mut out = Vec::with_capacity(len);
+    for f in fields {
+        stored::encode(&RecordFields { store_timestamp_ms: now, ..*f }, 0, 0, &mut out)?;
+    }
+    Ok(Bytes::from(out))
 }

@@ -153,10 +153,9 @@ fn store_fields(shard: &Shard, fields: &[RecordFields<'_>], wait_store: bool) ->
     let Some(replica) = shard.replica.get() else {
         return Ok(Stored::Local(shard.store.append(fields, wait_store)?));
     };
-    let mut data = BytesMut::with_capacity(fields.iter().map(|f| f.body.len() + 256).sum());
-    replication::encode_records(fields, &mut data)
+    let data = replication::encode_records(fields)
         .map_err(|e| crate::Error::Storage(StorageError::InvalidArgument(e.to_string())))?;
-    Ok(Stored::Replicated(replica.propose(data.freeze())?))
+    Ok(Stored::Replicated(replica.propose(data)?))
 }
 
 /// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
