@@ -309,10 +309,10 @@ impl Cluster {
         let mut proxies = HashMap::new();
         if opts.proxies {
             for a in 0..opts.nodes {
-                for b in 0..opts.nodes {
+                for (b, target) in ports.iter().enumerate() {
                     if a != b {
                         let (base, listeners) = bind_ports(&mut rng, opts.shards)?;
-                        proxies.insert((a, b), Proxy::start(a, b, base, listeners, ports[b]));
+                        proxies.insert((a, b), Proxy::start(a, b, base, listeners, *target));
                     }
                 }
             }

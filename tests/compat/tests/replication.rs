@@ -17,7 +17,7 @@
 //! Bounded everywhere: the test body has a time limit, every loop a deadline and an
 //! iteration cap; every process is killed by pid (the cluster guard), also on panic.
 
-#[allow(dead_code)]
+// The file allows dead code itself: not every test uses every part of the harness.
 #[path = "../../common/cluster.rs"]
 mod cluster;
 
@@ -76,6 +76,9 @@ fn lite_consumer(rt: Arc<rocketmq_client_rust::ClientRuntime>, namesrv: &str) ->
         .build()
         .expect("lite pull consumer build")
 }
+
+/// Where a SEND_OK said its message went: (broker name, queue, queue offset), by index.
+type Stored = (String, i32, i64);
 
 /// What the kill thread found.
 #[derive(Default)]
@@ -150,8 +153,7 @@ fn real_client_keeps_every_send_ok_message_across_a_leader_kill9() {
 
     let clients = Clients::new("replication");
     let rt = clients.runtime();
-    // index -> (broker, queue, offset) of every SEND_OK.
-    let acked: Arc<Mutex<BTreeMap<u64, (String, i32, i64)>>> = Arc::default();
+    let acked: Arc<Mutex<BTreeMap<u64, Stored>>> = Arc::default();
     let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let first_ok_after_kill: Arc<Mutex<Option<Duration>>> = Arc::default();
     // SEND_OKs that arrived after the kill.
