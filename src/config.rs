@@ -125,6 +125,11 @@ pub struct BrokerSettings {
     /// [default: 5000]
     #[arg(long)]
     pub replication_timeout_ms: Option<u64>,
+    /// Replication: move each shard's leadership back to its preferred node (shard i:
+    /// the ((i mod n) + 1)-th of peers) whenever that node is caught up [default: false;
+    /// leaders spread at start either way]
+    #[arg(long)]
+    pub raft_balance_leaders: Option<bool>,
 }
 
 /// The resolved broker configuration.
@@ -170,12 +175,19 @@ pub struct Replication {
     pub tick_ms: u64,
     pub election_ticks: u64,
     pub timeout_ms: u64,
+    pub balance_leaders: bool,
 }
 
 impl Replication {
     /// Raft ids of every node.
     pub fn voters(&self) -> Vec<u64> {
         (1..=self.peers.len() as u64).collect()
+    }
+
+    /// The node shard `shard`'s leadership prefers: shards go round the peers in order,
+    /// so every node leads (takes writes for) some of them.
+    pub fn preferred_leader(&self, shard: usize) -> u64 {
+        (shard % self.peers.len()) as u64 + 1
     }
 
     /// Where shard `shard` of node `id` listens (its base port + shard).
@@ -229,6 +241,7 @@ fn replication(s: &BrokerSettings) -> Result<Option<Replication>> {
         tick_ms: positive("raft_tick_ms", s.raft_tick_ms, RAFT_TICK_DEFAULT_MS)?,
         election_ticks,
         timeout_ms: positive("replication_timeout_ms", s.replication_timeout_ms, REPLICATION_TIMEOUT_DEFAULT_MS)?,
+        balance_leaders: s.raft_balance_leaders.unwrap_or(false),
     }))
 }
 
@@ -282,6 +295,7 @@ impl BrokerSettings {
             raft_tick_ms,
             raft_election_ticks,
             replication_timeout_ms,
+            raft_balance_leaders,
         )
     }
 }
@@ -544,6 +558,7 @@ mod tests {
         assert_eq!(c.shard_broker_name(1), "broker-b-s1");
         assert_eq!(r.peer_shard_addr(3, 2), Some("127.0.0.1:22913".parse().unwrap()));
         assert_eq!(r.peer_shard_addr(4, 0), None);
+        assert_eq!((r.preferred_leader(0), r.preferred_leader(1), r.preferred_leader(3)), (1, 2, 1));
         let err = |s: BrokerSettings| BrokerConfig::resolve(None, s).unwrap_err().to_string();
         let e = err(BrokerSettings { node: Some("n9".into()), ..flags.clone() });
         assert!(e.contains("node") && e.contains("n9"), "{e}");

@@ -185,3 +185,13 @@ pub const RAFT_RECONNECT_BACKOFF_MS: u64 = 200;
 /// How often a leader replicates changed consumer offsets (and delay progress) to its
 /// followers: the most a failover can rewind a consumer beyond its own commit interval.
 pub const META_REPLICATION_INTERVAL_MS: u64 = 1_000;
+/// A shard's preferred node campaigns this many times at start (3 ticks apart) while
+/// its group has no leader: enough to outrun the others' randomised election timeouts
+/// when the nodes start together, bounded so a node started alone stops trying.
+pub const LEADER_PLACEMENT_START_TRIES: usize = 10;
+/// How often a leader checks whether to hand over to its shard's preferred node
+/// (`raft_balance_leaders`).
+pub const LEADER_BALANCE_INTERVAL_MS: u64 = 5_000;
+/// The preferred node takes over only this close behind the leader's last index: a
+/// transfer waits for the transferee to catch up, and sends stall meanwhile.
+pub const LEADER_BALANCE_LAG_MAX: u64 = 64;

@@ -217,6 +217,21 @@ impl Core {
         }
     }
 
+    /// Starts an election now (pre-vote first, so a group that has a live leader is not
+    /// disturbed: its members refuse while they hear from that leader).
+    pub fn campaign(&mut self) {
+        if let Err(e) = self.node.campaign() {
+            tracing::debug!(error = %e, "campaign refused");
+        }
+    }
+
+    /// Hands leadership to `to` (a caught-up follower); a no-op unless this node leads.
+    pub fn transfer_leader(&mut self, to: u64) {
+        if self.is_leader() && to != self.node.raft.id {
+            self.node.transfer_leader(to);
+        }
+    }
+
     fn propose_entry(&mut self, data: Bytes) -> Result<u64> {
         let before = self.node.raft.raft_log.last_index();
         let e = Entry { data, ..Default::default() };

@@ -373,6 +373,25 @@ impl<D: Disk, L: LogData> Replica<D, L> {
         Ok(())
     }
 
+    /// Campaigns for leadership now (see [`Core::campaign`]): a node started as its
+    /// shard's preferred leader does this so that leaders spread over the nodes.
+    pub fn campaign(&self) {
+        if self.inner.stopped.borrow().is_some() {
+            return;
+        }
+        self.inner.core.borrow_mut().campaign();
+        self.inner.driver_wake.notify();
+    }
+
+    /// Hands leadership to node `to` if this node leads (preferred-leader balancing).
+    pub fn transfer_leader(&self, to: u64) {
+        if self.inner.stopped.borrow().is_some() {
+            return;
+        }
+        self.inner.core.borrow_mut().transfer_leader(to);
+        self.inner.driver_wake.notify();
+    }
+
     /// A message from a peer.
     pub fn step(&self, msg: Message) {
         if self.inner.stopped.borrow().is_some() {

@@ -243,6 +243,7 @@ async fn start_replica(shard: &Rc<shard::Shard>, shutdown: &Rc<Signal>) -> Resul
     .await?;
     let _ = shard.replica.set(replica);
     replication::start_meta_task(shard);
+    replication::start_leader_placement(shard);
     info!(shard = shard.id, group = %repl.group, node = %repl.node, id = repl.node_id, "replica started");
     Ok(())
 }

@@ -39,7 +39,8 @@ use super::offsets::OffsetTable;
 use super::shard::{reply, Shard};
 use crate::config::Replication;
 use crate::limits::{
-    META_REPLICATION_INTERVAL_MS, RAFT_PEER_QUEUE_MAX_MSGS, RAFT_RECONNECT_BACKOFF_MS, REGISTER_TIMEOUT_MS,
+    LEADER_BALANCE_INTERVAL_MS, LEADER_BALANCE_LAG_MAX, LEADER_PLACEMENT_START_TRIES, META_REPLICATION_INTERVAL_MS,
+    RAFT_PEER_QUEUE_MAX_MSGS, RAFT_RECONNECT_BACKOFF_MS, REGISTER_TIMEOUT_MS,
 };
 use crate::remoting::client::Client;
 use crate::remoting::server::Connection;
@@ -436,6 +437,62 @@ pub fn start_meta_task(shard: &Rc<Shard>) {
                     Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not committed; will retry"),
                 },
                 Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not proposed"),
+            }
+        }
+    })
+    .detach();
+}
+
+/// Spreads leadership: the shard's preferred node (see `Replication::preferred_leader`)
+/// campaigns at start while the group has no leader, so that with several shards every
+/// node leads some and takes writes; with `raft_balance_leaders`, a leader that is not
+/// the preferred node hands over to it whenever that node is caught up.
+pub fn start_leader_placement(shard: &Rc<Shard>) {
+    let Some(repl) = shard.config.replication.clone() else { return };
+    let preferred = repl.preferred_leader(shard.id);
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let tick = Duration::from_millis(repl.tick_ms);
+        // At start: a few tries, each a couple of ticks apart, while nobody leads.
+        if preferred == repl.node_id {
+            for _ in 0..LEADER_PLACEMENT_START_TRIES {
+                let Some(replica) = shard.replica.get() else { return };
+                if shard.shutdown.is_set() || replica.status().leader.is_some() {
+                    break;
+                }
+                replica.campaign();
+                glommio::timer::sleep(tick * 3).await;
+            }
+        }
+        if !repl.balance_leaders {
+            return;
+        }
+        while !shard.shutdown.is_set() {
+            let stop = futures_lite::future::or(
+                async {
+                    shard.shutdown.wait().await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(Duration::from_millis(LEADER_BALANCE_INTERVAL_MS)).await;
+                    false
+                },
+            )
+            .await;
+            if stop {
+                break;
+            }
+            let Some(replica) = shard.replica.get() else { break };
+            let st = replica.status();
+            if st.role != Role::Leader || preferred == repl.node_id {
+                continue;
+            }
+            let caught_up = st.progress.iter().any(|p| {
+                p.id == preferred && p.state == "replicate" && p.matched + LEADER_BALANCE_LAG_MAX >= st.last_index
+            });
+            if caught_up {
+                info!(shard = shard.id, to = preferred, "handing leadership to the preferred node");
+                replica.transfer_leader(preferred);
             }
         }
     })
