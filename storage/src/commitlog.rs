@@ -86,6 +86,8 @@ impl Chunk {
 
 pub struct Waiter {
     pub end: PhysicalOffset,
+    /// Only `sync` waiters time out; the store's sweeper sets this at its first tick
+    /// after the append, so appending reads no monotonic clock.
     pub deadline: Option<Instant>,
     pub done: Completer<Result<(), StorageError>>,
 }

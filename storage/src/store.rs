@@ -585,9 +585,12 @@ impl<D: Disk> Store<D> {
             Stamp::Keep => r.store_timestamp_ms,
         };
         let store_timestamp_ms = records.first().map_or(now, stamp_of);
-        let mut checked: Vec<(usize, &str)> = Vec::with_capacity(records.len());
+        // Two passes over the records rather than a list of checked ones: a batch is
+        // usually one record, and the list was one of its three allocations. The second
+        // pass recomputes each length and topic (arithmetic and a short UTF-8 check).
         let mut total = 0usize;
         let mut sync = false;
+        let mut last_topic: Option<&[u8]> = None;
         for r in records {
             if !valid_topic(r.topic) || r.queue_id < 0 {
                 return Err(StorageError::InvalidArgument(format!(
@@ -605,10 +608,10 @@ impl<D: Disk> Store<D> {
                 return Err(StorageError::MessageTooLarge { size: len, segment_size: log.segment_size });
             }
             // A batch is usually one topic: look its flush mode up once.
-            if !sync && checked.last().is_none_or(|&(_, t)| t != topic) {
+            if !sync && last_topic != Some(r.topic) {
                 sync = self.flush_mode(topic) == FlushMode::Sync;
             }
-            checked.push((len, topic));
+            last_topic = Some(r.topic);
             total += len;
         }
         if log.pending_bytes + total > PENDING_WRITE_MAX_BYTES {
@@ -616,7 +619,9 @@ impl<D: Disk> Store<D> {
         }
 
         let mut appended = Vec::with_capacity(records.len());
-        for (r, &(len, topic)) in records.iter().zip(&checked) {
+        for r in records {
+            let topic = std::str::from_utf8(r.topic).expect("checked above");
+            let len = stored::encoded_len(r).expect("checked above");
             let index = if dispatchable(r.sys_flag) { Some(self.queue_index(topic, r.queue_id)) } else { None };
             let queue_offset = match index {
                 Some(i) => self.inner.queues.borrow().list[i].borrow_mut().assign(),
@@ -641,8 +646,9 @@ impl<D: Disk> Store<D> {
         let end = log.pos.appended();
         let mut wake_preparer = false;
         if sync && wait_store {
-            let deadline = Instant::now() + Duration::from_millis(inner.config.sync_flush_timeout_ms);
-            log.flush_waiters.push_back(Waiter { end, deadline: Some(deadline), done });
+            // No deadline yet: the sweeper gives one at its next tick (see sweeper_loop),
+            // which saves a clock read per append.
+            log.flush_waiters.push_back(Waiter { end, deadline: None, done });
             wake_preparer = log.preparing.is_none() && log.prepared_to.0 < end.0 + PREPARE_AHEAD_BYTES / 2;
             // The clock, not the records' stamps: replicated ones may be old.
             if now.saturating_sub(inner.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
@@ -1405,10 +1411,31 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             let chunk = inner.log.borrow_mut().pop_write(split).expect("peeked above");
             let pos = chunk.start.0 - inner.log.borrow().segment_base(chunk.start);
             let (start, len) = (chunk.start, chunk.data.len());
-            let data = chunk.data;
             // A write `sync` appends wait on takes the shortest way; others may be handed
             // to another thread so the executor keeps encoding (DiskFile docs).
             let background = inner.log.borrow().flush_waiters.is_empty();
+            // The shortest way of all for a group commit's write with nothing before it
+            // in flight: done here and now, so `written` moves and the flusher is woken
+            // in this same pass (see `DiskFile::write_now`). With nothing in flight its
+            // predecessors have all completed, as `on_written` requires.
+            if !background && in_flight.is_empty() && len <= WRITE_NOW_MAX_BYTES {
+                if let Some(result) = file.write_now(&chunk.data, pos) {
+                    match result {
+                        Ok(()) => inner.on_written(start, len, chunk.dispatch),
+                        Err(e) => {
+                            inner.on_write_failed(StorageError::io("write", file.path(), start.0, e));
+                            // As after a failed write in flight: the range may hold part
+                            // of the records, to be zeroed before the next write.
+                            let written = inner.log.borrow().pos.written();
+                            if start.plus(len as u64) > written {
+                                abandoned = Some((written, start.plus(len as u64)));
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
+            let data = chunk.data;
             let task = glommio::spawn_local(async move {
                 let written = if background {
                     file.write_at_in_background(data, pos).await
@@ -1540,9 +1567,17 @@ async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
     }
 }
 
+/// Fails `sync` appends that waited longer than the flush timeout. Appends carry no
+/// deadline when they arrive (a clock read per append showed in the profile): each tick
+/// first fails the expired, then gives every waiter that has none the deadline
+/// now + timeout. A waiter gets its deadline at the first tick after it arrived, so it
+/// never fails early, and at most two periods (a fiftieth of the timeout, at most 200 ms)
+/// late. Waiters are in append order, so the unstamped ones are the last ones and their
+/// deadlines ascend.
 async fn sweeper_loop<D: Disk>(inner: Rc<Inner<D>>) {
     let timeout_ms = inner.config.sync_flush_timeout_ms;
-    let period = Duration::from_millis((timeout_ms / 10).clamp(1, 100));
+    let timeout = Duration::from_millis(timeout_ms);
+    let period = Duration::from_millis((timeout_ms / 100).clamp(1, 100));
     loop {
         glommio::timer::sleep(period).await;
         let now = Instant::now();
@@ -1550,6 +1585,9 @@ async fn sweeper_loop<D: Disk>(inner: Rc<Inner<D>>) {
         while log.flush_waiters.front().is_some_and(|w| w.deadline.is_some_and(|d| d <= now)) {
             let w = log.flush_waiters.pop_front().expect("front exists");
             w.done.complete(Err(StorageError::FlushTimeout { offset: w.end.0, timeout_ms }));
+        }
+        for w in log.flush_waiters.iter_mut().rev().take_while(|w| w.deadline.is_none()) {
+            w.deadline = Some(now + timeout);
         }
     }
 }
@@ -2404,6 +2442,80 @@ pub(crate) async fn save_atomically<D: Disk>(disk: &D, dir: &Path, name: &str, b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SimDisk;
+
+    fn record<'a>(topic: &'a str, body: &'a [u8]) -> RecordFields<'a> {
+        let host: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        RecordFields {
+            topic: topic.as_bytes(),
+            queue_id: 0,
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp_ms: 1_700_000_000_000,
+            born_host: host,
+            store_timestamp_ms: 0,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body,
+            properties: b"",
+        }
+    }
+
+    /// `count` sync appends made in one tick (so one group commit), awaited together.
+    async fn group(store: &Store<SimDisk>, first: u8, count: u8) -> Vec<Result<AppendResult>> {
+        let waits: Vec<_> =
+            (first..first + count).map(|i| store.append(&[record("S", &[i; 300])], true).unwrap()).collect();
+        let mut out = Vec::new();
+        for w in waits {
+            out.push(w.await);
+        }
+        out
+    }
+
+    async fn bodies(store: &Store<SimDisk>) -> Vec<u8> {
+        let got = store.get_messages("S", 0, QueueOffset(0), 1000, usize::MAX, None).await.unwrap();
+        got.messages
+            .iter()
+            .map(|m| match stored::decode(m).unwrap() {
+                Some(stored::Record::Message(r)) => r.body[0],
+                other => panic!("not a message: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// A group commit's write goes through `write_now` (done at once on the executor);
+    /// when it fails, the whole group fails, nothing of it is served or recovered, its
+    /// queue offsets are reused, and the next group is written and synced as usual.
+    #[test]
+    fn a_failed_group_commit_write_fails_its_group_and_the_next_group_succeeds() {
+        glommio::LocalExecutorBuilder::default().make().unwrap().run(async {
+            let disk = SimDisk::new();
+            let mut config = StoreConfig::new("/sim/group-write");
+            config.segment_size_bytes = 1 << 20;
+            let store = Store::open_on(disk.clone(), config.clone()).await.unwrap();
+            store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+            assert!(group(&store, 0, 8).await.iter().all(|r| r.is_ok()));
+            let taken = disk.stats().writes_now;
+            assert!(taken >= 1, "the group's write was done at once");
+
+            disk.fail_next_writes(1);
+            for r in group(&store, 8, 8).await {
+                assert!(matches!(r, Err(StorageError::Io { op: "write", .. })), "{r:?}");
+            }
+            assert!(disk.stats().writes_now > taken, "the failed write took the same way");
+            let next = group(&store, 16, 8).await;
+            let offsets: Vec<u64> = next.iter().map(|r| r.as_ref().unwrap().records[0].queue_offset.0).collect();
+            assert_eq!(offsets, (8..16).collect::<Vec<_>>(), "the failed group's offsets are reused");
+            let expected: Vec<u8> = (0..8).chain(16..24).collect();
+            assert_eq!(bodies(&store).await, expected);
+
+            drop(store);
+            disk.power_loss();
+            let store = Store::open_on(disk.clone(), config).await.unwrap();
+            assert_eq!(bodies(&store).await, expected, "every acknowledged record survives, nothing else");
+        });
+    }
 
     #[test]
     fn the_fast_tag_hash_equals_the_general_one() {
