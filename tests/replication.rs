@@ -791,3 +791,68 @@ fn follower_down_while_group_writes_catches_up_and_converges() {
     assert!(on_follower == on_leader, "follower reads {} messages, leader {}", on_follower.len(), on_leader.len());
     stop_and_compare_commitlogs(&mut cluster, &produced);
 }
+
+/// A group's committed offset of queue 0 as node `i` answers QUERY_CONSUMER_OFFSET.
+fn queried_offset(cluster: &Cluster, i: usize, topic: &str, group: &str) -> Option<i64> {
+    let ext = [("consumerGroup", group.to_string()), ("topic", topic.to_string()), ("queueId", "0".to_string())];
+    let a =
+        cluster::call_json(&cluster.shard_addr(i, 0), request::QUERY_CONSUMER_OFFSET, &ext, b"", READ_TIMEOUT).ok()?;
+    if a.code != i64::from(response::SUCCESS) {
+        return None;
+    }
+    a.ext.get("offset").and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_i64()))
+}
+
+/// Topic configuration and consumer offsets ride the log: a topic created on the leader
+/// exists on every follower, an offset committed on the leader reaches the followers
+/// within the snapshot interval, and after the leader dies the new one answers the same
+/// offset (a failover does not rewind consumers or lose a topic).
+#[test]
+fn topics_and_consumer_offsets_survive_a_failover() {
+    let _serial = cluster::serial();
+    let mut cluster = Cluster::start(options(false));
+    let topic = "repl_meta";
+    let group = "repl_meta_group";
+    let (leader, _) = leader_and_topic(&cluster, topic);
+    let produced = Arc::new(Produced::default());
+    join_all(start_producers(&produced, all_nodes(&cluster), topic, 10, cluster.opts.seed, Duration::from_secs(60)));
+
+    let ext = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", "0".to_string()),
+        ("commitOffset", "7".to_string()),
+    ];
+    let a =
+        cluster::call_json(&cluster.shard_addr(leader, 0), request::UPDATE_CONSUMER_OFFSET, &ext, b"", READ_TIMEOUT)
+            .unwrap_or_else(|e| panic!("commit offset: {e}"));
+    assert_eq!(a.code, i64::from(response::SUCCESS), "commit offset: {:?}", a.remark);
+    for i in (0..3).filter(|&i| i != leader) {
+        let seen = wait_for(Duration::from_secs(10), || queried_offset(&cluster, i, topic, group) == Some(7));
+        assert!(seen, "n{} never learned the committed offset: {:?}", i + 1, queried_offset(&cluster, i, topic, group));
+        let topics =
+            cluster::call_json(&cluster.shard_addr(i, 0), request::GET_ALL_TOPIC_CONFIG, &[], b"", READ_TIMEOUT)
+                .unwrap_or_else(|e| panic!("topic configs of n{}: {e}", i + 1));
+        assert!(String::from_utf8_lossy(&topics.body).contains(topic), "n{} lacks topic {topic}", i + 1);
+    }
+
+    cluster.kill9(leader);
+    let others: Vec<String> = (0..3).filter(|&i| i != leader).map(|i| cluster.shard_addr(i, 0)).collect();
+    let new = leader_among(&others, Duration::from_secs(10)).unwrap_or_else(|e| panic!("no new leader: {e}"));
+    let new = (0..3).filter(|&i| i != leader).nth(new).expect("one of the others");
+    assert_eq!(queried_offset(&cluster, new, topic, group), Some(7), "the new leader n{} rewound", new + 1);
+    // And the new leader takes commits that the remaining follower learns in turn.
+    let ext = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", "0".to_string()),
+        ("commitOffset", "9".to_string()),
+    ];
+    let a = cluster::call_json(&cluster.shard_addr(new, 0), request::UPDATE_CONSUMER_OFFSET, &ext, b"", READ_TIMEOUT)
+        .unwrap_or_else(|e| panic!("commit offset on the new leader: {e}"));
+    assert_eq!(a.code, i64::from(response::SUCCESS));
+    let last = (0..3).find(|&i| i != leader && i != new).expect("the third node");
+    let seen = wait_for(Duration::from_secs(10), || queried_offset(&cluster, last, topic, group) == Some(9));
+    assert!(seen, "n{} never learned the new leader's offset", last + 1);
+    cluster.stop_all();
+}

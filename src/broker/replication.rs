@@ -14,7 +14,7 @@
 //! Metadata: a record on [`META_TOPIC`] (queue 0) whose body is a [`MetaRecord`] in JSON.
 //! Topic changes are proposed by the node that made them (a follower's proposal is
 //! forwarded to the leader by raft-rs) and applied on every node when committed; consumer
-//! offsets are a snapshot the leader proposes at most every
+//! offsets and delayed-delivery progress are a snapshot the leader proposes at most every
 //! [`META_REPLICATION_INTERVAL_MS`] when they changed, applied by the followers.
 //!
 //! Runs on the shard's executor, like everything the shard owns.
@@ -70,6 +70,9 @@ pub struct MetaRecord {
     /// The leader's whole consumer offset table (consumerOffset.json's form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<serde_json::Value>,
+    /// The leader's delayed-delivery progress: the next offset of each delay level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_offsets: Option<Vec<u64>>,
 }
 
 /// What RAFT_STATUS answers: the replica's view plus who the nodes are.
@@ -353,6 +356,23 @@ fn apply_meta(shard: &Rc<Shard>, body: &[u8]) {
         })
         .detach();
     }
+    if let Some(delay) = meta.delay_offsets.filter(|_| !shard.is_leader()) {
+        match <[u64; rockshard_storage::store::DELAY_LEVELS_MS.len()]>::try_from(delay) {
+            Ok(levels) => {
+                shard.schedule.adopt(levels);
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    if let Err(e) = shard.schedule.persist(&shard.store).await {
+                        warn!(shard = shard.id, error = %e, "saving replicated delay progress failed");
+                    }
+                })
+                .detach();
+            }
+            Err(v) => {
+                warn!(shard = shard.id, levels = v.len(), "replicated delay progress of the wrong length skipped")
+            }
+        }
+    }
     if let Some(offsets) = meta.offsets {
         // The leader's own table is newer than any snapshot it proposed.
         if !shard.is_leader() {
@@ -395,7 +415,7 @@ pub fn topic_changed(shard: &Shard, upsert: Option<TopicConfig>, delete: Option<
     let meta = MetaRecord {
         topics_upsert: upsert.into_iter().collect(),
         topics_delete: delete.map(str::to_string).into_iter().collect(),
-        offsets: None,
+        ..Default::default()
     };
     if let Err(e) = replica.propose_forwarded(meta_record(shard, &meta)) {
         warn!(shard = shard.id, error = %e, "a topic change could not be replicated now");
@@ -408,6 +428,7 @@ pub fn start_meta_task(shard: &Rc<Shard>) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
         let mut replicated_version = shard.offsets.version();
+        let mut replicated_delay = shard.schedule.offsets();
         loop {
             let stop = futures_lite::future::or(
                 async {
@@ -425,15 +446,21 @@ pub fn start_meta_task(shard: &Rc<Shard>) {
             }
             let Some(replica) = shard.replica.get() else { break };
             let version = shard.offsets.version();
-            if !replica.is_leader() || version == replicated_version {
+            let delay = shard.schedule.offsets();
+            if !replica.is_leader() || (version == replicated_version && delay == replicated_delay) {
                 continue;
             }
-            let table: serde_json::Value =
-                serde_json::from_slice(&shard.offsets.to_json()).expect("the offset table is JSON");
-            let meta = MetaRecord { offsets: Some(table), ..Default::default() };
+            let mut meta = MetaRecord::default();
+            if version != replicated_version {
+                let table = serde_json::from_slice(&shard.offsets.to_json()).expect("the offset table is JSON");
+                meta.offsets = Some(table);
+            }
+            if delay != replicated_delay {
+                meta.delay_offsets = Some(delay.to_vec());
+            }
             match replica.propose(meta_record(&shard, &meta)) {
                 Ok(p) => match p.await {
-                    Ok(_) => replicated_version = version,
+                    Ok(_) => (replicated_version, replicated_delay) = (version, delay),
                     Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not committed; will retry"),
                 },
                 Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not proposed"),

@@ -223,6 +223,21 @@ impl Scheduler {
         self.state.borrow().offsets()
     }
 
+    /// Takes a replicated group leader's progress (a follower applying its snapshot), so
+    /// that after a failover the new leader resumes where the old one was.
+    pub fn adopt(&self, offsets: [u64; LEVELS]) {
+        let mut s = self.state.borrow_mut();
+        for (level, next) in s.levels.iter_mut().zip(offsets) {
+            if level.next != next {
+                level.next = next;
+                level.not_before_ms = None;
+            }
+        }
+        // The re-appends that progress covers are the leader's, committed already.
+        s.delivered_end = 0;
+        s.candidate = None;
+    }
+
     /// The progress in `delayOffset.json`'s form, for GET_ALL_DELAY_OFFSET (45).
     pub fn offsets_json(&self) -> Vec<u8> {
         to_json(&self.offsets())
