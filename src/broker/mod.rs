@@ -226,7 +226,7 @@ async fn run_shard(
 async fn start_replica(shard: &Rc<shard::Shard>, shutdown: &Rc<Signal>) -> Result<()> {
     let Some(repl) = shard.config.replication.as_ref() else { return Ok(()) };
     let links = replication::PeerLinks::start(shard.id, repl, shutdown.clone());
-    let hooks = Rc::new(replication::ShardHooks { shard: std::cell::RefCell::new(Rc::downgrade(shard)) });
+    let hooks = Rc::new(replication::ShardHooks::new(shard));
     let mut config =
         rockshard_raft::ReplicaConfig::new(repl.node_id, repl.voters(), shard.config.shard_dir(shard.id).join("raft"));
     config.tick_ms = repl.tick_ms;

@@ -290,6 +290,47 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
 /// What the replica tells the shard. Holds the shard weakly: the replica lives inside it.
 pub struct ShardHooks {
     pub shard: RefCell<std::rc::Weak<Shard>>,
+    /// Committed topic changes not yet applied to the store, in log order: one task
+    /// applies them one after another, so a create and a delete of the same topic that
+    /// commit back to back land in that order too.
+    topic_changes: Rc<RefCell<VecDeque<MetaRecord>>>,
+    applying: Rc<Cell<bool>>,
+}
+
+impl ShardHooks {
+    pub fn new(shard: &Rc<Shard>) -> ShardHooks {
+        ShardHooks { shard: RefCell::new(Rc::downgrade(shard)), topic_changes: Rc::default(), applying: Rc::default() }
+    }
+
+    fn queue_topic_changes(&self, shard: &Rc<Shard>, meta: MetaRecord) {
+        self.topic_changes.borrow_mut().push_back(meta);
+        if self.applying.replace(true) {
+            return;
+        }
+        let (shard, queue, applying) = (shard.clone(), self.topic_changes.clone(), self.applying.clone());
+        glommio::spawn_local(async move {
+            loop {
+                let next = queue.borrow_mut().pop_front();
+                let Some(meta) = next else { break };
+                for t in meta.topics_upsert {
+                    if shard.store.topic(&t.name).as_ref() != Some(&t) {
+                        if let Err(e) = shard.store.upsert_topic(t).await {
+                            warn!(shard = shard.id, error = %e, "applying a replicated topic change failed");
+                        }
+                    }
+                }
+                for name in meta.topics_delete {
+                    if let Err(e) = shard.store.remove_topic(&name).await {
+                        warn!(shard = shard.id, error = %e, "applying a replicated topic deletion failed");
+                    }
+                    shard.offsets.remove_topic(&name);
+                }
+                shard.topics_changed();
+            }
+            applying.set(false);
+        })
+        .detach();
+    }
 }
 
 impl Hooks for ShardHooks {
@@ -304,7 +345,7 @@ impl Hooks for ShardHooks {
             let len = match record {
                 stored::Record::Message(m) => {
                     if m.topic == META_TOPIC.as_bytes() {
-                        apply_meta(&shard, m.body);
+                        self.apply_meta(&shard, m.body);
                     }
                     m.header.total_size
                 }
@@ -328,57 +369,42 @@ impl Hooks for ShardHooks {
     }
 }
 
-fn apply_meta(shard: &Rc<Shard>, body: &[u8]) {
-    let meta: MetaRecord = match serde_json::from_slice(body) {
-        Ok(m) => m,
-        Err(e) => {
-            warn!(shard = shard.id, error = %e, "unreadable metadata record skipped");
-            return;
+impl ShardHooks {
+    fn apply_meta(&self, shard: &Rc<Shard>, body: &[u8]) {
+        let meta: MetaRecord = match serde_json::from_slice(body) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "unreadable metadata record skipped");
+                return;
+            }
+        };
+        if !meta.topics_upsert.is_empty() || !meta.topics_delete.is_empty() {
+            self.queue_topic_changes(shard, meta.clone());
         }
-    };
-    if !meta.topics_upsert.is_empty() || !meta.topics_delete.is_empty() {
-        let (shard, meta) = (shard.clone(), meta.clone());
-        glommio::spawn_local(async move {
-            for t in meta.topics_upsert {
-                if shard.store.topic(&t.name).as_ref() != Some(&t) {
-                    if let Err(e) = shard.store.upsert_topic(t).await {
-                        warn!(shard = shard.id, error = %e, "applying a replicated topic change failed");
-                    }
+        if let Some(delay) = meta.delay_offsets.filter(|_| !shard.is_leader()) {
+            match <[u64; rockshard_storage::store::DELAY_LEVELS_MS.len()]>::try_from(delay) {
+                Ok(levels) => {
+                    shard.schedule.adopt(levels);
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        if let Err(e) = shard.schedule.persist(&shard.store).await {
+                            warn!(shard = shard.id, error = %e, "saving replicated delay progress failed");
+                        }
+                    })
+                    .detach();
+                }
+                Err(v) => {
+                    warn!(shard = shard.id, levels = v.len(), "replicated delay progress of the wrong length skipped")
                 }
             }
-            for name in meta.topics_delete {
-                if let Err(e) = shard.store.remove_topic(&name).await {
-                    warn!(shard = shard.id, error = %e, "applying a replicated topic deletion failed");
-                }
-                shard.offsets.remove_topic(&name);
-            }
-            shard.topics_changed();
-        })
-        .detach();
-    }
-    if let Some(delay) = meta.delay_offsets.filter(|_| !shard.is_leader()) {
-        match <[u64; rockshard_storage::store::DELAY_LEVELS_MS.len()]>::try_from(delay) {
-            Ok(levels) => {
-                shard.schedule.adopt(levels);
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    if let Err(e) = shard.schedule.persist(&shard.store).await {
-                        warn!(shard = shard.id, error = %e, "saving replicated delay progress failed");
-                    }
-                })
-                .detach();
-            }
-            Err(v) => {
-                warn!(shard = shard.id, levels = v.len(), "replicated delay progress of the wrong length skipped")
-            }
         }
-    }
-    if let Some(offsets) = meta.offsets {
-        // The leader's own table is newer than any snapshot it proposed.
-        if !shard.is_leader() {
-            match serde_json::to_vec(&offsets).map_err(|e| e.to_string()).and_then(|b| OffsetTable::from_json(&b)) {
-                Ok(table) => shard.offsets.replace(table),
-                Err(e) => warn!(shard = shard.id, error = %e, "unreadable replicated offsets skipped"),
+        if let Some(offsets) = meta.offsets {
+            // The leader's own table is newer than any snapshot it proposed.
+            if !shard.is_leader() {
+                match serde_json::to_vec(&offsets).map_err(|e| e.to_string()).and_then(|b| OffsetTable::from_json(&b)) {
+                    Ok(table) => shard.offsets.replace(table),
+                    Err(e) => warn!(shard = shard.id, error = %e, "unreadable replicated offsets skipped"),
+                }
             }
         }
     }

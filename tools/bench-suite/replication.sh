@@ -11,7 +11,11 @@
 #   REPL_DURATION=8s   each produce run
 #   REPL_REPEATS=3     rounds
 #   REPL_SHARDS=2      shards per broker process (single and replicated alike)
-#   REPL_CONNS=4 REPL_INFLIGHT=64   producer connections and requests in flight per connection
+#   REPL_CONNS=4              producer connections
+#   REPL_INFLIGHTS="64 256"   requests in flight per connection, each measured: a group's
+#                             commit takes longer than a single node's append, so it needs a
+#                             deeper pipeline to reach its peak; the summary compares each
+#                             side's peak, and prints every depth
 #   REPL_SIZE=1024     message body bytes
 #   REPL_NO_BUILD=1    use target/release binaries as they are
 #   REPL_PORT_BASE=41000  loopback ports from here (namesrv +876, nodes +1911, +2911, +3911)
@@ -26,7 +30,7 @@ DURATION=${REPL_DURATION:-8s}
 REPEATS=${REPL_REPEATS:-3}
 SHARDS=${REPL_SHARDS:-2}
 CONNS=${REPL_CONNS:-4}
-INFLIGHT=${REPL_INFLIGHT:-64}
+INFLIGHTS=${REPL_INFLIGHTS:-64 256}
 SIZE=${REPL_SIZE:-1024}
 BASE=${REPL_PORT_BASE:-41000}
 NS=127.0.0.1:$((BASE + 876))
@@ -100,9 +104,9 @@ start_single() { # NAME
     wait_ready "$OUT/logs/$1.out" "${PIDS[0]}"
 }
 
-produce() { # NAME FLUSH
+produce() { # NAME FLUSH INFLIGHT
     timeout -k 10 120 "$BIN/rockshard-bench" produce --namesrv "$NS" --topic "bench-$2" --size "$SIZE" \
-        --connections "$CONNS" --inflight "$INFLIGHT" --flush "$2" --duration "$DURATION" \
+        --connections "$CONNS" --inflight "$3" --flush "$2" --duration "$DURATION" \
         --json "$OUT/runs/$1.json" >"$OUT/logs/$1.bench.log" 2>&1 || log "bench $1 failed (exit $?)"
     log "  $1: $(grep -E '^produce:' "$OUT/logs/$1.bench.log" || echo 'no result')"
 }
@@ -138,28 +142,31 @@ failover() { # NAME
 
 {
     echo "{\"commit\":\"$(git rev-parse --short HEAD)\",\"nproc\":$(nproc),\"duration\":\"$DURATION\","
-    echo "\"shards\":$SHARDS,\"connections\":$CONNS,\"inflight\":$INFLIGHT,\"size\":$SIZE,"
+    echo "\"shards\":$SHARDS,\"connections\":$CONNS,\"inflights\":\"$INFLIGHTS\",\"size\":$SIZE,"
     echo "\"start\":\"$(date -u +%FT%TZ)\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 } >"$OUT/meta.json"
 
 for ((r = 1; r <= REPEATS; r++)); do
     log "round $r (load $(cut -d' ' -f1-3 /proc/loadavg))"
     for flush in async sync; do
-        start_single "single-$flush-r$r"
-        sleep 2
-        produce "single-$flush-r$r" "$flush"
-        stop_all
-        start_group "group-$flush-r$r"
-        sleep 2
-        produce "group-$flush-r$r" "$flush"
-        if [[ $flush == sync ]]; then failover "failover-r$r"; fi
-        stop_all
+        for depth in $INFLIGHTS; do
+            start_single "single-$flush-d$depth-r$r"
+            sleep 2
+            produce "single-$flush-d$depth-r$r" "$flush" "$depth"
+            stop_all
+            start_group "group-$flush-d$depth-r$r"
+            sleep 2
+            produce "group-$flush-d$depth-r$r" "$flush" "$depth"
+            if [[ $flush == sync && $depth == "${INFLIGHTS%% *}" ]]; then failover "failover-r$r"; fi
+            stop_all
+        done
     done
 done
 
-python3 - "$OUT" <<'EOF'
+CONNS=$CONNS python3 - "$OUT" <<'EOF'
 import json, sys, glob, os, statistics
 out = sys.argv[1]
+CONNS = os.environ.get("CONNS", "?")
 def rate(path):
     try:
         j = json.load(open(path))
@@ -179,22 +186,30 @@ def p99(path):
     lat = p.get("latency_us") or {}
     return lat.get("p99")
 rows = []
+peak = {}
+depths = sorted({int(os.path.basename(f).split("-d")[1].split("-")[0]) for f in glob.glob(f"{out}/runs/*-d*-r*.json")})
 for flush in ("async", "sync"):
-    s = [rate(f) for f in sorted(glob.glob(f"{out}/runs/single-{flush}-r*.json"))]
-    g = [rate(f) for f in sorted(glob.glob(f"{out}/runs/group-{flush}-r*.json"))]
-    sp = [p99(f) for f in sorted(glob.glob(f"{out}/runs/single-{flush}-r*.json"))]
-    gp = [p99(f) for f in sorted(glob.glob(f"{out}/runs/group-{flush}-r*.json"))]
-    s = [x for x in s if x]; g = [x for x in g if x]
-    if s and g:
-        ms, mg = statistics.median(s), statistics.median(g)
-        per = [b / a for a, b in zip(s, g)]
-        rows.append(f"| {flush} | {ms:,.0f} ({', '.join(f'{x:,.0f}' for x in s)}) | {mg:,.0f} ({', '.join(f'{x:,.0f}' for x in g)}) | {100*mg/ms:.1f}% (per round {', '.join(f'{100*x:.0f}%' for x in per)}) | {sp} / {gp} |")
+    for side in ("single", "group"):
+        for d in depths:
+            files = sorted(glob.glob(f"{out}/runs/{side}-{flush}-d{d}-r*.json"))
+            rates = [x for x in (rate(f) for f in files) if x]
+            p99s = [x for x in (p99(f) for f in files) if x]
+            if not rates:
+                continue
+            m = statistics.median(rates)
+            rows.append(f"| {flush} | {side} | {CONNS}×{d} | {m:,.0f} | {', '.join(f'{x:,.0f}' for x in rates)} | {statistics.median(p99s)/1000:.1f} ms |")
+            if m > peak.get((flush, side), (0, 0))[0]:
+                peak[(flush, side)] = (m, d)
 fo = []
 for f in sorted(glob.glob(f"{out}/runs/failover-r*.json")):
     fo.append(json.load(open(f))["seconds"])
 with open(f"{out}/summary.md", "w") as fh:
-    fh.write("| flush | single node msg/s (runs) | 3-node group msg/s (runs) | replicated / single | p99 µs single / group |\n|---|---|---|---|---|\n")
-    fh.write("\n".join(rows) + "\n")
+    fh.write("| flush | side | connections × in flight | msg/s (median) | runs | p99 (median) |\n|---|---|---|---|---|---|\n")
+    fh.write("\n".join(rows) + "\n\n")
+    for flush in ("async", "sync"):
+        if (flush, "single") in peak and (flush, "group") in peak:
+            (s, sd), (g, gd) = peak[(flush, "single")], peak[(flush, "group")]
+            fh.write(f"- {flush}: peak single {s:,.0f} msg/s (×{sd}), peak 3-node group {g:,.0f} msg/s (×{gd}): replicated = {100*g/s:.1f}% of single\n")
     if fo:
         fh.write(f"\nfailover (kill -9 of g1-s0's leader → another node leads): {', '.join(f'{x:.2f}' for x in fo)} s; median {statistics.median(fo):.2f} s\n")
 print(open(f"{out}/summary.md").read())
