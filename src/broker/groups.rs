@@ -39,7 +39,6 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use futures_lite::future;
 use rockshard_net::body::{
     self, CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListBody, HeartbeatData,
     MessageModel, SubscriptionData,
@@ -519,17 +518,7 @@ pub fn start(shard: &Rc<Shard>) {
     glommio::spawn_local(async move {
         let tick = housekeeping_interval(shard.groups.expiry_ms);
         loop {
-            let stop = future::or(
-                async {
-                    shard.shutdown.wait().await;
-                    true
-                },
-                async {
-                    glommio::timer::sleep(tick).await;
-                    false
-                },
-            )
-            .await;
+            let stop = shard.shutdown.sleep(tick).await;
             if stop {
                 break;
             }

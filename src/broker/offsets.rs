@@ -32,7 +32,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future;
 use rockshard_net::code::{request, response};
 use rockshard_net::headers::{
     BoundaryType, CommandHeader, GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
@@ -299,17 +298,7 @@ pub fn start(shard: &Rc<Shard>) {
     glommio::spawn_local(async move {
         let tick = Duration::from_millis(CONSUMER_OFFSET_PERSIST_INTERVAL_MS);
         loop {
-            let stop = future::or(
-                async {
-                    shard.shutdown.wait().await;
-                    true
-                },
-                async {
-                    glommio::timer::sleep(tick).await;
-                    false
-                },
-            )
-            .await;
+            let stop = shard.shutdown.sleep(tick).await;
             if stop {
                 break;
             }

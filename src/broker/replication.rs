@@ -456,17 +456,7 @@ pub fn start_meta_task(shard: &Rc<Shard>) {
         let mut replicated_version = shard.offsets.version();
         let mut replicated_delay = shard.schedule.offsets();
         loop {
-            let stop = futures_lite::future::or(
-                async {
-                    shard.shutdown.wait().await;
-                    true
-                },
-                async {
-                    glommio::timer::sleep(Duration::from_millis(META_REPLICATION_INTERVAL_MS)).await;
-                    false
-                },
-            )
-            .await;
+            let stop = shard.shutdown.sleep(Duration::from_millis(META_REPLICATION_INTERVAL_MS)).await;
             if stop {
                 break;
             }
@@ -521,17 +511,7 @@ pub fn start_leader_placement(shard: &Rc<Shard>) {
             return;
         }
         while !shard.shutdown.is_set() {
-            let stop = futures_lite::future::or(
-                async {
-                    shard.shutdown.wait().await;
-                    true
-                },
-                async {
-                    glommio::timer::sleep(Duration::from_millis(LEADER_BALANCE_INTERVAL_MS)).await;
-                    false
-                },
-            )
-            .await;
+            let stop = shard.shutdown.sleep(Duration::from_millis(LEADER_BALANCE_INTERVAL_MS)).await;
             if stop {
                 break;
             }

@@ -42,7 +42,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
 use rockshard_net::body::{
     from_json, to_json, to_legacy_json, DataVersion, KVTable, RegisterBrokerBody, TopicConfigSerializeWrapper,
     TopicList, TopicRouteData,
@@ -126,17 +125,7 @@ async fn scan_loop(nameserver: Rc<NameServer>, interval_ms: u64, shutdown: Rc<Sh
     let interval = Duration::from_millis(interval_ms);
     // Each turn waits a full interval (validated non-zero) or ends at shutdown.
     while !shutdown.is_set() {
-        let stop = future::or(
-            async {
-                glommio::timer::sleep(interval).await;
-                false
-            },
-            async {
-                shutdown.wait().await;
-                true
-            },
-        )
-        .await;
+        let stop = shutdown.sleep(interval).await;
         if stop {
             break;
         }

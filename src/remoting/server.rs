@@ -94,6 +94,22 @@ impl Signal {
     pub fn wait(&self) -> SignalWait<'_> {
         SignalWait { signal: self }
     }
+
+    /// Sleeps `d`, cut short by the signal: true when the signal is what ended it. The
+    /// loop of every periodic task that stops at shutdown.
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                self.wait().await;
+                true
+            },
+            async {
+                glommio::timer::sleep(d).await;
+                false
+            },
+        )
+        .await
+    }
 }
 
 pub struct SignalWait<'a> {
