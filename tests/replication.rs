@@ -856,3 +856,29 @@ fn topics_and_consumer_offsets_survive_a_failover() {
     assert!(seen, "n{} never learned the new leader's offset", last + 1);
     cluster.stop_all();
 }
+
+/// A leader stopped with SIGTERM hands its leadership over before it exits: the moment
+/// the process is gone another node already leads, in a newer term — without the
+/// hand-over nobody would lead for at least one election timeout (1 s at the defaults).
+#[test]
+fn sigterm_of_the_leader_hands_leadership_over_before_exiting() {
+    let _serial = cluster::serial();
+    let mut cluster = Cluster::start(options(false));
+    let (leader, view) = leader_and_topic(&cluster, "repl_handover");
+    let status = cluster.stop(leader);
+    assert!(status.is_some_and(|s| s.success()), "n{} did not exit cleanly: {status:?}", leader + 1);
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let leads: Vec<_> = others
+        .iter()
+        .filter_map(|&i| cluster.status(i, 0).ok().map(|v| (i, v)))
+        .filter(|(_, v)| v.is_leader() && v.term > view.term)
+        .collect();
+    assert_eq!(
+        leads.len(),
+        1,
+        "right after n{} exited exactly one other node should lead in a newer term: {:?}",
+        leader + 1,
+        others.iter().map(|&i| cluster.status(i, 0)).collect::<Vec<_>>()
+    );
+    cluster.stop_all();
+}

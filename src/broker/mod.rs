@@ -184,16 +184,21 @@ async fn run_shard(
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
+    // SIGTERM sets `requested`; the shard's own shutdown follows once a replicated
+    // leader has handed its leadership over (see `replication::hand_over_then`).
+    let requested = Signal::new();
+    watch_stop(requested.clone());
     let shutdown = Signal::new();
-    watch_stop(shutdown.clone());
     let control = control::ControlPlane::connect(id, endpoints).await;
     let shard = match shard::Shard::open(id, config, control, shutdown.clone()).await {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
     if let Err(e) = start_replica(&shard, &shutdown).await {
+        shutdown.trigger();
         return fail(e.to_string());
     }
+    replication::hand_over_then(&shard, requested, shutdown.clone());
     info!(shard = id, listen = %shard.config.shard_listen(id), broker = %shard.broker_name, "shard serving");
     shard.start_tasks();
     let (registrar, registered) = register::start(&shard);

@@ -43,7 +43,7 @@ use crate::limits::{
     RAFT_PEER_QUEUE_MAX_MSGS, RAFT_RECONNECT_BACKOFF_MS, REGISTER_TIMEOUT_MS,
 };
 use crate::remoting::client::Client;
-use crate::remoting::server::Connection;
+use crate::remoting::server::{Connection, Signal};
 
 /// A shard's replica: Raft over the shard's own store.
 pub type ShardReplica = rockshard_raft::Replica<rockshard_storage::GlommioDisk, rockshard_raft::StoreData>;
@@ -160,7 +160,7 @@ pub struct PeerLinks {
 
 impl PeerLinks {
     /// Starts one sender task per peer; they end when the shard shuts down.
-    pub fn start(shard_id: usize, repl: &Replication, shutdown: Rc<crate::remoting::server::Signal>) -> Rc<PeerLinks> {
+    pub fn start(shard_id: usize, repl: &Replication, shutdown: Rc<Signal>) -> Rc<PeerLinks> {
         let mut peers = Vec::new();
         for id in repl.voters() {
             if id == repl.node_id {
@@ -200,7 +200,7 @@ impl Transport for PeerLinks {
     }
 }
 
-async fn run_peer(peer: Rc<Peer>, shard_id: usize, shutdown: Rc<crate::remoting::server::Signal>) {
+async fn run_peer(peer: Rc<Peer>, shard_id: usize, shutdown: Rc<Signal>) {
     let mut client: Option<Client> = None;
     while !shutdown.is_set() {
         if peer.queue.borrow().is_empty() {
@@ -528,6 +528,39 @@ pub fn start_leader_placement(shard: &Rc<Shard>) {
                 replica.transfer_leader(preferred);
             }
         }
+    })
+    .detach();
+}
+
+/// Triggers `shutdown` once `requested` fires — after, for a replicated leader, handing
+/// its leadership to the follower furthest along, so that a rolling restart costs each
+/// shard a transfer (a few milliseconds) instead of an election timeout (1–2 s). The
+/// hand-over waits at most one election timeout: raft-rs abandons a transfer to a
+/// follower that does not catch up in that time, and the group then elects as usual.
+pub fn hand_over_then(shard: &Rc<Shard>, requested: Rc<Signal>, shutdown: Rc<Signal>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        requested.wait().await;
+        if let (Some(replica), Some(repl)) = (shard.replica.get(), shard.config.replication.as_ref()) {
+            let st = replica.status();
+            let best = st.progress.iter().filter(|p| p.state == "replicate").max_by_key(|p| p.matched);
+            if let (Role::Leader, Some(to)) = (st.role, best) {
+                let to = to.id;
+                info!(shard = shard.id, to, "stopping: handing leadership over first");
+                replica.transfer_leader(to);
+                let tick = Duration::from_millis(repl.tick_ms);
+                for _ in 0..repl.election_ticks {
+                    glommio::timer::sleep(tick).await;
+                    if !replica.is_leader() {
+                        break;
+                    }
+                }
+                if replica.is_leader() {
+                    warn!(shard = shard.id, to, "leadership not handed over in time; stopping as leader");
+                }
+            }
+        }
+        shutdown.trigger();
     })
     .detach();
 }
