@@ -47,6 +47,9 @@ pub fn check_topic_name(name: &str) -> std::result::Result<(), String> {
     if !rockshard_storage::store::valid_topic(name.as_bytes()) {
         return Err(format!("topic `{name}` has characters outside [%|a-zA-Z0-9_-]"));
     }
+    if name == replication::META_TOPIC {
+        return Err(format!("topic `{name}` is reserved for the broker's replicated metadata"));
+    }
     Ok(())
 }
 
@@ -158,9 +161,11 @@ async fn remove_local(shard: &Rc<Shard>, name: &str) -> Result<bool> {
 }
 
 /// Whether clients may send to `name`: not the delay topic, which only the broker
-/// writes (a message there without REAL_TOPIC would be undeliverable).
+/// writes (a message there without REAL_TOPIC would be undeliverable), nor the
+/// replicated-metadata topic (a client's record there would be applied as a topic or
+/// offset change on every node of a replicated group).
 pub fn is_client_writable(name: &str) -> bool {
-    name != SCHEDULE_TOPIC
+    name != SCHEDULE_TOPIC && name != replication::META_TOPIC
 }
 
 /// Auto-creates `name` for a send that named an unknown topic, when allowed. Returns
@@ -260,6 +265,13 @@ pub fn start(shard: &Rc<Shard>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metadata_topic_is_neither_creatable_nor_writable() {
+        assert!(check_topic_name(replication::META_TOPIC).unwrap_err().contains("reserved"));
+        assert!(!is_client_writable(replication::META_TOPIC));
+        assert!(check_topic_name("orders").is_ok() && is_client_writable("orders"));
+    }
 
     #[test]
     fn flush_mode_rides_in_rocketmq_attributes() {
