@@ -70,13 +70,6 @@ pub const READ_RUN_MAX_BYTES: usize = 1 << 20;
 /// most this many chunks.
 pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 
-/// The largest write a group commit does at once on the executor (`DiskFile::write_now`)
-/// instead of through io_uring: 1 MiB, about 900 records of 1 KiB, several times a
-/// 256-writer group (290 KB). The copy blocks the executor (as io_uring's inline buffered
-/// write does here too), so a larger chunk, which only a backlog builds, takes the
-/// asynchronous way and lets the executor's other tasks run meanwhile.
-pub const WRITE_NOW_MAX_BYTES: usize = 1 << 20;
-
 /// When nothing is in flight, a pending chunk at least twice this size is written as two
 /// writes (cut at a record boundary near its middle), so the kernel copies the second
 /// half while the answers for the first go out and new appends are encoded. Below it a

@@ -1414,27 +1414,6 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             // A write `sync` appends wait on takes the shortest way; others may be handed
             // to another thread so the executor keeps encoding (DiskFile docs).
             let background = inner.log.borrow().flush_waiters.is_empty();
-            // The shortest way of all for a group commit's write with nothing before it
-            // in flight: done here and now, so `written` moves and the flusher is woken
-            // in this same pass (see `DiskFile::write_now`). With nothing in flight its
-            // predecessors have all completed, as `on_written` requires.
-            if !background && in_flight.is_empty() && len <= WRITE_NOW_MAX_BYTES {
-                if let Some(result) = file.write_now(&chunk.data, pos) {
-                    match result {
-                        Ok(()) => inner.on_written(start, len, chunk.dispatch),
-                        Err(e) => {
-                            inner.on_write_failed(StorageError::io("write", file.path(), start.0, e));
-                            // As after a failed write in flight: the range may hold part
-                            // of the records, to be zeroed before the next write.
-                            let written = inner.log.borrow().pos.written();
-                            if start.plus(len as u64) > written {
-                                abandoned = Some((written, start.plus(len as u64)));
-                            }
-                        }
-                    }
-                    continue;
-                }
-            }
             let data = chunk.data;
             let task = glommio::spawn_local(async move {
                 let written = if background {
@@ -2484,9 +2463,9 @@ mod tests {
             .collect()
     }
 
-    /// A group commit's write goes through `write_now` (done at once on the executor);
-    /// when it fails, the whole group fails, nothing of it is served or recovered, its
-    /// queue offsets are reused, and the next group is written and synced as usual.
+    /// When a group commit's write fails, the whole group fails, nothing of it is served
+    /// or recovered, its queue offsets are reused, and the next group is written and
+    /// synced as usual.
     #[test]
     fn a_failed_group_commit_write_fails_its_group_and_the_next_group_succeeds() {
         glommio::LocalExecutorBuilder::default().make().unwrap().run(async {
@@ -2496,14 +2475,10 @@ mod tests {
             let store = Store::open_on(disk.clone(), config.clone()).await.unwrap();
             store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
             assert!(group(&store, 0, 8).await.iter().all(|r| r.is_ok()));
-            let taken = disk.stats().writes_now;
-            assert!(taken >= 1, "the group's write was done at once");
-
             disk.fail_next_writes(1);
             for r in group(&store, 8, 8).await {
                 assert!(matches!(r, Err(StorageError::Io { op: "write", .. })), "{r:?}");
             }
-            assert!(disk.stats().writes_now > taken, "the failed write took the same way");
             let next = group(&store, 16, 8).await;
             let offsets: Vec<u64> = next.iter().map(|r| r.as_ref().unwrap().records[0].queue_offset.0).collect();
             assert_eq!(offsets, (8..16).collect::<Vec<_>>(), "the failed group's offsets are reused");

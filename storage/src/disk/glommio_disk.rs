@@ -183,19 +183,6 @@ impl DiskFile for GlommioFile {
         glommio::executor().spawn_blocking(move || file.write_all_at(&buf, pos)).await
     }
 
-    fn write_now(&self, buf: &[u8], pos: u64) -> Option<io::Result<()>> {
-        // `pwrite` on the executor thread. On this kernel an io_uring buffered write to
-        // ext4 runs inline in the submitting `io_uring_enter` anyway (see
-        // `write_at_in_background`), so the copy costs the executor the same either way;
-        // what this saves is the round through the ring and three task wake-ups (write
-        // task, writer, flusher) between the copy and the fdatasync that a group commit
-        // waits for: 39 µs of a 620 µs cycle in the sync bench's io_uring trace
-        // (BENCHMARKS.md). The store uses it only for writes of at most
-        // WRITE_NOW_MAX_BYTES that `sync` appends wait on with nothing else in flight.
-        use std::os::unix::fs::FileExt;
-        Some(self.std.write_all_at(buf, pos))
-    }
-
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {

@@ -69,16 +69,6 @@ pub trait DiskFile: 'static {
     async fn write_at_in_background(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         self.write_at(buf, pos).await
     }
-    /// [`Self::write_at`] done before returning, on the calling thread, for a small write
-    /// whose caller has nothing else to do until it completes (a group commit's write:
-    /// every `sync` append of the group waits for it, then for the fdatasync after it).
-    /// `None`: the implementation has no such path, and the caller uses `write_at`.
-    /// An implementation offers it only where a kernel would do the same work on the
-    /// caller's thread anyway, so it saves the hand-offs and blocks nothing new.
-    fn write_now(&self, buf: &[u8], pos: u64) -> Option<io::Result<()>> {
-        let _ = (buf, pos);
-        None
-    }
     /// Reads up to `len` bytes at `pos` through the page cache.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     /// Reads up to `len` bytes at `pos` with O_DIRECT, bypassing (and not polluting) the

@@ -72,8 +72,6 @@ pub struct SimWrite {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimStats {
     pub writes: u64,
-    /// `write_now` calls the disk took (a group commit's write), failed ones too.
-    pub writes_now: u64,
     pub syncs: u64,
     pub direct_reads: u64,
     pub buffered_reads: u64,
@@ -386,29 +384,6 @@ impl Disk for SimDisk {
 }
 
 impl SimFile {
-    /// A write as the script says, once its delay (if any) has passed.
-    fn write_here(&self, buf: &[u8], pos: u64, scripted: SimWrite) -> io::Result<()> {
-        let mut st = self.disk.state.borrow_mut();
-        if scripted.fail {
-            return Err(errno(libc::EIO));
-        }
-        if st.failing_writes > 0 {
-            st.failing_writes -= 1;
-            return Err(errno(libc::EIO));
-        }
-        let end = pos as usize + buf.len();
-        let len = self.data.data.borrow().len();
-        st.check_space(end.saturating_sub(len) as u64)?;
-        st.stats.writes += 1;
-        let mut d = self.data.data.borrow_mut();
-        if d.len() < end {
-            d.resize(end, 0);
-        }
-        d[pos as usize..end].copy_from_slice(buf);
-        self.data.modified.set(SystemTime::now());
-        Ok(())
-    }
-
     async fn read_delay(&self) {
         let delay = self.disk.state.borrow().read_delay;
         if let Some(d) = delay {
@@ -427,21 +402,25 @@ impl DiskFile for SimFile {
         if let Some(d) = scripted.delay {
             glommio::timer::sleep(d).await;
         }
-        self.write_here(&buf, pos, scripted)
-    }
-
-    /// Like the real disk, done at once; but a write the script delays takes the
-    /// asynchronous way (`None`), so scripted delays keep meaning what they say.
-    fn write_now(&self, buf: &[u8], pos: u64) -> Option<io::Result<()>> {
-        let scripted = {
-            let mut st = self.disk.state.borrow_mut();
-            if st.write_script.front().is_some_and(|w| w.delay.is_some()) {
-                return None;
-            }
-            st.stats.writes_now += 1;
-            st.write_script.pop_front().unwrap_or_default()
-        };
-        Some(self.write_here(buf, pos, scripted))
+        let mut st = self.disk.state.borrow_mut();
+        if scripted.fail {
+            return Err(errno(libc::EIO));
+        }
+        if st.failing_writes > 0 {
+            st.failing_writes -= 1;
+            return Err(errno(libc::EIO));
+        }
+        let end = pos as usize + buf.len();
+        let len = self.data.data.borrow().len();
+        st.check_space(end.saturating_sub(len) as u64)?;
+        st.stats.writes += 1;
+        let mut d = self.data.data.borrow_mut();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[pos as usize..end].copy_from_slice(&buf);
+        self.data.modified.set(SystemTime::now());
+        Ok(())
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
