@@ -882,3 +882,54 @@ fn sigterm_of_the_leader_hands_leadership_over_before_exiting() {
     );
     cluster.stop_all();
 }
+
+/// Level 1's delivered offset as node `i` reports it (GET_ALL_DELAY_OFFSET).
+fn delay_level1(cluster: &Cluster, i: usize) -> Option<u64> {
+    let a =
+        cluster::call_json(&cluster.shard_addr(i, 0), request::GET_ALL_DELAY_OFFSET, &[], b"", READ_TIMEOUT).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+    v.get("offsetTable")?.get("1")?.as_u64()
+}
+
+/// The number of messages in queue 0 of `topic` on node `i`.
+fn queue0_max(cluster: &Cluster, i: usize, topic: &str) -> Option<i64> {
+    let header = GetMaxOffsetRequestHeader { topic: topic.into(), queue_id: 0, committed: None };
+    let mut client = Client::connect(&cluster.shard_addr(i, 0)).ok()?;
+    let a = client.call(req(request::GET_MAX_OFFSET, header.to_ext_fields()), READ_TIMEOUT).ok()?;
+    a.ext_fields.get("offset")?.parse().ok()
+}
+
+/// Delayed-delivery progress rides the log: a delayed message the leader delivered is
+/// recorded as delivered on the followers, so the leader that follows a failover does not
+/// deliver it a second time.
+#[test]
+fn delayed_delivery_progress_survives_a_failover() {
+    let _serial = cluster::serial();
+    let mut cluster = Cluster::start(options(false));
+    let topic = "repl_delay";
+    let (leader, _) = leader_and_topic(&cluster, topic);
+    let props = rockshard_net::properties::encode([(rockshard_net::properties::keys::DELAY, "1")]);
+    let props = String::from_utf8(props).expect("ASCII properties");
+    let mut client = Client::connect(&cluster.shard_addr(leader, 0)).unwrap_or_else(|e| panic!("{e}"));
+    let a =
+        client.call(send_message(topic, 0, b"later".to_vec(), &props), SEND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.code, response::SUCCESS, "delayed send: {:?}", a.remark);
+    // Level 1 is 1 s: delivered to queue 0 of the topic on the leader, then on all.
+    assert!(
+        wait_for(Duration::from_secs(15), || (0..3).all(|i| queue0_max(&cluster, i, topic) == Some(1))),
+        "the delayed message was not delivered everywhere: {:?}",
+        (0..3).map(|i| queue0_max(&cluster, i, topic)).collect::<Vec<_>>()
+    );
+    for i in (0..3).filter(|&i| i != leader) {
+        let learned = wait_for(Duration::from_secs(10), || delay_level1(&cluster, i) == Some(1));
+        assert!(learned, "n{} never learned level 1's progress: {:?}", i + 1, delay_level1(&cluster, i));
+    }
+    cluster.kill9(leader);
+    let others: Vec<String> = (0..3).filter(|&i| i != leader).map(|i| cluster.shard_addr(i, 0)).collect();
+    let new = leader_among(&others, Duration::from_secs(10)).unwrap_or_else(|e| panic!("no new leader: {e}"));
+    let new = (0..3).filter(|&i| i != leader).nth(new).expect("one of the others");
+    // Several of the new leader's delivery polls: the message must not come again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(queue0_max(&cluster, new, topic), Some(1), "the new leader n{} delivered it again", new + 1);
+    cluster.stop_all();
+}

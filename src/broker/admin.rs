@@ -18,6 +18,8 @@
 //!   (or to an explicit offset for one queue).
 //! - GET_CONSUMER_CONNECTION_LIST (203): a consumer group's members here and its
 //!   subscriptions; CONSUMER_NOT_ONLINE when it has none.
+//! - GET_ALL_DELAY_OFFSET (45): delayed-delivery progress per level, in
+//!   `delayOffset.json`'s form.
 //!
 //! Everything else is answered REQUEST_CODE_NOT_SUPPORTED with Java's remark, and the
 //! connection stays up.
@@ -156,6 +158,9 @@ pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingComma
         request::GET_CONSUME_STATS => consume_stats(shard, &req).await,
         request::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset(shard, &req).await,
         request::GET_CONSUMER_CONNECTION_LIST => consumer_connections(shard, &req),
+        request::GET_ALL_DELAY_OFFSET => {
+            Some(RemotingCommand::response_to(&req, response::SUCCESS, None).with_body(shard.schedule.offsets_json()))
+        }
         code => {
             debug!(shard = shard.id, peer = %conn.peer(), code, "request code not supported");
             Some(RemotingCommand::not_supported(&req))
