@@ -434,23 +434,8 @@ mod tests {
     #[test]
     fn common_headers_have_distinct_key_bits() {
         let headers: [&[&str]; 4] = [
-            &[
-                "producerGroup",
-                "topic",
-                "defaultTopic",
-                "defaultTopicQueueNums",
-                "queueId",
-                "sysFlag",
-                "bornTimestamp",
-                "flag",
-                "properties",
-                "reconsumeTimes",
-                "unitMode",
-                "maxReconsumeTimes",
-                "batch",
-                "bname",
-            ],
-            &["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"],
+            &crate::headers::SEND_V1_KEYS,
+            &crate::headers::SEND_V2_KEYS,
             &[
                 "consumerGroup",
                 "topic",

@@ -205,27 +205,10 @@ impl<'a, B: OutBuf> ResponseWriter<'a, B> {
 
     /// Adds an ext field holding a decimal number, as Java's `toString` writes it.
     pub fn ext_i64(&mut self, key: &str, value: i64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = value.unsigned_abs();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let mut text = [0u8; 21];
-        let mut len = 0;
-        if value < 0 {
-            text[0] = b'-';
-            len = 1;
-        }
-        text[len..len + digits.len() - at].copy_from_slice(&digits[at..]);
-        len += digits.len() - at;
+        let mut buf = [0u8; crate::json::DECIMAL_I64_MAX_BYTES];
+        let at = crate::json::decimal(value, &mut buf);
         // ASCII digits and a minus sign.
-        self.ext_str(key, std::str::from_utf8(&text[..len]).unwrap_or_default());
+        self.ext_str(key, std::str::from_utf8(&buf[at..]).unwrap_or_default());
     }
 
     /// Closes the frame and returns its size, or takes everything back out and says why

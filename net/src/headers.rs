@@ -96,22 +96,10 @@ const EXT_FIELD_TEXT_TYPICAL_BYTES: usize = 24;
 /// Appends `value` in decimal, as Java's `Long.toString` writes it, without `fmt`'s
 /// machinery (a send header carries six numbers).
 pub fn push_decimal(out: &mut String, value: i64) {
-    let mut text = [0u8; 20];
-    let mut at = text.len();
-    let mut n = value.unsigned_abs();
-    loop {
-        at -= 1;
-        text[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if value < 0 {
-        out.push('-');
-    }
-    // ASCII digits by construction.
-    out.push_str(std::str::from_utf8(&text[at..]).unwrap_or_default());
+    let mut buf = [0u8; crate::json::DECIMAL_I64_MAX_BYTES];
+    let at = crate::json::decimal(value, &mut buf);
+    // ASCII digits and a minus sign by construction.
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
 }
 
 /// A typed custom header.
@@ -339,7 +327,7 @@ impl SendMessageRequestRef<'_> {
 }
 
 /// The V1 keys of a send header, in declaration order (the order errors are found in).
-const SEND_V1_KEYS: [&str; 14] = [
+pub(crate) const SEND_V1_KEYS: [&str; 14] = [
     "producerGroup",
     "topic",
     "defaultTopic",
@@ -357,7 +345,7 @@ const SEND_V1_KEYS: [&str; 14] = [
 ];
 
 /// The V2 keys, one letter per V1 field, same order.
-const SEND_V2_KEYS: [&str; 14] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"];
+pub(crate) const SEND_V2_KEYS: [&str; 14] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"];
 
 /// Decodes a send header in whichever spelling it came, borrowing its strings. The keys
 /// decide, not the request code: Java decides by code, but a V2 header always has `b`

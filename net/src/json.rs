@@ -98,15 +98,17 @@ pub(crate) fn put_tail<B: OutBuf>(out: &mut B) {
     out.put(b"\"}");
 }
 
-/// Writes a decimal i32 without going through `fmt` (which is slow and allocates nothing
-/// but still costs a virtual call per piece).
-pub(crate) fn put_i32<B: OutBuf>(out: &mut B, value: i32) {
-    let mut digits = [0u8; 11];
-    let mut at = digits.len();
+/// Room for any i64 in decimal: 19 digits and a sign.
+pub(crate) const DECIMAL_I64_MAX_BYTES: usize = 20;
+
+/// Formats `value` in decimal (as Java's `toString`) at the end of `buf`; returns where
+/// the text starts. Without `fmt`, which is slow on this path (a virtual call per piece).
+pub(crate) fn decimal(value: i64, buf: &mut [u8; DECIMAL_I64_MAX_BYTES]) -> usize {
+    let mut at = buf.len();
     let mut n = value.unsigned_abs();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
@@ -114,9 +116,16 @@ pub(crate) fn put_i32<B: OutBuf>(out: &mut B, value: i32) {
     }
     if value < 0 {
         at -= 1;
-        digits[at] = b'-';
+        buf[at] = b'-';
     }
-    out.put(&digits[at..]);
+    at
+}
+
+/// Writes a decimal i32.
+pub(crate) fn put_i32<B: OutBuf>(out: &mut B, value: i32) {
+    let mut buf = [0u8; DECIMAL_I64_MAX_BYTES];
+    let at = decimal(i64::from(value), &mut buf);
+    out.put(&buf[at..]);
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
