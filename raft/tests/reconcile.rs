@@ -5,6 +5,9 @@
 //!
 //! Thread: one glommio executor per test; loops bounded.
 
+mod common;
+
+use common::run;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -49,14 +52,6 @@ async fn lead(r: &Replica<SimDisk, MemLog>) {
         settle().await;
     }
     panic!("a single voter elects itself: {:?}", r.status());
-}
-
-fn run<G, F>(make: G)
-where
-    G: FnOnce() -> F + Send + 'static,
-    F: std::future::Future<Output = ()> + 'static,
-{
-    glommio::LocalExecutorBuilder::default().spawn(make).expect("executor").join().expect("test panicked");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use rockshard_raft::{Clock, Hooks, MemLog, Message, Replica, ReplicaConfig, Role, Status, Transport};
+use rockshard_raft::{Clock, Hooks, MemLog, Message, Proposal, Replica, ReplicaConfig, Role, Status, Transport};
 use rockshard_storage::SimDisk;
 
 /// Steps of one run unless RAFT_SIM_STEPS says otherwise; with the seeds below the
@@ -302,17 +302,22 @@ impl Sim {
         let data = Bytes::from(format!("<s{}-p{}-n{}>", self.seed, self.proposals, i + 1));
         let Some(r) = self.nodes[i].replica.as_ref() else { return };
         if let Ok(p) = r.propose(data.clone()) {
-            let outcomes = self.outcomes.clone();
-            let checker = self.checker.clone();
-            glommio::spawn_local(async move {
-                let ok = p.await.is_ok();
-                if ok {
-                    checker.borrow_mut().acked.push(data.clone());
-                }
-                outcomes.borrow_mut().push((data, ok));
-            })
-            .detach();
+            self.record_outcome(p, data);
         }
+    }
+
+    /// Notes how proposal `data` ends (acknowledged proposals are checked as committed).
+    fn record_outcome(&self, p: Proposal, data: Bytes) {
+        let outcomes = self.outcomes.clone();
+        let checker = self.checker.clone();
+        glommio::spawn_local(async move {
+            let ok = p.await.is_ok();
+            if ok {
+                checker.borrow_mut().acked.push(data.clone());
+            }
+            outcomes.borrow_mut().push((data, ok));
+        })
+        .detach();
     }
 
     async fn settle(&self) {
@@ -484,16 +489,7 @@ impl Sim {
                         let data = Bytes::from(format!("<final-{round}-{k}>"));
                         let r = self.nodes[l].replica.clone().expect("leader");
                         if let Ok(p) = r.propose(data.clone()) {
-                            let outcomes = self.outcomes.clone();
-                            let checker = self.checker.clone();
-                            glommio::spawn_local(async move {
-                                let ok = p.await.is_ok();
-                                if ok {
-                                    checker.borrow_mut().acked.push(data.clone());
-                                }
-                                outcomes.borrow_mut().push((data, ok));
-                            })
-                            .detach();
+                            self.record_outcome(p, data);
                         }
                     }
                 }

@@ -10,6 +10,9 @@
 //!
 //! Thread: one glommio executor per test; loops are bounded in rounds.
 
+mod common;
+
+use common::run;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -204,14 +207,6 @@ impl Group {
         }
         out
     }
-}
-
-fn run<G, F>(make: G)
-where
-    G: FnOnce() -> F + Send + 'static,
-    F: std::future::Future<Output = ()> + 'static,
-{
-    glommio::LocalExecutorBuilder::default().spawn(make).expect("executor").join().expect("test panicked");
 }
 
 #[test]
