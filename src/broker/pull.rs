@@ -39,6 +39,7 @@ use rockshard_storage::sync::Notify;
 use rockshard_storage::topics::perm;
 use rockshard_storage::{GetResult, GetStatus, QueueOffset};
 
+use super::replication;
 use super::shard::{bad_header, reply, storage_error_code, Shard};
 use crate::limits::{PULL_BYTES_MAX, PULL_MESSAGES_MAX};
 use crate::remoting::server::Connection;
@@ -204,10 +205,7 @@ fn suggest_broker(shard: &Shard, r: &GetResult) -> Option<i64> {
     let end = shard.store.commitlog_positions().3 .0 as i64;
     let cold = end.saturating_sub(at) as u64 > shard.config.hot_window_bytes;
     match (replica.is_leader(), cold) {
-        (true, true) => {
-            let st = replica.status();
-            st.progress.iter().filter(|p| p.state == "replicate").max_by_key(|p| p.matched).map(|p| p.id as i64)
-        }
+        (true, true) => replication::furthest_follower(&replica.status()).map(|id| id as i64),
         (false, true) => Some(shard.broker_id()),
         (_, false) => None,
     }

@@ -331,45 +331,7 @@ impl ShardHooks {
         })
         .detach();
     }
-}
 
-impl Hooks for ShardHooks {
-    fn applied(&self, _index: u64, data: &[u8]) {
-        let Some(shard) = self.shard.borrow().upgrade() else { return };
-        let mut at = 0;
-        while at < data.len() {
-            let record = match stored::decode(&data[at..]) {
-                Ok(Some(r)) => r,
-                Ok(None) | Err(_) => break,
-            };
-            let len = match record {
-                stored::Record::Message(m) => {
-                    if m.topic == META_TOPIC.as_bytes() {
-                        self.apply_meta(&shard, m.body);
-                    }
-                    m.header.total_size
-                }
-                stored::Record::Blank { total_size } => total_size,
-            };
-            at += (len as usize).max(1);
-        }
-    }
-
-    fn role_changed(&self, status: &Status) {
-        let Some(shard) = self.shard.borrow().upgrade() else { return };
-        info!(
-            shard = shard.id,
-            leader = ?status.leader,
-            term = status.term,
-            "raft role changed; re-registering as {}",
-            if status.role == Role::Leader { "master (brokerId 0)" } else { "slave" }
-        );
-        // NameServers hear of the new role at once (brokerId 0 = the leader).
-        shard.topics_changed();
-    }
-}
-
-impl ShardHooks {
     fn apply_meta(&self, shard: &Rc<Shard>, body: &[u8]) {
         let meta: MetaRecord = match serde_json::from_slice(body) {
             Ok(m) => m,
@@ -407,6 +369,42 @@ impl ShardHooks {
                 }
             }
         }
+    }
+}
+
+impl Hooks for ShardHooks {
+    fn applied(&self, _index: u64, data: &[u8]) {
+        let Some(shard) = self.shard.borrow().upgrade() else { return };
+        let mut at = 0;
+        while at < data.len() {
+            let record = match stored::decode(&data[at..]) {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => break,
+            };
+            let len = match record {
+                stored::Record::Message(m) => {
+                    if m.topic == META_TOPIC.as_bytes() {
+                        self.apply_meta(&shard, m.body);
+                    }
+                    m.header.total_size
+                }
+                stored::Record::Blank { total_size } => total_size,
+            };
+            at += (len as usize).max(1);
+        }
+    }
+
+    fn role_changed(&self, status: &Status) {
+        let Some(shard) = self.shard.borrow().upgrade() else { return };
+        info!(
+            shard = shard.id,
+            leader = ?status.leader,
+            term = status.term,
+            "raft role changed; re-registering as {}",
+            if status.role == Role::Leader { "master (brokerId 0)" } else { "slave" }
+        );
+        // NameServers hear of the new role at once (brokerId 0 = the leader).
+        shard.topics_changed();
     }
 }
 
@@ -532,6 +530,12 @@ pub fn start_leader_placement(shard: &Rc<Shard>) {
     .detach();
 }
 
+/// The follower a leader's status shows furthest along among those it is streaming to
+/// (raft-rs "replicate" state): where to hand leadership or send a lagging reader.
+pub fn furthest_follower(st: &Status) -> Option<u64> {
+    st.progress.iter().filter(|p| p.state == "replicate").max_by_key(|p| p.matched).map(|p| p.id)
+}
+
 /// Triggers `shutdown` once `requested` fires — after, for a replicated leader, handing
 /// its leadership to the follower furthest along, so that a rolling restart costs each
 /// shard a transfer (a few milliseconds) instead of an election timeout (1–2 s). The
@@ -543,9 +547,7 @@ pub fn hand_over_then(shard: &Rc<Shard>, requested: Rc<Signal>, shutdown: Rc<Sig
         requested.wait().await;
         if let (Some(replica), Some(repl)) = (shard.replica.get(), shard.config.replication.as_ref()) {
             let st = replica.status();
-            let best = st.progress.iter().filter(|p| p.state == "replicate").max_by_key(|p| p.matched);
-            if let (Role::Leader, Some(to)) = (st.role, best) {
-                let to = to.id;
+            if let (Role::Leader, Some(to)) = (st.role, furthest_follower(&st)) {
                 info!(shard = shard.id, to, "stopping: handing leadership over first");
                 replica.transfer_leader(to);
                 let tick = Duration::from_millis(repl.tick_ms);
