@@ -279,6 +279,15 @@ impl Core {
         Ok(rx)
     }
 
+    /// [`Core::propose`] into an entry of its own: what was gathered before goes first,
+    /// and nothing later joins it.
+    pub fn propose_alone(&mut self, data: Bytes) -> Result<oneshot::Receiver<Result<AppendResult>>> {
+        self.flush_batch();
+        let rx = self.propose(data)?;
+        self.flush_batch();
+        Ok(rx)
+    }
+
     /// Hands the gathered proposals to raft-rs as one entry.
     fn flush_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);

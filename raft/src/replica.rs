@@ -364,7 +364,18 @@ impl<D: Disk, L: LogData> Replica<D, L> {
         Ok(Proposal { rx })
     }
 
+    /// Like `propose`, but the data gets an entry of its own instead of sharing one with
+    /// other proposals: for records the applier must find without scanning every entry.
+    pub fn propose_alone(&self, data: Bytes) -> Result<Proposal> {
+        self.check_running()?;
+        self.inner.data.validate(&data)?;
+        let rx = self.inner.core.borrow_mut().propose_alone(data)?;
+        self.inner.driver_wake.notify();
+        Ok(Proposal { rx })
+    }
+
     /// Like `propose`, also on followers (raft-rs forwards to the leader); nobody waits.
+    /// The data always gets an entry of its own.
     pub fn propose_forwarded(&self, data: Bytes) -> Result<()> {
         self.check_running()?;
         self.inner.data.validate(&data)?;

@@ -11,7 +11,9 @@
 //! reached holds at most [`RAFT_PEER_QUEUE_MAX_MSGS`] messages; past that they are
 //! dropped — Raft resends what matters, and a dead peer must not grow our memory.
 //!
-//! Metadata: a record on [`META_TOPIC`] (queue 0) whose body is a [`MetaRecord`] in JSON.
+//! Metadata: a record on [`META_TOPIC`] (queue 0) whose body is a [`MetaRecord`] in JSON,
+//! always in an entry of its own (never gathered with sends), so applying an entry looks
+//! at its first record only.
 //! Topic changes are proposed by the node that made them (a follower's proposal is
 //! forwarded to the leader by raft-rs) and applied on every node when committed; consumer
 //! offsets and delayed-delivery progress are a snapshot the leader proposes at most every
@@ -375,22 +377,17 @@ impl ShardHooks {
 impl Hooks for ShardHooks {
     fn applied(&self, _index: u64, data: &[u8]) {
         let Some(shard) = self.shard.borrow().upgrade() else { return };
+        // Metadata records travel in entries of their own (`propose_alone`,
+        // `propose_forwarded`): an entry whose first record is a message of another topic
+        // holds none, and the sends' entries are not scanned record by record.
         let mut at = 0;
         while at < data.len() {
-            let record = match stored::decode(&data[at..]) {
-                Ok(Some(r)) => r,
-                Ok(None) | Err(_) => break,
-            };
-            let len = match record {
-                stored::Record::Message(m) => {
-                    if m.topic == META_TOPIC.as_bytes() {
-                        self.apply_meta(&shard, m.body);
-                    }
-                    m.header.total_size
-                }
-                stored::Record::Blank { total_size } => total_size,
-            };
-            at += (len as usize).max(1);
+            let Ok(Some(stored::Record::Message(m))) = stored::decode(&data[at..]) else { break };
+            if m.topic != META_TOPIC.as_bytes() {
+                break;
+            }
+            self.apply_meta(&shard, m.body);
+            at += (m.header.total_size as usize).max(1);
         }
     }
 
@@ -472,7 +469,7 @@ pub fn start_meta_task(shard: &Rc<Shard>) {
             if delay != replicated_delay {
                 meta.delay_offsets = Some(delay.to_vec());
             }
-            match replica.propose(meta_record(&shard, &meta)) {
+            match replica.propose_alone(meta_record(&shard, &meta)) {
                 Ok(p) => match p.await {
                     Ok(_) => (replicated_version, replicated_delay) = (version, delay),
                     Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not committed; will retry"),
