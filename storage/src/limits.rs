@@ -109,6 +109,14 @@ pub const PREPARE_ALIGN_BYTES: u64 = 4096;
 /// only compete with theirs.
 pub const PREPARE_SYNC_STREAK_MIN: u32 = 64;
 
+/// A group commit is one O_DSYNC write only when no append that skips the flush (an
+/// `async` topic's, or one sent with WAIT=false) came for this long. Such an append
+/// arriving while that write runs is answered only after it, device flush included,
+/// since writes complete in order: one wait for a mixed shard when its traffic changes,
+/// not one per group commit, because the next group commits are written and then
+/// fdatasynced, which answers writes before the flush.
+pub const DURABLE_WRITE_QUIET_MS: i64 = 1_000;
+
 /// After a failed preparer step (a disk error), wait this long before the next attempt.
 pub const PREPARE_RETRY_MS: u64 = 1_000;
 

@@ -350,6 +350,8 @@ struct Inner<D: Disk> {
     /// came without a pause longer than PREPARE_SYNC_RECENT_MS: the preparer works only
     /// during a steady stream of them.
     last_sync_append_ms: Cell<i64>,
+    /// When an append that does not wait for a flush last came (DURABLE_WRITE_QUIET_MS).
+    last_unflushed_append_ms: Cell<i64>,
     sync_streak: Cell<u32>,
     cold: RefCell<ColdCache>,
     cq_cache: RefCell<CqCache>,
@@ -440,6 +442,7 @@ impl<D: Disk> Store<D> {
             preparer_wake: Notify::default(),
             segment_lock: glommio::sync::Semaphore::new(1),
             last_sync_append_ms: Cell::new(i64::MIN),
+            last_unflushed_append_ms: Cell::new(i64::MIN),
             sync_streak: Cell::new(0),
             cold: RefCell::new(ColdCache::default()),
             cq_cache: RefCell::new(CqCache::default()),
@@ -658,6 +661,7 @@ impl<D: Disk> Store<D> {
             inner.last_sync_append_ms.set(now);
         } else {
             log.write_waiters.push_back(Waiter { end, deadline: None, done });
+            inner.last_unflushed_append_ms.set(now);
         }
         drop(log);
         let mut stats = inner.stats.get();
@@ -1330,6 +1334,8 @@ struct InFlightWrite {
     len: usize,
     dispatch: Vec<Dispatch>,
     task: Task<Result<()>>,
+    /// The write makes its own range durable (see `Inner::durable_group_commit`).
+    durable: bool,
 }
 
 /// What stops the writer from handing the next pending chunk to the kernel now.
@@ -1414,16 +1420,19 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             // A write `sync` appends wait on takes the shortest way; others may be handed
             // to another thread so the executor keeps encoding (DiskFile docs).
             let background = inner.log.borrow().flush_waiters.is_empty();
+            let durable = !background && inner.durable_group_commit(start);
             let data = chunk.data;
             let task = glommio::spawn_local(async move {
-                let written = if background {
-                    file.write_at_in_background(data, pos).await
+                let (op, written) = if durable {
+                    ("O_DSYNC write", file.write_at_durable(data, pos).await)
+                } else if background {
+                    ("write", file.write_at_in_background(data, pos).await)
                 } else {
-                    file.write_at(data, pos).await
+                    ("write", file.write_at(data, pos).await)
                 };
-                written.map_err(|e| StorageError::io("write", file.path(), start.0, e))
+                written.map_err(|e| StorageError::io(op, file.path(), start.0, e))
             });
-            in_flight.push_back(InFlightWrite { start, len, dispatch: chunk.dispatch, task });
+            in_flight.push_back(InFlightWrite { start, len, dispatch: chunk.dispatch, task, durable });
         };
         inner.writer_busy.set(in_flight.len());
 
@@ -1459,8 +1468,14 @@ async fn writer_loop<D: Disk>(inner: Rc<Inner<D>>) {
         let done = in_flight.pop_front().expect("front exists");
         inner.writer_busy.set(in_flight.len() + 1);
         match result {
-            Ok(()) => inner.on_written(done.start, done.len, done.dispatch),
+            Ok(()) => inner.on_written(done.start, done.len, done.dispatch, done.durable),
             Err(e) => {
+                // A failed `write_at_durable` needs no fence, though its sync half may be
+                // what failed: everything before it was durable when it was issued, and
+                // its own range is abandoned like any failed write's (zeroed before the
+                // next write, never answered), so no acknowledged byte depends on pages
+                // the failure may have left clean but unwritten.
+                //
                 // Nothing past the failure may count as written, even writes that
                 // succeed: wait for them, then abandon all of it.
                 let mut issued_end = done.start.plus(done.len as u64);
@@ -1691,21 +1706,31 @@ impl<D: Disk> Inner<D> {
         Ok(())
     }
 
-    fn on_written(&self, start: PhysicalOffset, len: usize, dispatch: Vec<Dispatch>) {
+    /// A write of `[start, start + len)` completed; `durable`: it made its range durable
+    /// itself (see [`Self::durable_group_commit`]).
+    fn on_written(&self, start: PhysicalOffset, len: usize, dispatch: Vec<Dispatch>, durable: bool) {
         let end = start.plus(len as u64);
         let mut stats = self.stats.get();
         stats.writes += 1;
-        self.stats.set(stats);
-        let (wake_flusher, tail_full) = {
+        let (wake_flusher, tail_full, flushed) = {
             let mut log = self.log.borrow_mut();
             assert_eq!(log.pos.written(), start, "writes complete in order");
             log.pos.write_to(end);
             log.pending_bytes -= len;
             CommitLog::<D::File>::complete_upto(&mut log.write_waiters, end);
+            // Everything before `start` was durable when the write was issued (and
+            // `flushed` never moves back but in a truncate, which drains writes first).
+            // A store fenced meanwhile answers no one: its waiters failed when it was.
+            let flushed = durable && log.fenced.is_none() && log.pos.flushed() == start;
+            if flushed {
+                log.pos.flush_to(end);
+                stats.flushes += 1;
+            }
             let flush_due = log.flush_waiters.front().is_some_and(|w| w.end <= end)
                 || end.0 - log.pos.flushed().0 >= self.config.flush_dirty_bytes;
-            (flush_due, false)
+            (flush_due && !flushed, false, flushed)
         };
+        self.stats.set(stats);
         let mut tail_full = tail_full;
         {
             // Without a limit (or with one past these records) each becomes visible now;
@@ -1732,6 +1757,10 @@ impl<D: Disk> Inner<D> {
                     listener(&q.topic, q.queue_id, q.visible);
                 }
             }
+        }
+        if flushed {
+            // After the records are published, as a flush that completes later would be.
+            CommitLog::<D::File>::complete_upto(&mut self.log.borrow_mut().flush_waiters, end);
         }
         if wake_flusher {
             self.flusher_wake.notify();
@@ -1825,7 +1854,7 @@ impl<D: Disk> Inner<D> {
         self.recompute_visibility();
         if let Err(e) = durable {
             tracing::error!(error = %e, at = from.0, "truncate failed half way; the store is fenced");
-            self.log.borrow_mut().fenced = Some(StorageError::Fenced(std::sync::Arc::new(e.clone())));
+            self.fence(&e);
             return Err(e);
         }
         Ok(())
@@ -2161,6 +2190,31 @@ impl<D: Disk> Inner<D> {
         Ok(())
     }
 
+    /// Refuses every append from now until the store reopens (recovery then finds what
+    /// the disk really holds): after a failed sync, what the page cache shows may not be
+    /// what survives.
+    fn fence(&self, err: &StorageError) {
+        let mut log = self.log.borrow_mut();
+        if log.fenced.is_none() {
+            log.fenced = Some(StorageError::Fenced(std::sync::Arc::new(err.clone())));
+        }
+    }
+
+    /// Whether the chunk at `start`, which `sync` appends wait on, is written with
+    /// [`DiskFile::write_at_durable`]: when everything before it is durable already, so
+    /// that making its own range durable answers its appends, and no fdatasync need
+    /// follow (a write then an fdatasync costs two trips through the kernel's workers
+    /// and back, one operation costs one). Otherwise (`async` records written before it
+    /// and not yet flushed, or writes still in flight) the flusher's fdatasync answers
+    /// it, as it covers those too. Nor while appends that skip the flush come
+    /// (DURABLE_WRITE_QUIET_MS): they would wait for the device flush too.
+    fn durable_group_commit(&self, start: PhysicalOffset) -> bool {
+        let log = self.log.borrow();
+        log.fenced.is_none()
+            && log.pos.flushed() == start
+            && now_ms().saturating_sub(self.last_unflushed_append_ms.get()) > DURABLE_WRITE_QUIET_MS
+    }
+
     fn on_write_failed(&self, err: StorageError) {
         tracing::error!(error = %err, "CommitLog write failed; abandoning unwritten appends");
         let mut log = self.log.borrow_mut();
@@ -2202,7 +2256,8 @@ impl<D: Disk> Inner<D> {
                 let mut log = self.log.borrow_mut();
                 let flushed = log.pos.flushed();
                 CommitLog::<D::File>::fail_after(&mut log.flush_waiters, flushed, &err);
-                log.fenced = Some(StorageError::Fenced(std::sync::Arc::new(err.clone())));
+                drop(log);
+                self.fence(&err);
                 return Err(err);
             }
         }
@@ -2477,7 +2532,7 @@ mod tests {
             assert!(group(&store, 0, 8).await.iter().all(|r| r.is_ok()));
             disk.fail_next_writes(1);
             for r in group(&store, 8, 8).await {
-                assert!(matches!(r, Err(StorageError::Io { op: "write", .. })), "{r:?}");
+                assert!(matches!(r, Err(StorageError::Io { op: "O_DSYNC write", .. })), "{r:?}");
             }
             let next = group(&store, 16, 8).await;
             let offsets: Vec<u64> = next.iter().map(|r| r.as_ref().unwrap().records[0].queue_offset.0).collect();

@@ -85,6 +85,10 @@ fn a_failed_fdatasync_fences_the_store_until_it_reopens() {
         store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
         let a = body(1, 100);
         store.append(&[fields("S", 0, &a, b"")], true).unwrap().await.unwrap();
+        // An async record not yet flushed: the next sync append's group commit must
+        // fdatasync it too, rather than make only its own range durable.
+        let x = body(9, 100);
+        store.append(&[fields("T", 0, &x, b"")], true).unwrap().await.unwrap();
         disk.fail_next_syncs(1);
         let b = body(2, 100);
         let err = store.append(&[fields("S", 0, &b, b"")], true).unwrap().await.unwrap_err();
@@ -100,6 +104,36 @@ fn a_failed_fdatasync_fences_the_store_until_it_reopens() {
         assert_eq!(read_bodies(&store, "S", 0).await.first(), Some(&a));
         let c = body(3, 100);
         store.append(&[fields("S", 0, &c, b"")], true).unwrap().await.unwrap();
+    });
+}
+
+/// A group commit whose past is all durable is one O_DSYNC write (no fdatasync). When
+/// its sync half fails, its appends fail, nothing of it is served or survives, and the
+/// store goes on: everything before it was durable already, so nothing acknowledged
+/// depends on what the failure left in the page cache.
+#[test]
+fn a_failed_o_dsync_group_commit_fails_its_appends_and_the_next_ones_succeed() {
+    run(async {
+        let disk = SimDisk::new();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+        let a = body(1, 100);
+        store.append(&[fields("S", 0, &a, b"")], true).unwrap().await.unwrap();
+        let before = disk.stats();
+        disk.fail_next_syncs(1);
+        let lost = body(2, 100);
+        let err = store.append(&[fields("S", 0, &lost, b"")], true).unwrap().await.unwrap_err();
+        assert!(matches!(err, StorageError::Io { op: "O_DSYNC write", .. }), "{err}");
+        assert_eq!(disk.stats().syncs, before.syncs, "the failed group commit was a write with O_DSYNC");
+        let c = body(3, 100);
+        let r = store.append(&[fields("S", 0, &c, b"")], true).unwrap().await.unwrap();
+        assert_eq!(r.records[0].queue_offset.0, 1, "the failed record's offset is reused, no gap");
+        assert_eq!(disk.stats().durable_writes, before.durable_writes + 1);
+        assert_eq!(read_bodies(&store, "S", 0).await, vec![a.clone(), c.clone()]);
+        drop(store);
+        disk.power_loss();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        assert_eq!(read_bodies(&store, "S", 0).await, vec![a, c]);
     });
 }
 

@@ -138,23 +138,57 @@ fn group_commit_serves_many_waiters_with_one_fdatasync() {
         let disk = SimDisk::new();
         let store = Store::open_on(disk.clone(), config()).await.unwrap();
         store.upsert_topic(TopicConfig::new("S", 4, FlushMode::Sync)).await.unwrap();
-        let before = disk.stats().syncs;
+        // A group commit is an fdatasync, or a write that is durable by itself (O_DSYNC).
+        let syncs = |disk: &SimDisk| disk.stats().syncs + disk.stats().durable_writes;
+        let before = syncs(&disk);
         let bodies: Vec<Vec<u8>> = (0..256).map(|i| body(i, 100)).collect();
         let waits: Vec<_> = bodies.iter().map(|b| store.append(&[fields("S", 0, b, b"")], true).unwrap()).collect();
         for w in waits {
             w.await.unwrap();
         }
-        let syncs = disk.stats().syncs - before;
-        assert!(syncs <= 4, "256 concurrent sync appends took {syncs} fdatasyncs");
+        let syncs_taken = syncs(&disk) - before;
+        assert!((1..=4).contains(&syncs_taken), "256 concurrent sync appends took {syncs_taken} fdatasyncs");
 
         // Writers that each wait for their own sync, with a slow disk: appends that arrive
         // while one fdatasync runs share the next one.
         disk.set_sync_delay(Some(Duration::from_millis(2)));
-        let before = disk.stats().syncs;
+        let before = syncs(&disk);
         let acks = write_concurrently(&store, "S", 16, 10).await;
-        let syncs = disk.stats().syncs - before;
+        let syncs = syncs(&disk) - before;
         assert_eq!(acks.borrow().len(), 160);
         assert!(syncs < 160 / 4, "160 sync appends from 16 writers took {syncs} fdatasyncs");
+    });
+}
+
+/// With only `sync` traffic, every group commit finds the log durable up to its start,
+/// so each is one O_DSYNC write and no fdatasync runs; power loss right after keeps
+/// every acknowledged record. Async records written after it, never flushed, may go:
+/// the O_DSYNC write made its own range durable, not the file.
+#[test]
+fn a_group_commit_after_a_durable_past_is_one_o_dsync_write() {
+    run(async {
+        let disk = SimDisk::new();
+        // One segment: where a group spans two, its second chunk is issued while the
+        // first is in flight, and is written then fdatasynced.
+        let config = small_config(DIR, 1 << 20);
+        let store = Store::open_on(disk.clone(), config.clone()).await.unwrap();
+        store.upsert_topic(TopicConfig::new("S", 4, FlushMode::Sync)).await.unwrap();
+        let (before, flushes_before) = (disk.stats(), store.stats().flushes);
+        let acks = write_concurrently(&store, "S", 8, 20).await;
+        let durable_writes = disk.stats().durable_writes - before.durable_writes;
+        assert!(durable_writes > 0);
+        assert_eq!(durable_writes, store.stats().flushes - flushes_before, "every group commit was an O_DSYNC write");
+        for i in 0..5 {
+            let b = body(700_000 + i, 100);
+            store.append(&[fields("A", 0, &b, b"")], true).unwrap().await.unwrap();
+        }
+        drop(store);
+        disk.power_loss();
+
+        let store = Store::open_on(disk.clone(), config).await.unwrap();
+        let acks = acks.borrow().clone();
+        assert_all_present(&store, "S", &acks).await;
+        assert!(read_bodies(&store, "A", 0).await.is_empty(), "unflushed async records are not durable");
     });
 }
 
@@ -166,17 +200,53 @@ fn a_sync_append_that_waits_too_long_gets_a_timeout_not_success() {
         c.sync_flush_timeout_ms = 50;
         let store = Store::open_on(disk.clone(), c).await.unwrap();
         store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+        // An append not waiting for its flush: with such traffic about, group commits are
+        // written, then fdatasynced (see the next test for the other way).
+        let a = body(0, 100);
+        store.append(&[fields("S", 0, &a, b"")], false).unwrap().await.unwrap();
         disk.set_sync_delay(Some(Duration::from_millis(400)));
         let b = body(1, 100);
         let err = store.append(&[fields("S", 0, &b, b"")], true).unwrap().await.unwrap_err();
         assert!(matches!(err, StorageError::FlushTimeout { timeout_ms: 50, .. }), "{err}");
         // The record was written (and is readable) even though its flush was late.
-        assert_eq!(read_bodies(&store, "S", 0).await, vec![b.clone()]);
+        assert_eq!(read_bodies(&store, "S", 0).await, vec![a.clone(), b.clone()]);
         // With WAIT=false a sync topic's append is answered once written.
         let w = store.append(&[fields("S", 0, &b, b"")], false).unwrap();
         let started = std::time::Instant::now();
         w.await.unwrap();
         assert!(started.elapsed() < Duration::from_millis(400), "did not wait for the slow flush");
+    });
+}
+
+/// The same stall when the group commit is one O_DSYNC write: a timeout, never success,
+/// and the record (written by the write that stalled) readable once the disk answers.
+#[test]
+fn a_stalled_o_dsync_group_commit_times_out_not_succeeds() {
+    run(async {
+        let disk = SimDisk::new();
+        let mut c = config();
+        c.sync_flush_timeout_ms = 50;
+        let store = Store::open_on(disk.clone(), c).await.unwrap();
+        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+        disk.set_sync_delay(Some(Duration::from_millis(300)));
+        let b = body(1, 100);
+        let err = store.append(&[fields("S", 0, &b, b"")], true).unwrap().await.unwrap_err();
+        assert!(matches!(err, StorageError::FlushTimeout { timeout_ms: 50, .. }), "{err}");
+        assert_eq!(disk.stats().durable_writes, 0, "the O_DSYNC write is still under way");
+        disk.set_sync_delay(None);
+        // Bounded: the stalled write completes 300 ms after it began.
+        for _ in 0..100 {
+            if disk.stats().durable_writes == 1 {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(disk.stats().durable_writes, 1);
+        assert_eq!(read_bodies(&store, "S", 0).await, vec![b.clone()]);
+        drop(store);
+        disk.power_loss();
+        let store = Store::open_on(disk.clone(), config()).await.unwrap();
+        assert_eq!(read_bodies(&store, "S", 0).await, vec![b], "the stalled write did complete, durably");
     });
 }
 

@@ -9,6 +9,8 @@
 //!   a segment's end, and ranges on both sides of (and across) the hot/cold boundary.
 //!   `stats()` shows which path each read took, so the comparison is not hot vs hot.
 //! - `get_messages` served cold returns the same bytes as served hot.
+//! - Writes through the O_DSYNC descriptor (group commits) and the buffered one meet in
+//!   the page cache and on the disk.
 //! - A clean close and reopen loses nothing, and recovery scans nothing (`scanned_bytes`
 //!   is 0): the final checkpoint covers the whole log.
 //!
@@ -311,6 +313,44 @@ fn cold_reads_do_not_run_past_the_end_of_a_file() {
         }
         assert_eq!(hot.is_ok(), cold.is_ok(), "hot {hot:?} vs cold {cold:?}");
     });
+}
+
+#[test]
+fn o_dsync_writes_land_where_buffered_and_direct_reads_and_std_see_them() {
+    // write_at_durable goes through a second descriptor opened O_DSYNC: its bytes must
+    // meet the buffered descriptor's in the page cache, at unaligned offsets, on both
+    // sides of a page boundary, and be what O_DIRECT reads (from the disk) return.
+    use rockshard_storage::disk::{Disk, DiskFile, OpenMode};
+    use rockshard_storage::GlommioDisk;
+    let root = tempfile::Builder::new()
+        .prefix("real-disk-dsync-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a directory on the real disk");
+    let path = root.path().join("file");
+    let path2 = path.clone();
+    let expected = run(async move {
+        let file = GlommioDisk.open(&path2, OpenMode::Create).await.expect("create");
+        file.allocate(64 << 10).await.expect("allocate");
+        let mut expected = vec![0u8; 64 << 10];
+        let mut at = 0usize;
+        for (i, len) in [1_000usize, 3_097, 4_096, 77, 9_000, 5_555].into_iter().enumerate() {
+            let bytes: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            expected[at..at + len].copy_from_slice(&bytes);
+            if i % 2 == 0 {
+                file.write_at_durable(bytes, at as u64).await.expect("O_DSYNC write");
+            } else {
+                file.write_at(bytes, at as u64).await.expect("buffered write");
+            }
+            at += len;
+        }
+        let buffered = file.read_at(0, at).await.expect("buffered read");
+        let direct = file.read_direct(0, at).await.expect("direct read");
+        assert_eq!(&buffered[..], &expected[..at]);
+        assert_eq!(&direct[..], &expected[..at]);
+        expected
+    });
+    let on_disk = std::fs::read(&path).expect("std read");
+    assert_eq!(on_disk, expected);
 }
 
 #[test]

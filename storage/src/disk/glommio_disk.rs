@@ -1,12 +1,13 @@
 //! The real disk: glommio files on io_uring, and `pwrite` on glommio's blocking pool.
 //!
-//! Each file is opened up to three times: a `BufferedFile` for writes, page-cache reads,
+//! Each file is opened up to four times: a `BufferedFile` for writes, page-cache reads,
 //! syncs and allocation; a std `File` for large background writes, which run on the
-//! blocking pool (see `write_at_in_background` for why); and (on first cold read or range preparation) a `DmaFile`
-//! (O_DIRECT) for reads that must not pollute the page cache and for writing zeros ahead
-//! of the data. Mixing them is coherent: they share the page cache, the kernel writes
-//! back dirty pages of a range before an O_DIRECT read of it, and O_DIRECT zeros go only
-//! where no buffered write has been (see `prepare_range`).
+//! blocking pool (see `write_at_in_background` for why); on first cold read or range
+//! preparation, a `DmaFile` (O_DIRECT) for reads that must not pollute the page cache
+//! and for writing zeros ahead of the data; and on first group commit, a `BufferedFile`
+//! opened O_DSYNC (see `write_at_durable`). Mixing them is coherent: they share the page
+//! cache, the kernel writes back dirty pages of a range before an O_DIRECT read of it,
+//! and O_DIRECT zeros go only where no buffered write has been (see `prepare_range`).
 //!
 //! Directory operations (list, remove, rename, mtime) are rare (start-up, retention,
 //! config saves) and use std on the executor thread, except file removal, which can take
@@ -67,6 +68,8 @@ pub struct GlommioFile {
     path: PathBuf,
     buffered: BufferedFile,
     direct: RefCell<Option<Rc<DmaFile>>>,
+    /// The same file opened O_DSYNC, for `write_at_durable`.
+    dsync: RefCell<Option<Rc<BufferedFile>>>,
     /// The same file, for `pwrite` on glommio's blocking pool (see `write_at`).
     std: std::sync::Arc<std::fs::File>,
 }
@@ -87,7 +90,13 @@ impl Disk for GlommioDisk {
             .await
             .map_err(to_io)?;
         let std = std::sync::Arc::new(std::fs::OpenOptions::new().read(true).write(true).open(path)?);
-        Ok(GlommioFile { path: path.to_path_buf(), buffered, direct: RefCell::new(None), std })
+        Ok(GlommioFile {
+            path: path.to_path_buf(),
+            buffered,
+            direct: RefCell::new(None),
+            dsync: RefCell::new(None),
+            std,
+        })
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -144,6 +153,21 @@ impl GlommioFile {
         *self.direct.borrow_mut() = Some(f.clone());
         Ok(f)
     }
+
+    async fn dsync(&self) -> io::Result<Rc<BufferedFile>> {
+        if let Some(f) = self.dsync.borrow().as_ref() {
+            return Ok(f.clone());
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .buffered_open(&self.path)
+            .await
+            .map_err(to_io)?;
+        let f = Rc::new(f);
+        *self.dsync.borrow_mut() = Some(f.clone());
+        Ok(f)
+    }
 }
 
 impl DiskFile for GlommioFile {
@@ -181,6 +205,22 @@ impl DiskFile for GlommioFile {
         use std::os::unix::fs::FileExt;
         let file = self.std.clone();
         glommio::executor().spawn_blocking(move || file.write_all_at(&buf, pos)).await
+    }
+
+    async fn write_at_durable(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        // One io_uring write on the O_DSYNC descriptor: the kernel copies into the page
+        // cache, writes the range back and flushes the device cache before completing
+        // it, all on one io_uring worker. A write then an fdatasync is two operations,
+        // and between them the completion must come back to the executor and the
+        // fdatasync go out again: two cross-thread wake-ups per group commit, which on
+        // this VM cost more than the copy (BENCHMARKS.md, storage engine). The pages
+        // stay cached, so consumers of fresh records still read memory.
+        let len = buf.len();
+        let n = self.dsync().await?.write_at(buf, pos).await.map_err(to_io)?;
+        if n != len {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
+        }
+        Ok(())
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

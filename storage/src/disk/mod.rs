@@ -14,6 +14,9 @@
 //!   are unspecified but no other range changed.
 //! - `sync_data` makes every completed `write_at` to that file durable; a new file (or a
 //!   removal) is durable only after `sync_dir` of its directory.
+//! - `write_at_durable` is `write_at` whose range is durable when it returns; it promises
+//!   nothing for other ranges. If it fails, the range is unspecified, on the disk as in
+//!   the page cache; ranges made durable before it stay durable.
 //! - `read_at` and `read_direct` return identical bytes for the same range; both may
 //!   return fewer bytes only at the end of the file.
 //! - `prepare_range` writes zeros only into blocks wholly inside its range, and the store
@@ -68,6 +71,14 @@ pub trait DiskFile: 'static {
     /// the caller's time.
     async fn write_at_in_background(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         self.write_at(buf, pos).await
+    }
+    /// Writes all of `buf` at `pos` and makes that range durable before returning, in
+    /// one operation where the disk has one (O_DSYNC): a group commit whose earlier
+    /// bytes are all durable needs no separate `sync_data`, and so no second trip
+    /// through the kernel. The default writes, then syncs the whole file.
+    async fn write_at_durable(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        self.write_at(buf, pos).await?;
+        self.sync_data().await
     }
     /// Reads up to `len` bytes at `pos` through the page cache.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;

@@ -73,6 +73,8 @@ pub struct SimWrite {
 pub struct SimStats {
     pub writes: u64,
     pub syncs: u64,
+    /// Completed `write_at_durable` calls (counted in neither `writes` nor `syncs`).
+    pub durable_writes: u64,
     pub direct_reads: u64,
     pub buffered_reads: u64,
     /// Completed `prepare_range` calls and the bytes they covered; failed ones.
@@ -121,12 +123,14 @@ impl SimDisk {
         self.state.borrow_mut().failing_writes = n;
     }
 
-    /// The next `n` syncs fail with EIO.
+    /// The next `n` syncs fail with EIO; so does the sync half of a `write_at_durable`,
+    /// after its bytes reached the live image.
     pub fn fail_next_syncs(&self, n: u32) {
         self.state.borrow_mut().failing_syncs = n;
     }
 
-    /// Every sync takes this long (a slow or stalled disk); needs a glommio executor.
+    /// Every sync (and the sync half of every `write_at_durable`) takes this long (a
+    /// slow or stalled disk); needs a glommio executor.
     pub fn set_sync_delay(&self, delay: Option<std::time::Duration>) {
         self.state.borrow_mut().sync_delay = delay;
     }
@@ -384,20 +388,9 @@ impl Disk for SimDisk {
 }
 
 impl SimFile {
-    async fn read_delay(&self) {
-        let delay = self.disk.state.borrow().read_delay;
-        if let Some(d) = delay {
-            glommio::timer::sleep(d).await;
-        }
-    }
-}
-
-impl DiskFile for SimFile {
-    fn path(&self) -> &PathBuf {
-        &self.path
-    }
-
-    async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+    /// The write half of `write_at` and `write_at_durable`: scripted behaviour, injected
+    /// failures and the capacity limit, then the bytes into the live image.
+    async fn write_live(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         let scripted = self.disk.state.borrow_mut().write_script.pop_front().unwrap_or_default();
         if let Some(d) = scripted.delay {
             glommio::timer::sleep(d).await;
@@ -413,13 +406,55 @@ impl DiskFile for SimFile {
         let end = pos as usize + buf.len();
         let len = self.data.data.borrow().len();
         st.check_space(end.saturating_sub(len) as u64)?;
-        st.stats.writes += 1;
         let mut d = self.data.data.borrow_mut();
         if d.len() < end {
             d.resize(end, 0);
         }
         d[pos as usize..end].copy_from_slice(&buf);
         self.data.modified.set(SystemTime::now());
+        Ok(())
+    }
+
+    async fn read_delay(&self) {
+        let delay = self.disk.state.borrow().read_delay;
+        if let Some(d) = delay {
+            glommio::timer::sleep(d).await;
+        }
+    }
+}
+
+impl DiskFile for SimFile {
+    fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        self.write_live(buf, pos).await?;
+        self.disk.state.borrow_mut().stats.writes += 1;
+        Ok(())
+    }
+
+    async fn write_at_durable(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        let (start, end) = (pos as usize, pos as usize + buf.len());
+        self.write_live(buf, pos).await?;
+        let delay = self.disk.state.borrow().sync_delay;
+        if let Some(d) = delay {
+            glommio::timer::sleep(d).await;
+        }
+        let mut st = self.disk.state.borrow_mut();
+        if st.failing_syncs > 0 {
+            // As O_DSYNC does: the page cache has the bytes, the disk may not.
+            st.failing_syncs -= 1;
+            return Err(errno(libc::EIO));
+        }
+        st.stats.durable_writes += 1;
+        // This range, and only it: earlier unsynced writes stay volatile.
+        let data = self.data.data.borrow();
+        let mut image = self.data.durable.borrow_mut();
+        if image.len() < end {
+            image.resize(end, 0);
+        }
+        image[start..end].copy_from_slice(&data[start..end]);
         Ok(())
     }
 
