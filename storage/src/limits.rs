@@ -104,6 +104,16 @@ pub const PREPARE_SYNC_RECENT_MS: i64 = 2_000;
 /// two steps unprepared.
 pub const PREPARE_ALIGN_BYTES: u64 = 4096;
 
+/// The preparer works only while group commits are smaller than this on average
+/// (a moving mean over about the last eight). Its zeros cost as many bytes of disk
+/// bandwidth as the data they precede, and what they save is one metadata block per
+/// flush: worth it for small groups, whose flushes are latency-bound (sync with 16
+/// writers, 18 KiB groups: +21% with it), not for large ones, which are bound by
+/// bandwidth (256 writers, 284 KiB groups: 5-15% faster without it). Measured in
+/// BENCHMARKS.md, storage engine, sitting F; the break-even lies near where writing
+/// the group's bytes costs about what a 4 KiB metadata write does in a flush.
+pub const PREPARE_GROUP_MAX_BYTES: u64 = 64 << 10;
+
 /// `sync` appends in a row (no pause past PREPARE_SYNC_RECENT_MS) before the preparer
 /// starts: one now and then gains little from it, and its first step's fdatasync would
 /// only compete with theirs.

@@ -350,6 +350,8 @@ struct Inner<D: Disk> {
     /// came without a pause longer than PREPARE_SYNC_RECENT_MS: the preparer works only
     /// during a steady stream of them.
     last_sync_append_ms: Cell<i64>,
+    /// Moving mean of the bytes each group commit made durable (PREPARE_GROUP_MAX_BYTES).
+    group_bytes_mean: Cell<u64>,
     /// When an append that does not wait for a flush last came (DURABLE_WRITE_QUIET_MS).
     last_unflushed_append_ms: Cell<i64>,
     sync_streak: Cell<u32>,
@@ -443,6 +445,7 @@ impl<D: Disk> Store<D> {
             segment_lock: glommio::sync::Semaphore::new(1),
             last_sync_append_ms: Cell::new(i64::MIN),
             last_unflushed_append_ms: Cell::new(i64::MIN),
+            group_bytes_mean: Cell::new(0),
             sync_streak: Cell::new(0),
             cold: RefCell::new(ColdCache::default()),
             cq_cache: RefCell::new(CqCache::default()),
@@ -1725,6 +1728,7 @@ impl<D: Disk> Inner<D> {
             if flushed {
                 log.pos.flush_to(end);
                 stats.flushes += 1;
+                self.note_group_commit(len as u64);
             }
             let flush_due = log.flush_waiters.front().is_some_and(|w| w.end <= end)
                 || end.0 - log.pos.flushed().0 >= self.config.flush_dirty_bytes;
@@ -2113,7 +2117,8 @@ impl<D: Disk> Inner<D> {
     fn plan_prepare(&self) -> PrepareStep<D::File> {
         let sync_traffic = self.sync_streak.get() >= PREPARE_SYNC_STREAK_MIN
             && now_ms().saturating_sub(self.last_sync_append_ms.get()) <= PREPARE_SYNC_RECENT_MS;
-        if self.closing.get() || self.truncating.get() || !sync_traffic {
+        let small_groups = self.group_bytes_mean.get() < PREPARE_GROUP_MAX_BYTES;
+        if self.closing.get() || self.truncating.get() || !sync_traffic || !small_groups {
             return PrepareStep::Idle;
         }
         let mut log = self.log.borrow_mut();
@@ -2190,6 +2195,12 @@ impl<D: Disk> Inner<D> {
         Ok(())
     }
 
+    /// Counts a group commit of `bytes` into the moving mean the preparer goes by.
+    fn note_group_commit(&self, bytes: u64) {
+        let mean = self.group_bytes_mean.get();
+        self.group_bytes_mean.set(mean - mean / 8 + bytes / 8);
+    }
+
     /// Refuses every append from now until the store reopens (recovery then finds what
     /// the disk really holds): after a failed sync, what the page cache shows may not be
     /// what survives.
@@ -2239,13 +2250,15 @@ impl<D: Disk> Inner<D> {
     /// fdatasyncs everything written so far and answers the `sync` appends it covers.
     async fn flush_written(&self) -> Result<()> {
         let _one = self.flush_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        let (target, files) = {
+        let (target, files, group) = {
             let log = self.log.borrow();
             if let Some(e) = &log.fenced {
                 return Err(e.clone());
             }
             let target = log.pos.written();
-            (target, log.segments_between(log.pos.flushed(), target))
+            // A group commit, rather than a flush of async appends only.
+            let group = log.flush_waiters.front().is_some_and(|w| w.end <= target);
+            (target, log.segments_between(log.pos.flushed(), target), group)
         };
         if files.is_empty() {
             return Ok(());
@@ -2263,6 +2276,9 @@ impl<D: Disk> Inner<D> {
         }
         let mut log = self.log.borrow_mut();
         if target > log.pos.flushed() {
+            if group {
+                self.note_group_commit(target.0 - log.pos.flushed().0);
+            }
             log.pos.flush_to(target);
         }
         CommitLog::<D::File>::complete_upto(&mut log.flush_waiters, target);

@@ -11,7 +11,8 @@
 //!   reopen cannot bring them back.
 //! - The preparer never zeros data: many `sync` writers with slow preparations keep every
 //!   acknowledged record through power loss; failing preparations fail no append; a
-//!   store without a stream of `sync` appends prepares nothing.
+//!   store without a stream of `sync` appends, or whose group commits are large,
+//!   prepares nothing.
 //! - Cold windows return exactly what hot reads return, including records straddling
 //!   windows and segment ends, pulls spread thinly over the log, and data appended after
 //!   a window was cut at the written end; read-ahead makes far fewer disk reads than pulls.
@@ -248,6 +249,36 @@ fn async_appends_and_a_lone_sync_append_prepare_nothing() {
         let (_, _, written, _) = store.commitlog_positions();
         let segments = disk.files().iter().filter(|p| p.starts_with(format!("{DIR}/commitlog"))).count() as u64;
         assert_eq!(segments, written.0.div_ceil(64 << 10));
+    });
+}
+
+/// Large group commits are bound by disk bandwidth, which the preparer's zeros would
+/// halve: once the groups grow past PREPARE_GROUP_MAX_BYTES, it stops.
+#[test]
+fn large_group_commits_stop_the_preparer() {
+    run(async {
+        let disk = SimDisk::new();
+        // Each group commit takes a while, so about 128 appends (about 100 KiB) gather
+        // behind it; each preparation takes longer, so the preparer cannot finish its
+        // work ahead (two segments) while the groups are still small.
+        disk.set_sync_delay(Some(Duration::from_millis(1)));
+        disk.set_prepare_delay(Some(Duration::from_millis(20)));
+        let store = Store::open_on(disk.clone(), small_config(DIR, 8 << 20)).await.unwrap();
+        store.upsert_topic(TopicConfig::new("S", 4, FlushMode::Sync)).await.unwrap();
+        sync_writers(&store, "S", 128, 10).await;
+        // Let a preparation under way finish.
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        let (flushes, prepares) = (store.stats().flushes, disk.stats().prepares);
+        assert!(flushes < 1280 / 32, "appends were grouped: {flushes} group commits");
+        let acks = sync_writers(&store, "S", 128, 40).await;
+        assert_eq!(disk.stats().prepares, prepares, "the preparer went on with large groups");
+        assert_acked_present(&store, "S", &acks).await;
+
+        // Small groups again (one writer): it starts again.
+        disk.set_sync_delay(None);
+        sync_writers(&store, "S", 1, 100).await;
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        assert!(disk.stats().prepares > prepares, "the preparer did not resume for small groups");
     });
 }
 
