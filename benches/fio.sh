@@ -63,6 +63,20 @@ fio --name=dsync288k --directory="$DIR" --rw=write --bs=288k --size=512M --time_
     --ioengine=io_uring --iodepth=1 --direct=1 --sync=dsync --overwrite=1 --unlink=1 \
     --output-format=json --output="$OUT/dsync288k-$ROUND.json"
 
+# The store's group commit since f5a0710's parent: buffered 288 KiB writes through an
+# O_DSYNC descriptor (copy, writeback of the range and the device flush in one call),
+# one at a time. `bdsync288k` over blocks already written (what the preparer leaves);
+# `bdsync288k-fresh` into a fresh file preallocated with fallocate (unwritten extents,
+# as a new segment is, and as the store leaves it once groups are large enough that
+# the preparer stops: each flush then also writes the inode's extent changes). The
+# fresh file is large enough that 8 s never wrap around into written blocks.
+fio --name=bdsync288k --directory="$DIR" --rw=write --bs=288k --size=512M --time_based --runtime=10 \
+    --ioengine=psync --sync=dsync --overwrite=1 --unlink=1 --output-format=json \
+    --output="$OUT/bdsync288k-$ROUND.json"
+fio --name=bdsync288k-fresh --directory="$DIR" --rw=write --bs=288k --size=8G --time_based --runtime=8 \
+    --ioengine=psync --sync=dsync --fallocate=native --unlink=1 --output-format=json \
+    --output="$OUT/bdsync288k-fresh-$ROUND.json"
+
 # Two group commits of half the size side by side on one file: whether the device
 # overlaps fdatasyncs (it does not here: a Firecracker virtio disk serves one request
 # at a time, and a flush is the host's fsync).
