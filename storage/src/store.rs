@@ -2202,8 +2202,8 @@ impl<D: Disk> Inner<D> {
     }
 
     /// Refuses every append from now until the store reopens (recovery then finds what
-    /// the disk really holds): after a failed sync, what the page cache shows may not be
-    /// what survives.
+    /// the disk really holds): after a failed fdatasync or a truncate that failed half
+    /// way, what the page cache shows may not be what survives.
     fn fence(&self, err: &StorageError) {
         let mut log = self.log.borrow_mut();
         if log.fenced.is_none() {

@@ -415,6 +415,21 @@ impl SimFile {
         Ok(())
     }
 
+    /// What every sync goes through before it makes anything durable: the configured
+    /// delay, then an injected failure if one is due.
+    async fn sync_delay_or_failure(&self) -> io::Result<()> {
+        let delay = self.disk.state.borrow().sync_delay;
+        if let Some(d) = delay {
+            glommio::timer::sleep(d).await;
+        }
+        let mut st = self.disk.state.borrow_mut();
+        if st.failing_syncs > 0 {
+            st.failing_syncs -= 1;
+            return Err(errno(libc::EIO));
+        }
+        Ok(())
+    }
+
     async fn read_delay(&self) {
         let delay = self.disk.state.borrow().read_delay;
         if let Some(d) = delay {
@@ -437,24 +452,17 @@ impl DiskFile for SimFile {
     async fn write_at_durable(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         let (start, end) = (pos as usize, pos as usize + buf.len());
         self.write_live(buf, pos).await?;
-        let delay = self.disk.state.borrow().sync_delay;
-        if let Some(d) = delay {
-            glommio::timer::sleep(d).await;
-        }
-        let mut st = self.disk.state.borrow_mut();
-        if st.failing_syncs > 0 {
-            // As O_DSYNC does: the page cache has the bytes, the disk may not.
-            st.failing_syncs -= 1;
-            return Err(errno(libc::EIO));
-        }
-        st.stats.durable_writes += 1;
+        // As O_DSYNC does: if the sync half fails, the page cache has the bytes and the
+        // disk may not.
+        let written = self.data.data.borrow()[start..end].to_vec();
+        self.sync_delay_or_failure().await?;
+        self.disk.state.borrow_mut().stats.durable_writes += 1;
         // This range, and only it: earlier unsynced writes stay volatile.
-        let data = self.data.data.borrow();
         let mut image = self.data.durable.borrow_mut();
         if image.len() < end {
             image.resize(end, 0);
         }
-        image[start..end].copy_from_slice(&data[start..end]);
+        image[start..end].copy_from_slice(&written);
         Ok(())
     }
 
@@ -480,16 +488,8 @@ impl DiskFile for SimFile {
         // fdatasync promises only what was written before it began: snapshot first, so a
         // slow sync does not also make durable the writes that land while it runs.
         let snapshot = self.data.data.borrow().clone();
-        let delay = self.disk.state.borrow().sync_delay;
-        if let Some(d) = delay {
-            glommio::timer::sleep(d).await;
-        }
-        let mut st = self.disk.state.borrow_mut();
-        if st.failing_syncs > 0 {
-            st.failing_syncs -= 1;
-            return Err(errno(libc::EIO));
-        }
-        st.stats.syncs += 1;
+        self.sync_delay_or_failure().await?;
+        self.disk.state.borrow_mut().stats.syncs += 1;
         *self.data.durable.borrow_mut() = snapshot;
         Ok(())
     }
