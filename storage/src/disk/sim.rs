@@ -1,19 +1,21 @@
 //! An in-memory disk that can lose power, for tests.
 //!
 //! Each file keeps two images: `data` (what reads see: the page cache) and `durable`
-//! (what survives power loss: everything covered by a `sync_data`). The directory tree
-//! likewise keeps the live names and the names as of each directory's last `sync_dir`.
-//! [`SimDisk::power_loss`] throws away everything not synced: file contents revert to
-//! their durable image, files created since their directory was last synced vanish, and
-//! files removed since then come back. [`SimDisk::power_loss_torn`] is harsher: of each
-//! unsynced 512-byte sector it keeps a random half, as a disk that reorders writes would.
+//! (what survives power loss: everything covered by a `sync_data`, and the range of each
+//! completed `write_at_durable`). The directory tree likewise keeps the live names and
+//! the names as of each directory's last `sync_dir`. [`SimDisk::power_loss`] throws
+//! away everything not synced: file contents revert to their durable image, files
+//! created since their directory was last synced vanish, and files removed since then
+//! come back. [`SimDisk::power_loss_torn`] is harsher: of each unsynced 512-byte sector
+//! it keeps a random half, as a disk that reorders writes would.
 //!
 //! Faults: a capacity (writes and allocations past it fail with ENOSPC, changing
-//! nothing), counted failures of the next writes (EIO) or syncs (EIO), a script for the
-//! next writes (each slow, failing, or both: writes then complete out of order, as
-//! several in flight on a real disk may), slow or failing range preparations, and slow
-//! reads (which see the bytes as of their completion, as a read the kernel performs late
-//! does: what lets tests race reads against writes and truncates).
+//! nothing), counted failures of the next writes (EIO) or syncs (EIO; the sync half of a
+//! `write_at_durable` counts as one), a script for the next writes (each slow, failing,
+//! or both: writes then complete out of order, as several in flight on a real disk may),
+//! slow or failing range preparations, and slow reads (which see the bytes as of their
+//! completion, as a read the kernel performs late does: what lets tests race reads
+//! against writes and truncates).
 //!
 //! `prepare_range` zeros its range when it starts and again when it ends, and makes the
 //! zeros durable: a store that prepared a range holding data, or wrote into a range
