@@ -10,13 +10,16 @@
 //! Tasks, each sleeping on a [`Notify`] or a timer, never spinning:
 //! - writer: hands pending chunks to the kernel in order, up to [`WRITES_IN_FLIGHT_MAX`]
 //!   at once; as each completes in order, publishes their ConsumeQueue entries and
-//!   answers `async` appends.
+//!   answers `async` appends. A chunk `sync` appends wait on, with everything before it
+//!   durable and no `async` traffic about, goes out as one O_DSYNC write that answers
+//!   them itself (`Inner::durable_group_commit`).
 //! - flusher: fdatasyncs the written range when a `sync` append waits, when too many
 //!   bytes are dirty, or every flush interval; answers `sync` appends. Appends that arrive
 //!   while an fdatasync runs are covered by the next one (group commit), and their writes
 //!   run while it does.
-//! - preparer: while `sync` appends arrive, writes zeros ahead of the appended end and
-//!   creates the next segment before it is needed (see `commitlog.rs`).
+//! - preparer: while `sync` appends arrive in small group commits, writes zeros ahead of
+//!   the appended end and creates the next segment before it is needed (see
+//!   `commitlog.rs`).
 //! - sweeper: answers `sync` appends that waited past the flush timeout with an error.
 //! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention.
 //!
