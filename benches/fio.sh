@@ -63,7 +63,7 @@ fio --name=dsync288k --directory="$DIR" --rw=write --bs=288k --size=512M --time_
     --ioengine=io_uring --iodepth=1 --direct=1 --sync=dsync --overwrite=1 --unlink=1 \
     --output-format=json --output="$OUT/dsync288k-$ROUND.json"
 
-# The store's group commit since f5a0710's parent: buffered 288 KiB writes through an
+# The store's group commit since 2714f17: buffered 288 KiB writes through an
 # O_DSYNC descriptor (copy, writeback of the range and the device flush in one call),
 # one at a time. `bdsync288k` over blocks already written (what the preparer leaves);
 # `bdsync288k-fresh` into a fresh file preallocated with fallocate (unwritten extents,
