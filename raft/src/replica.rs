@@ -357,19 +357,24 @@ impl<D: Disk, L: LogData> Replica<D, L> {
     /// places from this node's own persist; fails if leadership is lost, the entry is
     /// replaced, the timeout passes, or the replica stops.
     pub fn propose(&self, data: Bytes) -> Result<Proposal> {
-        self.check_running()?;
-        self.inner.data.validate(&data)?;
-        let rx = self.inner.core.borrow_mut().propose(data)?;
-        self.inner.driver_wake.notify();
-        Ok(Proposal { rx })
+        self.propose_with(data, Core::propose)
     }
 
     /// Like `propose`, but the data gets an entry of its own instead of sharing one with
     /// other proposals: for records the applier must find without scanning every entry.
     pub fn propose_alone(&self, data: Bytes) -> Result<Proposal> {
+        self.propose_with(data, Core::propose_alone)
+    }
+
+    /// The checks and the wake-up both kinds of proposal share around `into`.
+    fn propose_with(
+        &self,
+        data: Bytes,
+        into: fn(&mut Core, Bytes) -> Result<oneshot::Receiver<Result<AppendResult>>>,
+    ) -> Result<Proposal> {
         self.check_running()?;
         self.inner.data.validate(&data)?;
-        let rx = self.inner.core.borrow_mut().propose_alone(data)?;
+        let rx = into(&mut self.inner.core.borrow_mut(), data)?;
         self.inner.driver_wake.notify();
         Ok(Proposal { rx })
     }
