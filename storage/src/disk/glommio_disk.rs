@@ -78,6 +78,21 @@ fn to_io(e: glommio::GlommioError<()>) -> io::Error {
     io::Error::from(e)
 }
 
+/// Writes all of `buf` at `pos` through `file`, or fails.
+///
+/// glommio takes the buffer by value, so a short write cannot be resumed without keeping
+/// a copy of every buffer. Segments are preallocated, so a short write means a real fault
+/// (a full disk on a filesystem that ignores fallocate, EFBIG): report it as a failed
+/// write and let the store roll back and retry.
+async fn write_whole(file: &BufferedFile, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+    let len = buf.len();
+    let n = file.write_at(buf, pos).await.map_err(to_io)?;
+    if n != len {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
+    }
+    Ok(())
+}
+
 impl Disk for GlommioDisk {
     type File = GlommioFile;
 
@@ -176,16 +191,7 @@ impl DiskFile for GlommioFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
-        let len = buf.len();
-        // glommio takes the buffer by value, so a short write cannot be resumed without
-        // keeping a copy of every buffer. Segments are preallocated, so a short write
-        // means a real fault (a full disk on a filesystem that ignores fallocate, EFBIG):
-        // report it as a failed write and let the store roll back and retry.
-        let n = self.buffered.write_at(buf, pos).await.map_err(to_io)?;
-        if n != len {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
-        }
-        Ok(())
+        write_whole(&self.buffered, buf, pos).await
     }
 
     async fn write_at_in_background(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
@@ -215,12 +221,7 @@ impl DiskFile for GlommioFile {
         // fdatasync go out again: two cross-thread wake-ups per group commit, which on
         // this VM cost more than the copy (BENCHMARKS.md, storage engine). The pages
         // stay cached, so consumers of fresh records still read memory.
-        let len = buf.len();
-        let n = self.dsync().await?.write_at(buf, pos).await.map_err(to_io)?;
-        if n != len {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {len} bytes")));
-        }
-        Ok(())
+        write_whole(&*self.dsync().await?, buf, pos).await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
