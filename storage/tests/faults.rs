@@ -14,6 +14,17 @@ fn config() -> StoreConfig {
     small_config(DIR, SEGMENT)
 }
 
+/// A store with a `sync` topic "S" and one record in it, acknowledged: the disk, the
+/// store, and the record's body.
+async fn sync_store_with_one_record() -> (SimDisk, Store<SimDisk>, Vec<u8>) {
+    let disk = SimDisk::new();
+    let store = Store::open_on(disk.clone(), config()).await.unwrap();
+    store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+    let a = body(1, 100);
+    store.append(&[fields("S", 0, &a, b"")], true).unwrap().await.unwrap();
+    (disk, store, a)
+}
+
 #[test]
 fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_is_freed() {
     run(async {
@@ -80,11 +91,7 @@ fn a_failed_write_fails_its_appends_and_the_next_ones_succeed() {
 #[test]
 fn a_failed_fdatasync_fences_the_store_until_it_reopens() {
     run(async {
-        let disk = SimDisk::new();
-        let store = Store::open_on(disk.clone(), config()).await.unwrap();
-        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
-        let a = body(1, 100);
-        store.append(&[fields("S", 0, &a, b"")], true).unwrap().await.unwrap();
+        let (disk, store, a) = sync_store_with_one_record().await;
         // An async record not yet flushed: the next sync append's group commit must
         // fdatasync it too, rather than make only its own range durable.
         let x = body(9, 100);
@@ -114,11 +121,7 @@ fn a_failed_fdatasync_fences_the_store_until_it_reopens() {
 #[test]
 fn a_failed_o_dsync_group_commit_fails_its_appends_and_the_next_ones_succeed() {
     run(async {
-        let disk = SimDisk::new();
-        let store = Store::open_on(disk.clone(), config()).await.unwrap();
-        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
-        let a = body(1, 100);
-        store.append(&[fields("S", 0, &a, b"")], true).unwrap().await.unwrap();
+        let (disk, store, a) = sync_store_with_one_record().await;
         let before = disk.stats();
         disk.fail_next_syncs(1);
         let lost = body(2, 100);

@@ -192,14 +192,20 @@ fn a_group_commit_after_a_durable_past_is_one_o_dsync_write() {
     });
 }
 
+/// A store whose `sync` appends time out after 50 ms, with a `sync` topic "S".
+async fn sync_store_with_50ms_timeout() -> (SimDisk, Store<SimDisk>) {
+    let disk = SimDisk::new();
+    let mut c = config();
+    c.sync_flush_timeout_ms = 50;
+    let store = Store::open_on(disk.clone(), c).await.unwrap();
+    store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+    (disk, store)
+}
+
 #[test]
 fn a_sync_append_that_waits_too_long_gets_a_timeout_not_success() {
     run(async {
-        let disk = SimDisk::new();
-        let mut c = config();
-        c.sync_flush_timeout_ms = 50;
-        let store = Store::open_on(disk.clone(), c).await.unwrap();
-        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+        let (disk, store) = sync_store_with_50ms_timeout().await;
         // An append not waiting for its flush: with such traffic about, group commits are
         // written, then fdatasynced (see the next test for the other way).
         let a = body(0, 100);
@@ -223,11 +229,7 @@ fn a_sync_append_that_waits_too_long_gets_a_timeout_not_success() {
 #[test]
 fn a_stalled_o_dsync_group_commit_times_out_not_succeeds() {
     run(async {
-        let disk = SimDisk::new();
-        let mut c = config();
-        c.sync_flush_timeout_ms = 50;
-        let store = Store::open_on(disk.clone(), c).await.unwrap();
-        store.upsert_topic(TopicConfig::new("S", 1, FlushMode::Sync)).await.unwrap();
+        let (disk, store) = sync_store_with_50ms_timeout().await;
         disk.set_sync_delay(Some(Duration::from_millis(300)));
         let b = body(1, 100);
         let err = store.append(&[fields("S", 0, &b, b"")], true).unwrap().await.unwrap_err();
