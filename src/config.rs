@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::limits::*;
 use crate::namesrv::NamesrvConfig;
+use crate::remoting::server::ConnectionLimits;
 use crate::{Error, Result};
 
 /// Every broker setting, all optional, as flags and as TOML keys.
@@ -103,6 +104,18 @@ pub struct BrokerSettings {
     /// Longest a pull may be held waiting for messages, ms [default: 30000]
     #[arg(long)]
     pub long_polling_max_ms: Option<u64>,
+    /// Connections one port (each shard's, the embedded NameServer's) keeps open at once;
+    /// more are closed when accepted [default: 10000]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Close a connection that sends nothing for this long with no request running, ms
+    /// (RocketMQ's serverChannelMaxIdleTimeSeconds) [default: 120000]
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Close a connection whose frame has not fully arrived this long after its first
+    /// bytes, ms [default: 30000]
+    #[arg(long)]
+    pub frame_timeout_ms: Option<u64>,
     /// Replication: the broker group this node belongs to; routes name its shards
     /// `<group>-s<i>` (replaces broker_name) [default: no replication]
     #[arg(long)]
@@ -158,6 +171,8 @@ pub struct BrokerConfig {
     pub retention_bytes: Option<u64>,
     pub client_expiry_ms: u64,
     pub long_polling_max_ms: u64,
+    /// What every listener of the process (shards, embedded NameServer) allows.
+    pub connection_limits: ConnectionLimits,
     /// Set when this node is one of a replicated group.
     pub replication: Option<Replication>,
 }
@@ -289,6 +304,9 @@ impl BrokerSettings {
             retention_bytes,
             client_expiry_ms,
             long_polling_max_ms,
+            max_connections,
+            idle_timeout_ms,
+            frame_timeout_ms,
             group,
             node,
             peers,
@@ -331,12 +349,14 @@ impl BrokerConfig {
                 bad("default_flush", format!("`{v}` is not a flush mode: allowed {}", FlushMode::ALLOWED))
             })?,
         };
+        let connection_limits = connection_limits(&s)?;
         let embedded = if s.embedded_namesrv.unwrap_or(true) {
             let d = NamesrvConfig::default();
             Some(NamesrvConfig {
                 listen: s.namesrv_listen.unwrap_or(d.listen),
                 scan_interval_ms: positive("namesrv_scan_interval_ms", s.namesrv_scan_interval_ms, d.scan_interval_ms)?,
                 broker_expiry_ms: positive("namesrv_broker_expiry_ms", s.namesrv_broker_expiry_ms, d.broker_expiry_ms)?,
+                connection_limits,
             })
         } else {
             None
@@ -373,6 +393,9 @@ impl BrokerConfig {
             ));
         }
         let replication = replication(&s)?;
+        if let Some(r) = &replication {
+            check_own_peer_entry(r, listen_ip, advertise_ip, port)?;
+        }
         if replication.is_some() && (s.retention_hours.is_some_and(|h| h > 0) || s.retention_bytes.is_some()) {
             // The Raft log is the CommitLog: deleting segments would delete entries a
             // follower that was down may still need, and there are no snapshots yet.
@@ -446,6 +469,7 @@ impl BrokerConfig {
             },
             client_expiry_ms: positive("client_expiry_ms", s.client_expiry_ms, CLIENT_EXPIRY_DEFAULT_MS)?,
             long_polling_max_ms: positive("long_polling_max_ms", s.long_polling_max_ms, LONG_POLLING_MAX_DEFAULT_MS)?,
+            connection_limits,
             replication,
         };
         // The store checks its own settings; run that now so a bad value fails at start
@@ -492,6 +516,43 @@ impl BrokerConfig {
 /// the default `./data` would fail at the first directory sync.
 pub fn absolute(key: &str, path: PathBuf) -> Result<PathBuf> {
     std::path::absolute(&path).map_err(|e| bad(key, format!("{}: {e}", path.display())))
+}
+
+/// A node finds itself in `peers` by name; its entry there must be where it listens, or
+/// its peers would send its Raft traffic elsewhere while it sits in pre-candidate with
+/// no word of why.
+fn check_own_peer_entry(r: &Replication, listen_ip: IpAddr, advertise_ip: IpAddr, port: u16) -> Result<()> {
+    let Some((name, own)) = r.peers.get(r.node_id as usize - 1) else { return Ok(()) };
+    if own.port() != port {
+        return Err(bad(
+            "port",
+            format!("{port}, but this node ({name}) is {own} in peers: give --port {} or correct peers", own.port()),
+        ));
+    }
+    if !listen_ip.is_unspecified() && own.ip() != listen_ip && own.ip() != advertise_ip {
+        return Err(bad(
+            "peers",
+            format!(
+                "this node ({name}) is {own} in peers, but it listens on {listen_ip} (advertised as {advertise_ip})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `max_connections`, `idle_timeout_ms` and `frame_timeout_ms`, each positive.
+fn connection_limits(s: &BrokerSettings) -> Result<ConnectionLimits> {
+    let d = ConnectionLimits::default();
+    let max_connections = match s.max_connections {
+        None => d.max_connections,
+        Some(0) => return Err(bad("max_connections", "0 is not allowed: use a positive number")),
+        Some(n) => n,
+    };
+    Ok(ConnectionLimits {
+        max_connections,
+        idle_timeout_ms: positive("idle_timeout_ms", s.idle_timeout_ms, d.idle_timeout_ms)?,
+        frame_timeout_ms: positive("frame_timeout_ms", s.frame_timeout_ms, d.frame_timeout_ms)?,
+    })
 }
 
 fn positive(key: &str, value: Option<u64>, default: u64) -> Result<u64> {
@@ -550,6 +611,7 @@ mod tests {
             group: Some("broker-b".into()),
             node: Some("n2".into()),
             peers: Some("n1=127.0.0.1:20911, n2=127.0.0.1:21911,n3=127.0.0.1:22911".into()),
+            port: Some(21911),
             ..Default::default()
         };
         let c = BrokerConfig::resolve(None, flags.clone()).unwrap();
@@ -568,6 +630,43 @@ mod tests {
         assert!(e.contains("peers"), "{e}");
         let e = err(BrokerSettings { group: None, ..flags });
         assert!(e.contains("group"), "{e}");
+    }
+
+    #[test]
+    fn a_replicated_node_must_listen_where_peers_say_it_is() {
+        let flags = BrokerSettings {
+            group: Some("g".into()),
+            node: Some("n2".into()),
+            peers: Some("n1=127.0.0.1:20911,n2=127.0.0.1:21911,n3=127.0.0.1:22911".into()),
+            listen_ip: Some("127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        };
+        let err = |s: BrokerSettings| BrokerConfig::resolve(None, s).unwrap_err().to_string();
+        let e = err(BrokerSettings { port: Some(21000), ..flags.clone() });
+        assert!(e.contains("port") && e.contains("n2") && e.contains("21911"), "{e}");
+        let e =
+            err(BrokerSettings { port: Some(21911), listen_ip: Some("127.0.0.2".parse().unwrap()), ..flags.clone() });
+        assert!(e.contains("peers") && e.contains("127.0.0.2"), "{e}");
+        assert!(BrokerConfig::resolve(None, BrokerSettings { port: Some(21911), ..flags.clone() }).is_ok());
+        let any = BrokerSettings { port: Some(21911), listen_ip: Some("0.0.0.0".parse().unwrap()), ..flags };
+        assert!(BrokerConfig::resolve(None, any).is_ok());
+    }
+
+    #[test]
+    fn connection_limits_come_from_settings_and_refuse_zero() {
+        let c = BrokerConfig::resolve(None, BrokerSettings::default()).unwrap();
+        assert_eq!(c.connection_limits, ConnectionLimits::default());
+        assert_eq!(c.embedded_namesrv.unwrap().connection_limits, ConnectionLimits::default());
+        let file: BrokerSettings =
+            toml::from_str("max_connections = 5\nidle_timeout_ms = 700\nframe_timeout_ms = 900").unwrap();
+        let c = BrokerConfig::resolve(Some(file), BrokerSettings::default()).unwrap();
+        let want = ConnectionLimits { max_connections: 5, idle_timeout_ms: 700, frame_timeout_ms: 900 };
+        assert_eq!((c.connection_limits, c.embedded_namesrv.unwrap().connection_limits), (want, want));
+        for key in ["max_connections", "idle_timeout_ms", "frame_timeout_ms"] {
+            let file: BrokerSettings = toml::from_str(&format!("{key} = 0")).unwrap();
+            let e = BrokerConfig::resolve(Some(file), BrokerSettings::default()).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -11,6 +11,51 @@ pub const CONNECTION_OUT_BUFFER_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// How much a connection reads per syscall: enough for 64 one-KiB requests at once.
 pub const CONNECTION_READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Smallest read a connection asks for, and what a quiet one shrinks back to: a few
+/// requests' worth, so an idle connection does not zero (or hold) large buffers. The
+/// server twin of `CLIENT_READ_CHUNK_MIN_BYTES`.
+pub const CONNECTION_READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
+
+/// Connections one listener (a shard's port, the NameServer's) keeps open at once; more
+/// are closed as soon as they are accepted, with a WARN. Far above what clients open (a
+/// RocketMQ client keeps one connection per broker address), and at the few KiB an idle
+/// connection costs, a bound on what a connection flood can take.
+pub const CONNECTIONS_PER_LISTENER_DEFAULT_MAX: usize = 10_000;
+
+/// A connection that sends nothing for this long while no request of it runs is closed:
+/// RocketMQ's `serverChannelMaxIdleTimeSeconds` (clients and brokers heartbeat every 30 s,
+/// so a live peer is never idle this long).
+pub const CONNECTION_IDLE_TIMEOUT_DEFAULT_MS: u64 = 120_000;
+
+/// A frame whose first bytes arrived this long ago and is still incomplete closes its
+/// connection: ten times a RocketMQ client's default send timeout (3 s), so the client
+/// gave up on it long before; a peer trickling bytes cannot hold a buffer for ever.
+pub const FRAME_TIMEOUT_DEFAULT_MS: u64 = 30_000;
+
+/// Bytes all frames still arriving may hold in read buffers, in the whole process; past
+/// it the oldest such frame is dropped with its connection. Room for 64 producers each
+/// in the middle of a 4 MiB message, far below the memory of any machine we run on.
+pub const PARTIAL_FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// A frame still arriving counts against `PARTIAL_FRAME_BYTES_MAX` only once its buffer
+/// passes this: the tail of an ordinary pipelined read (a part of a 1 KiB request) then
+/// never touches the process-wide counter, and 10,000 connections below it hold at most
+/// 640 MiB only if each really sent its share.
+pub const PARTIAL_FRAME_UNCOUNTED_BYTES: usize = 64 * 1024;
+
+/// How often a listener's sweeper looks for idle connections and stuck frames: a quarter
+/// of the shorter timeout, within these bounds (a round walks every connection).
+pub const CONNECTION_SWEEP_INTERVAL_MAX_MS: u64 = 1_000;
+pub const CONNECTION_SWEEP_INTERVAL_MIN_MS: u64 = 10;
+
+/// A listener logs each kind of refusal (too many connections, idle, frame timeout,
+/// memory bound) at most this often, with the count of those it did not log.
+pub const REFUSAL_WARN_INTERVAL_MS: u64 = 10_000;
+
+/// How long a bind of a port in use is tried again: a `kill -9`ed process's listening
+/// sockets outlive it while the kernel tears down its io_uring instance (tens of ms).
+pub const BIND_RETRY_MAX_MS: u64 = 3_000;
+pub const BIND_RETRY_INTERVAL_MS: u64 = 20;
 
 /// How long shutdown waits for in-flight requests (and their answers) before closing
 /// anyway. Longer than a sync flush timeout (5 s), so a sync send still gets its answer.

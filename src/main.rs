@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rockshard::config::{read_settings_file, BrokerConfig, BrokerSettings};
 use rockshard::namesrv::NamesrvConfig;
+use rockshard::remoting::server::ConnectionLimits;
 use rockshard_storage::{Store, StoreConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -46,6 +47,15 @@ enum Command {
         /// Drop a broker silent this long, ms (unless it registered its own timeout).
         #[arg(long, default_value_t = rockshard::limits::NAMESRV_BROKER_EXPIRY_DEFAULT_MS)]
         broker_expiry_ms: u64,
+        /// Connections kept open at once; more are closed when accepted.
+        #[arg(long, default_value_t = rockshard::limits::CONNECTIONS_PER_LISTENER_DEFAULT_MAX)]
+        max_connections: usize,
+        /// Close a connection that sends nothing for this long, ms.
+        #[arg(long, default_value_t = rockshard::limits::CONNECTION_IDLE_TIMEOUT_DEFAULT_MS)]
+        idle_timeout_ms: u64,
+        /// Close a connection whose frame has not fully arrived this long after its first bytes, ms.
+        #[arg(long, default_value_t = rockshard::limits::FRAME_TIMEOUT_DEFAULT_MS)]
+        frame_timeout_ms: u64,
     },
     /// Administer topics, routes and consumer groups over the remoting protocol.
     Admin(rockshard::admin::AdminArgs),
@@ -77,9 +87,19 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Broker { config, settings } => broker(config, settings),
-        Command::Namesrv { listen, scan_interval_ms, broker_expiry_ms } => {
-            namesrv(NamesrvConfig { listen, scan_interval_ms, broker_expiry_ms })
-        }
+        Command::Namesrv {
+            listen,
+            scan_interval_ms,
+            broker_expiry_ms,
+            max_connections,
+            idle_timeout_ms,
+            frame_timeout_ms,
+        } => namesrv(NamesrvConfig {
+            listen,
+            scan_interval_ms,
+            broker_expiry_ms,
+            connection_limits: ConnectionLimits { max_connections, idle_timeout_ms, frame_timeout_ms },
+        }),
         Command::Admin(args) => rockshard::admin::run(args),
         Command::Store { command: StoreCommand::Inspect { dir, segment_size } } => inspect(dir, segment_size),
     }

@@ -69,15 +69,40 @@ pub fn install_signal_thread() -> Result<()> {
     Ok(())
 }
 
+/// Raises this process's soft limit of open descriptors to its hard limit, as Go's
+/// runtime and most servers do: every client connection takes one, and a soft limit of
+/// 1024 (a common login default) would refuse connections long before
+/// `max_connections`. Failing to raise it is not fatal; the WARN says what stays.
+pub fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+            tracing::warn!(
+                soft = lim.rlim_cur,
+                hard = lim.rlim_max,
+                error = %std::io::Error::last_os_error(),
+                "could not raise the open-descriptor limit; connections past it will be refused"
+            );
+        }
+    }
+}
+
 /// Runs a standalone NameServer until SIGINT/SIGTERM.
 pub fn run_namesrv(config: NamesrvConfig) -> Result<()> {
     install_signal_thread()?;
+    raise_descriptor_limit();
+    let listener = crate::remoting::server::bind_std(config.listen)?;
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("rockshard-namesrv")
         .spawn(move || async move {
             let shutdown = Signal::new();
             watch_stop(shutdown.clone());
-            crate::namesrv::run(config, shutdown).await
+            crate::namesrv::run(config, listener, shutdown).await
         })
         .map_err(|e| Error::Io {
             op: "start",

@@ -8,6 +8,12 @@
 //! are woken), flush and checkpoint the store, unregister from the NameServers. The
 //! embedded NameServer stops last, so unregistrations reach it.
 //!
+//! Start-up order, so that a start that fails changes nothing other processes rely on:
+//! every listener is bound first (on the main thread, retrying briefly a port that a
+//! process killed a moment ago still holds), then every shard opens its store; only when
+//! all of them got that far do the shards join their Raft groups and register with the
+//! NameServers. A shard unregisters at the end only from NameServers that accepted it.
+//!
 //! Readiness: when every shard has registered with every NameServer once, the process
 //! prints one line to stdout starting with `ready:`; tests and scripts wait for it.
 //!
@@ -30,7 +36,8 @@ pub mod topics;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -48,37 +55,84 @@ pub fn now_ms() -> i64 {
 }
 
 enum ShardEvent {
+    /// The shard's store is open; it waits at the start gate.
+    Opened,
+    /// The shard has registered with every NameServer once.
     Ready,
     Failed(usize, String),
 }
 
+/// The go or no-go every shard waits for once its store is open: nothing is registered
+/// with a NameServer (nor replicated) until every shard of the process got that far, so
+/// a start that fails part-way changes nothing that other processes rely on. Set once
+/// by the main thread; shards on their executors await it (glommio wakers may be woken
+/// from another thread).
+#[derive(Default)]
+struct StartGate {
+    state: Mutex<(Option<bool>, Vec<Waker>)>,
+}
+
+impl StartGate {
+    fn open(&self, go: bool) {
+        let wakers = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.0 = Some(go);
+            std::mem::take(&mut state.1)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves to the main thread's decision: true to go on, false to close and stop.
+    fn wait(&self) -> impl std::future::Future<Output = bool> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match state.0 {
+                Some(go) => Poll::Ready(go),
+                None => {
+                    state.1.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
 /// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its store.
+///
+/// Start-up order, so that a start that fails changes nothing others rely on: bind every
+/// listener (the NameServer's and each shard's) on this thread, then open every shard's
+/// store, and only when all of that worked let the shards join their Raft groups and
+/// register with the NameServers. A shard that cannot open its store makes the others
+/// close theirs without registering anything.
 pub fn run(config: BrokerConfig) -> Result<()> {
     install_signal_thread()?;
+    crate::process::raise_descriptor_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(Error::io("create data directory", config.data_dir.display()))?;
     let config = Arc::new(config);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    // The embedded NameServer starts first so the shards' first registration finds it.
-    let namesrv = match config.embedded_namesrv {
+    let namesrv_listener = match &config.embedded_namesrv {
         None => None,
-        Some(ns) => {
-            let (started_tx, started_rx) = mpsc::channel::<std::result::Result<(), String>>();
-            let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        Some(ns) => Some(server::bind_std(ns.listen).map_err(|e| Error::Usage(format!("embedded NameServer: {e}")))?),
+    };
+    let mut shard_listeners = Vec::with_capacity(config.shards);
+    for id in 0..config.shards {
+        shard_listeners
+            .push(server::bind_std(config.shard_listen(id)).map_err(|e| Error::Usage(format!("shard {id}: {e}")))?);
+    }
+
+    // The embedded NameServer starts first so the shards' first registration finds it.
+    let namesrv = match (config.embedded_namesrv, namesrv_listener) {
+        (Some(ns), Some(listener)) => Some(
+            LocalExecutorBuilder::new(Placement::Unbound)
                 .name("rockshard-namesrv")
                 .spawn(move || async move {
                     let shutdown = Signal::new();
                     // The sidecar outlives the shards: it stops only after they unregistered.
                     watch_namesrv_stop(shutdown.clone());
-                    // Fail early and clearly when the port is taken. A plain std socket
-                    // closes at once on drop (a glommio one closes asynchronously, and
-                    // would still hold the port when the NameServer binds it).
-                    if let Err(e) = std::net::TcpListener::bind(ns.listen) {
-                        let _ = started_tx.send(Err(format!("listen on {}: {e}", ns.listen)));
-                        return;
-                    }
-                    let _ = started_tx.send(Ok(()));
-                    if let Err(e) = crate::namesrv::run(ns, shutdown).await {
+                    if let Err(e) = crate::namesrv::run(ns, listener, shutdown).await {
                         error!(error = %e, "embedded NameServer failed");
                         request_stop();
                     }
@@ -87,25 +141,21 @@ pub fn run(config: BrokerConfig) -> Result<()> {
                     op: "start",
                     target: "NameServer executor".into(),
                     source: std::io::Error::other(e.to_string()),
-                })?;
-            match started_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Error::Usage(format!("embedded NameServer: {e}"))),
-                Err(_) => return Err(Error::Usage("embedded NameServer did not start".into())),
-            }
-            Some(handle)
-        }
+                })?,
+        ),
+        _ => None,
     };
 
     let mesh = control::Mesh::new(config.shards);
+    let gate = Arc::new(StartGate::default());
     let (events_tx, events_rx) = mpsc::channel::<ShardEvent>();
     let mut handles = Vec::with_capacity(config.shards);
-    for (id, endpoints) in mesh.into_endpoints().into_iter().enumerate() {
+    for ((id, endpoints), listener) in mesh.into_endpoints().into_iter().enumerate().zip(shard_listeners) {
         let placement = if config.pin_cores { Placement::Fixed(id % cores) } else { Placement::Unbound };
-        let (config, events) = (config.clone(), events_tx.clone());
+        let (config, events, gate) = (config.clone(), events_tx.clone(), gate.clone());
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("rockshard-shard-{id}"))
-            .spawn(move || async move { run_shard(id, config, endpoints, events).await })
+            .spawn(move || async move { run_shard(id, config, listener, endpoints, gate, events).await })
             .map_err(|e| Error::Io {
                 op: "start",
                 target: format!("shard {id} executor"),
@@ -115,20 +165,29 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     }
     drop(events_tx);
 
-    let mut ready = 0;
     let mut failure = None;
-    while ready < config.shards {
+    let mut opened = 0;
+    while opened < config.shards && failure.is_none() {
+        match events_rx.recv() {
+            Ok(ShardEvent::Opened) => opened += 1,
+            Ok(ShardEvent::Ready) => {}
+            Ok(ShardEvent::Failed(id, e)) => failure = Some(format!("shard {id}: {e}")),
+            Err(_) => failure = Some("a shard ended while starting".to_string()),
+        }
+    }
+    gate.open(failure.is_none());
+    let mut ready = 0;
+    while failure.is_none() && ready < config.shards {
         match events_rx.recv() {
             Ok(ShardEvent::Ready) => ready += 1,
-            Ok(ShardEvent::Failed(id, e)) => {
-                failure = Some(format!("shard {id}: {e}"));
-                request_stop();
-                break;
-            }
+            Ok(ShardEvent::Opened) => {}
+            Ok(ShardEvent::Failed(id, e)) => failure = Some(format!("shard {id}: {e}")),
             Err(_) => break,
         }
     }
-    if failure.is_none() && ready == config.shards {
+    if failure.is_some() {
+        request_stop();
+    } else if ready == config.shards {
         let last = config.port as usize + config.shards - 1;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
@@ -173,17 +232,16 @@ fn watch_namesrv_stop(signal: Rc<Signal>) {
 async fn run_shard(
     id: usize,
     config: Arc<BrokerConfig>,
+    listener: std::net::TcpListener,
     endpoints: control::Endpoints,
+    gate: Arc<StartGate>,
     events: mpsc::Sender<ShardEvent>,
 ) {
     let config = Rc::new((*config).clone());
     let fail = |e: String| {
         let _ = events.send(ShardEvent::Failed(id, e));
     };
-    let listener = match server::bind(config.shard_listen(id)) {
-        Ok(l) => l,
-        Err(e) => return fail(e.to_string()),
-    };
+    let listener = server::adopt(listener);
     // SIGTERM sets `requested`; the shard's own shutdown follows once a replicated
     // leader has handed its leadership over (see `replication::hand_over_then`).
     let requested = Signal::new();
@@ -194,6 +252,16 @@ async fn run_shard(
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    let _ = events.send(ShardEvent::Opened);
+    if !gate.wait().await {
+        // Another shard could not start: close what this one opened, register nothing.
+        shutdown.trigger();
+        if let Err(e) = shard.close().await {
+            error!(shard = id, error = %e, "closing the store failed");
+        }
+        info!(shard = id, "shard stopped: the broker did not start");
+        return;
+    }
     if let Err(e) = start_replica(&shard, &shutdown).await {
         shutdown.trigger();
         return fail(e.to_string());
@@ -211,7 +279,7 @@ async fn run_shard(
         })
         .detach();
     }
-    if let Err(e) = server::serve(listener, shard.clone(), shutdown).await {
+    if let Err(e) = server::serve(listener, shard.clone(), shutdown, shard.config.connection_limits).await {
         warn!(shard = id, error = %e, "serving ended with an error");
     }
     registrar.unregister_all(&shard).await;

@@ -13,7 +13,7 @@
 //!
 //! Runs on the shard's executor.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -71,6 +71,9 @@ pub fn register_request(shard: &Shard) -> RemotingCommand {
 struct Namesrv {
     addr: String,
     client: RefCell<Option<Client>>,
+    /// Whether this NameServer ever accepted our registration: only then do we
+    /// unregister from it (an entry there under our name may be another broker's).
+    registered: Cell<bool>,
 }
 
 impl Namesrv {
@@ -118,7 +121,7 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
         .config
         .namesrv_addrs
         .iter()
-        .map(|a| Rc::new(Namesrv { addr: a.clone(), client: RefCell::new(None) }))
+        .map(|a| Rc::new(Namesrv { addr: a.clone(), client: RefCell::new(None), registered: Cell::new(false) }))
         .collect();
     let (done, registered) = completion::<bool>();
     let pending = Rc::new(RefCell::new(Some((done, namesrvs.len()))));
@@ -131,6 +134,7 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
             loop {
                 match ns.register(&shard).await {
                     Ok(()) => {
+                        ns.registered.set(true);
                         debug!(shard = shard.id, namesrv = %ns.addr, "registered");
                         if first {
                             first = false;
@@ -176,9 +180,11 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
 }
 
 impl Registrar {
-    /// Tells every NameServer this shard is going away (bounded wait per NameServer).
+    /// Tells every NameServer that accepted this shard's registration that it is going
+    /// away (bounded wait per NameServer). One that never did is left alone: what it
+    /// holds under this shard's name is not ours to remove.
     pub async fn unregister_all(&self, shard: &Rc<Shard>) {
-        for ns in &self.namesrvs {
+        for ns in self.namesrvs.iter().filter(|ns| ns.registered.get()) {
             let header = UnregisterBrokerRequestHeader {
                 broker_name: shard.broker_name.clone(),
                 broker_addr: shard.addr.clone(),

@@ -55,7 +55,7 @@ use rockshard_net::RemotingCommand;
 use tracing::{debug, info, warn};
 
 use crate::limits::{NAMESRV_BROKER_EXPIRY_DEFAULT_MS, NAMESRV_PORT_DEFAULT, NAMESRV_SCAN_INTERVAL_DEFAULT_MS};
-use crate::remoting::server::{self, Connection, Service, Shutdown};
+use crate::remoting::server::{self, Connection, ConnectionLimits, Service, Shutdown};
 use crate::{Error, Result};
 use kv::{KvTable, NAMESPACE_ORDER_TOPIC_CONFIG};
 use routes::{BrokerAddr, ConnectionId, Expired, Registration, RouteTable};
@@ -71,6 +71,8 @@ pub struct NamesrvConfig {
     pub scan_interval_ms: u64,
     /// Silence after which a broker that did not state its own timeout is dropped.
     pub broker_expiry_ms: u64,
+    /// What the listener allows its connections.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for NamesrvConfig {
@@ -81,13 +83,15 @@ impl Default for NamesrvConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], NAMESRV_PORT_DEFAULT)),
             scan_interval_ms: NAMESRV_SCAN_INTERVAL_DEFAULT_MS,
             broker_expiry_ms: NAMESRV_BROKER_EXPIRY_DEFAULT_MS,
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
 
 impl NamesrvConfig {
     /// Refuses settings that cannot work: a zero scan interval would make the scan task
-    /// spin, a zero expiry would drop every broker at the first scan.
+    /// spin, a zero expiry would drop every broker at the first scan, and zero
+    /// connection limits would refuse every connection.
     pub fn validate(&self) -> Result<()> {
         if self.scan_interval_ms == 0 {
             return Err(Error::Config { key: "scan_interval_ms".into(), detail: "must be at least 1".into() });
@@ -95,17 +99,29 @@ impl NamesrvConfig {
         if self.broker_expiry_ms == 0 {
             return Err(Error::Config { key: "broker_expiry_ms".into(), detail: "must be at least 1".into() });
         }
+        let limits = &self.connection_limits;
+        for (key, value) in [
+            ("max_connections", limits.max_connections as u64),
+            ("idle_timeout_ms", limits.idle_timeout_ms),
+            ("frame_timeout_ms", limits.frame_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(Error::Config { key: key.into(), detail: "must be at least 1".into() });
+            }
+        }
         Ok(())
     }
 }
 
-/// Serves a NameServer on `config.listen` until `shutdown` is triggered, scanning for
-/// silent brokers every `config.scan_interval_ms` on the same executor. Must be called
-/// inside a glommio executor. Returns once the listener is closed and the connections
-/// have drained (see [`server::serve`]).
-pub async fn run(config: NamesrvConfig, shutdown: Rc<Shutdown>) -> Result<()> {
+/// Serves a NameServer on `listener` (bound to `config.listen` by
+/// [`server::bind_std`], so the caller knows the port is ours before anything starts)
+/// until `shutdown` is triggered, scanning for silent brokers every
+/// `config.scan_interval_ms` on the same executor. Must be called inside a glommio
+/// executor. Returns once the listener is closed and the connections have drained (see
+/// [`server::serve`]).
+pub async fn run(config: NamesrvConfig, listener: std::net::TcpListener, shutdown: Rc<Shutdown>) -> Result<()> {
     config.validate()?;
-    let listener = server::bind(config.listen)?;
+    let listener = server::adopt(listener);
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
     info!(
         listen = %local, scan_interval_ms = config.scan_interval_ms, broker_expiry_ms = config.broker_expiry_ms,
@@ -113,7 +129,7 @@ pub async fn run(config: NamesrvConfig, shutdown: Rc<Shutdown>) -> Result<()> {
     );
     let nameserver = Rc::new(NameServer::new(config.broker_expiry_ms));
     let scanner = glommio::spawn_local(scan_loop(nameserver.clone(), config.scan_interval_ms, shutdown.clone()));
-    let served = server::serve(listener, nameserver, shutdown).await;
+    let served = server::serve(listener, nameserver, shutdown, config.connection_limits).await;
     // Normally the scanner has already seen the shutdown; if serving failed instead,
     // dropping the handle cancels it.
     drop(scanner);

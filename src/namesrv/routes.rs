@@ -754,6 +754,20 @@ mod tests {
     }
 
     #[test]
+    fn unregister_from_another_address_leaves_the_registered_broker() {
+        // A process that failed to start, or an old incarnation, unregistering the name
+        // of a broker that now runs at another address: Apache's route manager removes
+        // the entry only when the address matches, and so do we.
+        let mut t = RouteTable::new(EXPIRY_MS);
+        t.register(reg("broker-a-s1", "10.0.0.1:10912", 0, wrapper(1, &[("T", 4)])), 0);
+        assert!(!t.unregister(CLUSTER, "10.0.0.9:20912", "broker-a-s1"));
+        let route = t.route("T").expect("route kept");
+        assert_eq!(route.broker_datas[0].broker_addrs.get(&0).map(String::as_str), Some("10.0.0.1:10912"));
+        assert!(t.refresh(CLUSTER, "10.0.0.1:10912", 1), "still live");
+        t.check_invariants();
+    }
+
+    #[test]
     fn closing_a_connection_removes_the_brokers_registered_over_it() {
         let mut t = RouteTable::new(EXPIRY_MS);
         for (shard, conn) in [(0, 1), (1, 1), (2, 2)] {

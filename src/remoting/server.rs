@@ -31,6 +31,18 @@
 //! - Reading pauses while a connection has `CONNECTION_IN_FLIGHT_MAX` requests running or
 //!   `CONNECTION_OUT_BUFFER_MAX_BYTES` unwritten: a client cannot make us buffer without
 //!   bound.
+//! - Memory follows bytes that arrived, never what a frame declares: the read buffer of
+//!   a frame still arriving grows at most to twice what it holds (plus one chunk), so a
+//!   peer that sends an 8-byte prefix declaring 16 MiB costs one small chunk. Frames
+//!   still arriving hold at most `PARTIAL_FRAME_BYTES_MAX` in the whole process; past
+//!   it the oldest such frame on this executor is dropped with its connection.
+//! - What one listener allows ([`ConnectionLimits`]): at most `max_connections` open
+//!   (more are closed as soon as they are accepted), none silent for `idle_timeout_ms`
+//!   with no request running (RocketMQ's 120 s channel idle time), and no frame taking
+//!   longer than `frame_timeout_ms` to arrive. A sweeper task per listener enforces the
+//!   two times by sampling counters each connection bumps, so the read path never
+//!   reads a clock. Each refusal is a WARN, at most one per `REFUSAL_WARN_INTERVAL_MS`
+//!   per listener and reason, with the count of those not logged.
 //! - A peer that disconnects mid-request only loses the answer: the handler still runs to
 //!   the end, so what it stores is stored whole.
 //!
@@ -38,10 +50,12 @@
 //! (`client`).
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -55,16 +69,13 @@ use rockshard_storage::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::limits::{
-    CONNECTION_IN_FLIGHT_MAX, CONNECTION_OUT_BUFFER_MAX_BYTES, CONNECTION_READ_CHUNK_BYTES, LISTEN_BACKLOG,
-    SHUTDOWN_DRAIN_MAX_MS,
+    BIND_RETRY_INTERVAL_MS, BIND_RETRY_MAX_MS, CONNECTIONS_PER_LISTENER_DEFAULT_MAX,
+    CONNECTION_IDLE_TIMEOUT_DEFAULT_MS, CONNECTION_IN_FLIGHT_MAX, CONNECTION_OUT_BUFFER_MAX_BYTES,
+    CONNECTION_READ_CHUNK_BYTES, CONNECTION_READ_CHUNK_MIN_BYTES, CONNECTION_SWEEP_INTERVAL_MAX_MS,
+    CONNECTION_SWEEP_INTERVAL_MIN_MS, FRAME_TIMEOUT_DEFAULT_MS, LISTEN_BACKLOG, PARTIAL_FRAME_BYTES_MAX,
+    PARTIAL_FRAME_UNCOUNTED_BYTES, REFUSAL_WARN_INTERVAL_MS, SHUTDOWN_DRAIN_MAX_MS,
 };
 use crate::{Error, Result};
-
-/// Smallest read a connection asks for, and what a quiet one shrinks back to: a few
-/// requests' worth, so an idle connection does not zero large buffers. (A server twin
-/// of `CLIENT_READ_CHUNK_MIN_BYTES`; it belongs in `limits.rs`, which this change does
-/// not own.)
-const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
 
 /// A level-triggered signal many tasks can wait on: once set it stays set. Used for
 /// shutdown and for "every connection has closed".
@@ -133,6 +144,41 @@ impl Future for SignalWait<'_> {
 /// The server's shutdown switch: stop accepting, finish what is in flight, close.
 pub type Shutdown = Signal;
 
+/// What one listener allows its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long while no request of it runs is
+    /// closed (RocketMQ's `serverChannelMaxIdleTimeSeconds`; clients heartbeat every
+    /// 30 s, brokers register every 30 s).
+    pub idle_timeout_ms: u64,
+    /// A frame whose first bytes arrived this long ago and which is still incomplete
+    /// closes its connection.
+    pub frame_timeout_ms: u64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: CONNECTIONS_PER_LISTENER_DEFAULT_MAX,
+            idle_timeout_ms: CONNECTION_IDLE_TIMEOUT_DEFAULT_MS,
+            frame_timeout_ms: FRAME_TIMEOUT_DEFAULT_MS,
+        }
+    }
+}
+
+/// Bytes held by the read buffers of frames still arriving, over every listener of the
+/// process (each connection counts only what it holds past
+/// `PARTIAL_FRAME_UNCOUNTED_BYTES`, so the ordinary tail of a pipelined read never
+/// touches this shared counter).
+static PARTIAL_FRAME_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The bytes frames still arriving hold in the whole process (see [`ConnectionLimits`]).
+pub fn partial_frame_bytes() -> usize {
+    PARTIAL_FRAME_BYTES.load(Ordering::Relaxed)
+}
+
 /// One accepted connection, as the service sees it.
 pub struct Connection {
     id: u64,
@@ -144,6 +190,30 @@ pub struct Connection {
     reader_wake: Notify,
     in_flight: Cell<usize>,
     closed: Cell<bool>,
+    /// Set to end the reader: at shutdown, or by the listener's sweeper or memory
+    /// bound, with the reason in `stop_reason`.
+    stop: Signal,
+    stop_reason: Cell<&'static str>,
+    /// Reads that returned bytes, and frames decoded: the sweeper compares them between
+    /// its rounds to tell silence and stuck frames without a clock on the read path.
+    reads: Cell<u64>,
+    frames: Cell<u64>,
+    /// True while the read buffer holds the start of a frame not yet complete.
+    partial: Cell<bool>,
+    /// What this connection counts in `PARTIAL_FRAME_BYTES`, and since when (the
+    /// oldest such frame is the one dropped when the process is over its bound).
+    partial_held: Cell<usize>,
+    partial_held_since: Cell<Option<Instant>>,
+    /// The sweeper's own notes (only it touches them).
+    sweep: SweepNotes,
+}
+
+/// What the sweeper saw of one connection at its earlier rounds.
+struct SweepNotes {
+    reads: Cell<u64>,
+    quiet_since: Cell<Instant>,
+    frames: Cell<u64>,
+    partial_since: Cell<Option<Instant>>,
 }
 
 impl Connection {
@@ -224,6 +294,39 @@ impl Connection {
     fn may_read(&self) -> bool {
         self.in_flight.get() < CONNECTION_IN_FLIGHT_MAX && self.out_len() < CONNECTION_OUT_BUFFER_MAX_BYTES
     }
+
+    /// Ends the reader (it finishes running requests and closes); the first reason wins.
+    fn stop_reading(&self, reason: &'static str) {
+        if !self.stop.is_set() {
+            self.stop_reason.set(reason);
+            self.stop.trigger();
+        }
+        self.reader_wake.notify();
+    }
+
+    /// Moves this connection's count in `PARTIAL_FRAME_BYTES` to `held`. Returns false
+    /// when growing it would pass `PARTIAL_FRAME_BYTES_MAX` (nothing is counted then).
+    fn hold_partial(&self, held: usize) -> bool {
+        let before = self.partial_held.get();
+        if held > before {
+            let grow = held - before;
+            let total = PARTIAL_FRAME_BYTES.fetch_add(grow, Ordering::Relaxed) + grow;
+            if total > PARTIAL_FRAME_BYTES_MAX {
+                PARTIAL_FRAME_BYTES.fetch_sub(grow, Ordering::Relaxed);
+                return false;
+            }
+            if before == 0 {
+                self.partial_held_since.set(Some(Instant::now()));
+            }
+        } else if held < before {
+            PARTIAL_FRAME_BYTES.fetch_sub(before - held, Ordering::Relaxed);
+            if held == 0 {
+                self.partial_held_since.set(None);
+            }
+        }
+        self.partial_held.set(held);
+        true
+    }
 }
 
 /// What a server serves. Implementations live on the same executor as the server.
@@ -241,12 +344,98 @@ pub trait Service: 'static {
     fn on_close(&self, _conn: &Connection) {}
 }
 
+/// The connections of one listener, oldest first, and its rate-limited refusal log.
+struct Listener {
+    local: String,
+    limits: ConnectionLimits,
+    conns: RefCell<BTreeMap<u64, Rc<Connection>>>,
+    warns: RefusalWarnings,
+}
+
+impl Listener {
+    /// Drops the oldest frame still arriving that counts against the process bound, other
+    /// than `except`'s. Returns whether there was one.
+    fn drop_oldest_partial(&self, except: u64) -> bool {
+        let conns = self.conns.borrow();
+        let oldest = conns
+            .values()
+            .filter(|c| c.id != except && c.partial_held.get() > 0 && !c.stop.is_set())
+            .min_by_key(|c| c.partial_held_since.get());
+        match oldest {
+            Some(c) => {
+                self.warns.warn(Refusal::PartialBytes, &self.local, c.peer);
+                c.stop_reading("partial-frame memory bound: oldest frame dropped");
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Why a listener refused or closed a connection; one rate limit each.
+#[derive(Clone, Copy)]
+enum Refusal {
+    TooMany,
+    Idle,
+    FrameTimeout,
+    PartialBytes,
+}
+
+impl Refusal {
+    const COUNT: usize = 4;
+
+    fn what(self) -> &'static str {
+        match self {
+            Refusal::TooMany => "connection limit reached; new connection closed",
+            Refusal::Idle => "connection idle past the idle timeout; closed",
+            Refusal::FrameTimeout => "frame not complete within the frame timeout; connection closed",
+            Refusal::PartialBytes => "frames still arriving hold the process's limit of bytes; oldest dropped",
+        }
+    }
+}
+
+/// At most one WARN per reason per `REFUSAL_WARN_INTERVAL_MS`, carrying the count of
+/// those not logged since: a flood of hostile connections must not flood the log too.
+#[derive(Default)]
+struct RefusalWarnings {
+    last: [Cell<Option<Instant>>; Refusal::COUNT],
+    quiet: [Cell<u64>; Refusal::COUNT],
+}
+
+impl RefusalWarnings {
+    fn warn(&self, why: Refusal, local: &str, peer: SocketAddr) {
+        let i = why as usize;
+        let now = Instant::now();
+        let due = self.last[i]
+            .get()
+            .map_or(true, |t| now.duration_since(t) >= Duration::from_millis(REFUSAL_WARN_INTERVAL_MS));
+        if due {
+            let not_logged = self.quiet[i].replace(0);
+            self.last[i].set(Some(now));
+            warn!(listen = %local, %peer, not_logged, "{}", why.what());
+        } else {
+            self.quiet[i].set(self.quiet[i].get() + 1);
+        }
+    }
+}
+
 /// Accepts connections on `listener` and serves them until `shutdown` is triggered and
 /// every connection has finished (or `SHUTDOWN_DRAIN_MAX_MS` passed).
-pub async fn serve<S: Service>(listener: TcpListener, service: Rc<S>, shutdown: Rc<Shutdown>) -> Result<()> {
+pub async fn serve<S: Service>(
+    listener: TcpListener,
+    service: Rc<S>,
+    shutdown: Rc<Shutdown>,
+    limits: ConnectionLimits,
+) -> Result<()> {
     let local = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let open = Rc::new(Cell::new(0usize));
+    let this = Rc::new(Listener {
+        local: local.clone(),
+        limits,
+        conns: RefCell::new(BTreeMap::new()),
+        warns: RefusalWarnings::default(),
+    });
     let closed_one = Rc::new(Notify::default());
+    let sweeper = glommio::spawn_local(sweep_loop(this.clone(), shutdown.clone()));
     let mut next_id = 0u64;
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -266,52 +455,126 @@ pub async fn serve<S: Service>(listener: TcpListener, service: Rc<S>, shutdown: 
         };
         next_id += 1;
         let Ok(peer) = stream.peer_addr() else { continue };
+        if this.conns.borrow().len() >= limits.max_connections {
+            this.warns.warn(Refusal::TooMany, &local, peer);
+            drop(stream);
+            continue;
+        }
         // Answers are batched by the writer already; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
+        let now = Instant::now();
         let conn = Rc::new(Connection {
             id: next_id,
             peer,
-            out: RefCell::new(BytesMut::with_capacity(CONNECTION_READ_CHUNK_BYTES)),
+            // Both buffers start empty and grow with use: a thousand idle connections
+            // must not hold a thousand preallocated chunks.
+            out: RefCell::new(BytesMut::new()),
             writer_wake: Notify::default(),
             reader_wake: Notify::default(),
             in_flight: Cell::new(0),
             closed: Cell::new(false),
+            stop: Signal::default(),
+            stop_reason: Cell::new(""),
+            reads: Cell::new(0),
+            frames: Cell::new(0),
+            partial: Cell::new(false),
+            partial_held: Cell::new(0),
+            partial_held_since: Cell::new(None),
+            sweep: SweepNotes {
+                reads: Cell::new(0),
+                quiet_since: Cell::new(now),
+                frames: Cell::new(0),
+                partial_since: Cell::new(None),
+            },
         });
         debug!(listen = %local, %peer, id = next_id, "connection accepted");
-        open.set(open.get() + 1);
-        let (service, shutdown, open, closed_one) =
-            (service.clone(), shutdown.clone(), open.clone(), closed_one.clone());
+        this.conns.borrow_mut().insert(conn.id, conn.clone());
+        let (service, this, closed_one) = (service.clone(), this.clone(), closed_one.clone());
         glommio::spawn_local(async move {
-            run_connection(stream, conn, service, shutdown).await;
-            open.set(open.get() - 1);
+            run_connection(stream, conn.clone(), service, &this).await;
+            this.conns.borrow_mut().remove(&conn.id);
             closed_one.notify();
         })
         .detach();
     }
-    info!(listen = %local, open = open.get(), "stopped accepting");
+    let open = this.conns.borrow().len();
+    info!(listen = %local, open, "stopped accepting");
+    // Shutdown reaches every reader through its connection's stop signal. (Collected
+    // first: stopping wakes tasks that remove themselves from the map.)
+    let conns: Vec<Rc<Connection>> = this.conns.borrow().values().cloned().collect();
+    for c in conns {
+        c.stop_reading("shutdown");
+    }
+    drop(sweeper);
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MAX_MS);
-    while open.get() > 0 && Instant::now() < deadline {
+    while !this.conns.borrow().is_empty() && Instant::now() < deadline {
         future::or(closed_one.notified(), glommio::timer::sleep(Duration::from_millis(50))).await;
     }
-    if open.get() > 0 {
-        warn!(listen = %local, open = open.get(), "connections still open after the drain period");
+    let open = this.conns.borrow().len();
+    if open > 0 {
+        warn!(listen = %local, open, "connections still open after the drain period");
     }
     Ok(())
 }
 
-async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, service: Rc<S>, shutdown: Rc<Shutdown>) {
+/// Closes connections silent past the idle timeout and those whose frame has been
+/// arriving for longer than the frame timeout. It samples each connection's read and
+/// frame counters once a round: a frame seen incomplete at two rounds with no frame
+/// decoded in between is the same frame, so its age is known to within a round.
+async fn sweep_loop(this: Rc<Listener>, shutdown: Rc<Shutdown>) {
+    let limits = this.limits;
+    let round = (limits.idle_timeout_ms.min(limits.frame_timeout_ms) / 4)
+        .clamp(CONNECTION_SWEEP_INTERVAL_MIN_MS, CONNECTION_SWEEP_INTERVAL_MAX_MS);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let frame = Duration::from_millis(limits.frame_timeout_ms);
+    while !shutdown.sleep(Duration::from_millis(round)).await {
+        let now = Instant::now();
+        let mut to_close = Vec::new();
+        for c in this.conns.borrow().values() {
+            let notes = &c.sweep;
+            let reads = c.reads.get();
+            if reads != notes.reads.get() || c.in_flight.get() > 0 {
+                notes.reads.set(reads);
+                notes.quiet_since.set(now);
+            } else if now.duration_since(notes.quiet_since.get()) >= idle {
+                to_close.push((c.clone(), Refusal::Idle));
+                continue;
+            }
+            let frames = c.frames.get();
+            if !c.partial.get() {
+                notes.partial_since.set(None);
+            } else if frames != notes.frames.get() || notes.partial_since.get().is_none() {
+                notes.frames.set(frames);
+                notes.partial_since.set(Some(now));
+            } else if notes.partial_since.get().is_some_and(|t| now.duration_since(t) >= frame) {
+                to_close.push((c.clone(), Refusal::FrameTimeout));
+            }
+        }
+        for (c, why) in to_close {
+            this.warns.warn(why, &this.local, c.peer);
+            c.stop_reading(match why {
+                Refusal::Idle => "idle timeout",
+                _ => "frame timeout",
+            });
+        }
+    }
+}
+
+async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, service: Rc<S>, this: &Listener) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_loop(writer, conn.clone()));
-    let mut buf = BytesMut::with_capacity(CONNECTION_READ_CHUNK_BYTES);
+    let mut buf = BytesMut::new();
     // Bytes asked for per read; adapts to what the peer sends (see below).
-    let mut chunk = READ_CHUNK_MIN_BYTES;
+    let mut chunk = CONNECTION_READ_CHUNK_MIN_BYTES;
     let reason = loop {
         // Decode everything already read, then read more.
-        // decode_frame refuses an over-limit length as soon as the length word is in,
-        // so the buffer never grows past one frame.
+        // decode_frame refuses an over-limit length as soon as the length word is in.
         let malformed = loop {
             match decode_frame(&mut buf) {
-                Ok(Some(cmd)) => dispatch(&conn, &service, cmd),
+                Ok(Some(cmd)) => {
+                    conn.frames.set(conn.frames.get() + 1);
+                    dispatch(&conn, &service, cmd)
+                }
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             }
@@ -320,33 +583,43 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
             warn!(peer = %conn.peer, error = %e, "malformed frame; closing the connection");
             break "malformed frame";
         }
-        while !conn.may_read() && !conn.closed.get() {
+        conn.partial.set(!buf.is_empty());
+        while !conn.may_read() && !conn.closed.get() && !conn.stop.is_set() {
             conn.reader_wake.notified().await;
         }
-        if shutdown.is_set() {
-            break "shutdown";
+        if conn.stop.is_set() {
+            break conn.stop_reason.get();
         }
-        // Ask for the rest of a partly received frame at once (bounded by the frame limit
-        // decode_frame enforces), and at least one chunk.
+        // A frame's declared length is only a claim until its bytes arrive: ask for at
+        // most as much again as the frame already has (and at least one chunk), so the
+        // buffer grows geometrically with what the peer really sent, and a peer that
+        // declares 16 MiB and sends eight bytes costs one small chunk.
         let missing = match peek_frame_len(&buf) {
             Ok(Some(total)) => total.saturating_sub(buf.len()),
             _ => 0,
         };
-        let want = missing.max(chunk);
+        let want = if missing > 0 { missing.min(chunk.max(buf.len())) } else { chunk };
         let filled = buf.len();
+        // Large frames still arriving count against the process's bound; past it the
+        // oldest one on this executor makes room, or, when this is the only one, this.
+        let held = if missing > 0 && filled + want > PARTIAL_FRAME_UNCOUNTED_BYTES { filled + want } else { 0 };
+        if !conn.hold_partial(held) && !(this.drop_oldest_partial(conn.id) && conn.hold_partial(held)) {
+            this.warns.warn(Refusal::PartialBytes, &this.local, conn.peer);
+            break "partial-frame memory bound";
+        }
         // The read needs initialised memory, so the space is zero-filled first. The chunk
         // follows what reads return, so this memset is about the size of the data: a
         // fixed 64 KiB chunk cost a 64 KiB memset per read however little arrived.
         buf.resize(filled + want, 0);
         let read = future::or(async { Some(reader.read(&mut buf[filled..]).await) }, async {
-            shutdown.wait().await;
+            conn.stop.wait().await;
             None
         })
         .await;
         match read {
             None => {
                 buf.truncate(filled);
-                break "shutdown";
+                break conn.stop_reason.get();
             }
             Some(Ok(0)) => {
                 buf.truncate(filled);
@@ -354,11 +627,12 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
             }
             Some(Ok(n)) => {
                 buf.truncate(filled + n);
+                conn.reads.set(conn.reads.get() + 1);
                 // Grow the chunk while reads fill it, shrink it when they use a quarter.
                 if n == want {
                     chunk = (chunk * 2).min(CONNECTION_READ_CHUNK_BYTES);
                 } else if n < chunk / 4 {
-                    chunk = (chunk / 2).max(READ_CHUNK_MIN_BYTES);
+                    chunk = (chunk / 2).max(CONNECTION_READ_CHUNK_MIN_BYTES);
                 }
             }
             Some(Err(e)) => {
@@ -368,6 +642,8 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
         }
     };
     debug!(peer = %conn.peer, reason, "connection reader done");
+    conn.hold_partial(0);
+    drop(buf);
     // Let running requests finish and their answers go out, within the drain bound.
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MAX_MS);
     while conn.in_flight.get() > 0 && Instant::now() < deadline {
@@ -424,28 +700,56 @@ async fn write_loop(mut writer: futures_lite::io::WriteHalf<TcpStream>, conn: Rc
     let _ = writer.close().await;
 }
 
-/// Binds a listener, with the address in the error.
+/// Binds a listening socket on the calling thread, with the address in the error.
 ///
 /// The socket is made here rather than by glommio's `TcpListener::bind`, which sets
 /// SO_REUSEPORT and not SO_REUSEADDR. SO_REUSEPORT would let a second broker on the same
 /// port "succeed" and split the connections with the first; without SO_REUSEADDR, the
 /// sockets a stopped (or `kill -9`ed) broker leaves in TIME_WAIT would keep its restart
 /// from binding its own port. std's listener sets SO_REUSEADDR only.
-pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    use std::os::fd::{FromRawFd, IntoRawFd};
+///
+/// A port in use is tried again for up to `BIND_RETRY_MAX_MS`: a process killed a moment
+/// ago still holds its listening sockets while the kernel tears down its io_uring
+/// instance (whose pending accept polls reference them), which outlives the process by
+/// up to a few tens of ms. A live process keeps its port, so this never lets two share
+/// one: the bind still fails once the bound has passed.
+pub fn bind_std(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    use std::os::fd::AsRawFd;
     let err = |e: std::io::Error| Error::Io { op: "listen on", target: addr.to_string(), source: e };
-    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
-    let fd = listener.into_raw_fd();
+    let deadline = Instant::now() + Duration::from_millis(BIND_RETRY_MAX_MS);
+    let mut logged = false;
+    let listener = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !logged {
+                    logged = true;
+                    info!(listen = %addr, retry_ms = BIND_RETRY_MAX_MS, "address in use; trying again (a process that just stopped may still hold it)");
+                }
+                std::thread::sleep(Duration::from_millis(BIND_RETRY_INTERVAL_MS));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    };
     // std listens with a backlog of 128; a load test opening hundreds of connections at
     // once would see SYNs dropped and one-second retries. Listening again raises it.
-    // SAFETY: `fd` is the listening socket we own.
-    if unsafe { libc::listen(fd, LISTEN_BACKLOG) } != 0 {
-        let e = std::io::Error::last_os_error();
-        // SAFETY: closing the descriptor we own and will not use again.
-        unsafe { libc::close(fd) };
-        return Err(err(e));
+    // SAFETY: the descriptor is the listening socket `listener` owns, open for this call.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(err(std::io::Error::last_os_error()));
     }
+    Ok(listener)
+}
+
+/// Hands a listening socket bound by [`bind_std`] (on any thread) to this executor.
+pub fn adopt(listener: std::net::TcpListener) -> TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = listener.into_raw_fd();
     // SAFETY: `fd` is an open, bound, listening TCP socket whose ownership moves to
     // glommio's listener (which closes it); we are on a glommio executor.
-    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+    unsafe { TcpListener::from_raw_fd(fd) }
+}
+
+/// [`bind_std`] then [`adopt`], for a listener bound on its own executor.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    bind_std(addr).map(adopt)
 }

@@ -108,6 +108,30 @@ impl Broker {
         self.restart();
     }
 
+    /// Kills the process with SIGKILL and starts it again at once, once: no retry, so a
+    /// start that fails because the dead process still holds something is seen.
+    pub fn kill9_and_restart_once(&mut self) -> Result<(), String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, rx, log) = spawn(&self.dir, self.port, self.namesrv_port, &self.extra)?;
+        self.child = child;
+        self.log = log;
+        wait_for_ready(&rx, &self.log)
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The broker's resident memory (VmRSS of /proc/<pid>/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value");
+        kib * 1024
+    }
+
     /// Sends SIGTERM and waits (bounded) for the process to exit; returns its exit code.
     pub fn terminate(&mut self, within: Duration) -> Option<i32> {
         // SAFETY: kill(2) on our own child's pid.
