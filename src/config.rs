@@ -552,6 +552,7 @@ fn connection_limits(s: &BrokerSettings) -> Result<ConnectionLimits> {
         max_connections,
         idle_timeout_ms: positive("idle_timeout_ms", s.idle_timeout_ms, d.idle_timeout_ms)?,
         frame_timeout_ms: positive("frame_timeout_ms", s.frame_timeout_ms, d.frame_timeout_ms)?,
+        ..d
     })
 }
 
@@ -660,7 +661,8 @@ mod tests {
         let file: BrokerSettings =
             toml::from_str("max_connections = 5\nidle_timeout_ms = 700\nframe_timeout_ms = 900").unwrap();
         let c = BrokerConfig::resolve(Some(file), BrokerSettings::default()).unwrap();
-        let want = ConnectionLimits { max_connections: 5, idle_timeout_ms: 700, frame_timeout_ms: 900 };
+        let want =
+            ConnectionLimits { max_connections: 5, idle_timeout_ms: 700, frame_timeout_ms: 900, ..Default::default() };
         assert_eq!((c.connection_limits, c.embedded_namesrv.unwrap().connection_limits), (want, want));
         for key in ["max_connections", "idle_timeout_ms", "frame_timeout_ms"] {
             let file: BrokerSettings = toml::from_str(&format!("{key} = 0")).unwrap();

@@ -9,6 +9,13 @@ pub const CONNECTION_IN_FLIGHT_MAX: usize = 4096;
 /// requests: a client that does not read its answers must not grow our memory.
 pub const CONNECTION_OUT_BUFFER_MAX_BYTES: usize = 64 * 1024 * 1024;
 
+/// Unwritten answer bytes all connections of one listener may hold together before
+/// those with answers waiting stop reading requests: a pull answer is up to 8 MiB for a
+/// request of a few hundred bytes, so without it a thousand clients that never read
+/// could make a shard hold a thousand out buffers. Far above what live consumers keep
+/// queued (they read as fast as the loopback or NIC carries it).
+pub const LISTENER_UNWRITTEN_BYTES_MAX: usize = 512 * 1024 * 1024;
+
 /// How much a connection reads per syscall: enough for 64 one-KiB requests at once.
 pub const CONNECTION_READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Smallest read a connection asks for, and what a quiet one shrinks back to: a few

@@ -98,7 +98,12 @@ fn main() -> ExitCode {
             listen,
             scan_interval_ms,
             broker_expiry_ms,
-            connection_limits: ConnectionLimits { max_connections, idle_timeout_ms, frame_timeout_ms },
+            connection_limits: ConnectionLimits {
+                max_connections,
+                idle_timeout_ms,
+                frame_timeout_ms,
+                ..ConnectionLimits::default()
+            },
         }),
         Command::Admin(args) => rockshard::admin::run(args),
         Command::Store { command: StoreCommand::Inspect { dir, segment_size } } => inspect(dir, segment_size),

@@ -36,6 +36,10 @@
 //!   peer that sends an 8-byte prefix declaring 16 MiB costs one small chunk. Frames
 //!   still arriving hold at most `PARTIAL_FRAME_BYTES_MAX` in the whole process; past
 //!   it the oldest such frame on this executor is dropped with its connection.
+//! - Answers queued and not yet written count per connection (`CONNECTION_OUT_BUFFER_MAX_BYTES`)
+//!   and per listener (`unwritten_bytes_max`): past either, a connection with
+//!   answers waiting stops reading requests, so clients that ask and never read cannot
+//!   add up to more than the listener's bound.
 //! - What one listener allows ([`ConnectionLimits`]): at most `max_connections` open
 //!   (more are closed as soon as they are accepted), none silent for `idle_timeout_ms`
 //!   with no request running (RocketMQ's 120 s channel idle time), and no frame taking
@@ -72,8 +76,8 @@ use crate::limits::{
     BIND_RETRY_INTERVAL_MS, BIND_RETRY_MAX_MS, CONNECTIONS_PER_LISTENER_DEFAULT_MAX,
     CONNECTION_IDLE_TIMEOUT_DEFAULT_MS, CONNECTION_IN_FLIGHT_MAX, CONNECTION_OUT_BUFFER_MAX_BYTES,
     CONNECTION_READ_CHUNK_BYTES, CONNECTION_READ_CHUNK_MIN_BYTES, CONNECTION_SWEEP_INTERVAL_MAX_MS,
-    CONNECTION_SWEEP_INTERVAL_MIN_MS, FRAME_TIMEOUT_DEFAULT_MS, LISTEN_BACKLOG, PARTIAL_FRAME_BYTES_MAX,
-    PARTIAL_FRAME_UNCOUNTED_BYTES, REFUSAL_WARN_INTERVAL_MS, SHUTDOWN_DRAIN_MAX_MS,
+    CONNECTION_SWEEP_INTERVAL_MIN_MS, FRAME_TIMEOUT_DEFAULT_MS, LISTENER_UNWRITTEN_BYTES_MAX, LISTEN_BACKLOG,
+    PARTIAL_FRAME_BYTES_MAX, PARTIAL_FRAME_UNCOUNTED_BYTES, REFUSAL_WARN_INTERVAL_MS, SHUTDOWN_DRAIN_MAX_MS,
 };
 use crate::{Error, Result};
 
@@ -156,6 +160,9 @@ pub struct ConnectionLimits {
     /// A frame whose first bytes arrived this long ago and which is still incomplete
     /// closes its connection.
     pub frame_timeout_ms: u64,
+    /// Answer bytes all connections may hold unwritten before those with answers
+    /// waiting stop reading (`LISTENER_UNWRITTEN_BYTES_MAX`; not a broker setting).
+    pub unwritten_bytes_max: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -164,6 +171,7 @@ impl Default for ConnectionLimits {
             max_connections: CONNECTIONS_PER_LISTENER_DEFAULT_MAX,
             idle_timeout_ms: CONNECTION_IDLE_TIMEOUT_DEFAULT_MS,
             frame_timeout_ms: FRAME_TIMEOUT_DEFAULT_MS,
+            unwritten_bytes_max: LISTENER_UNWRITTEN_BYTES_MAX,
         }
     }
 }
@@ -190,6 +198,10 @@ pub struct Connection {
     reader_wake: Notify,
     in_flight: Cell<usize>,
     closed: Cell<bool>,
+    /// Answer bytes queued and not yet written by every connection of the listener, and
+    /// the listener's bound on them.
+    unwritten: Rc<Cell<usize>>,
+    unwritten_max: usize,
     /// Set to end the reader: at shutdown, or by the listener's sweeper or memory
     /// bound, with the reason in `stop_reason`.
     stop: Signal,
@@ -235,13 +247,17 @@ impl Connection {
         if self.closed.get() {
             return;
         }
-        if let Err(e) = encode_frame(cmd, &mut *self.out.borrow_mut()) {
+        let mut out = self.out.borrow_mut();
+        let before = out.len();
+        if let Err(e) = encode_frame(cmd, &mut *out) {
             // Only an over-limit answer can fail to encode; the peer gets nothing rather
             // than a truncated frame, and its request times out on its side.
             warn!(peer = %self.peer, code = cmd.code, error = %e, "answer not encodable; dropped");
             return;
         }
-        self.writer_wake.notify();
+        let added = out.len() - before;
+        drop(out);
+        self.queued(added);
     }
 
     /// Queues a frame that `write` appends straight to the out buffer, for answers
@@ -251,11 +267,15 @@ impl Connection {
         if self.closed.get() {
             return;
         }
-        if let Err(e) = write(&mut self.out.borrow_mut()) {
+        let mut out = self.out.borrow_mut();
+        let before = out.len();
+        if let Err(e) = write(&mut out) {
             warn!(peer = %self.peer, error = %e, "answer not encodable; dropped");
             return;
         }
-        self.writer_wake.notify();
+        let added = out.len() - before;
+        drop(out);
+        self.queued(added);
     }
 
     /// Queues `cmd` with a body made of `parts` (its own body is ignored), copying each
@@ -277,8 +297,9 @@ impl Connection {
         for p in parts {
             out.extend_from_slice(p);
         }
+        let added = out.len() - mark;
         drop(out);
-        self.writer_wake.notify();
+        self.queued(added);
     }
 
     /// Sends a server-initiated oneway request (NOTIFY_CONSUMER_IDS_CHANGED and the like).
@@ -291,8 +312,24 @@ impl Connection {
         self.out.borrow().len()
     }
 
+    /// Counts `added` bytes a send queued in the listener's unwritten total and wakes
+    /// the writer (which takes them off the total once written).
+    fn queued(&self, added: usize) {
+        self.unwritten.set(self.unwritten.get() + added);
+        self.writer_wake.notify();
+    }
+
+    /// Whether the reader may take more requests. Besides this connection's own bounds,
+    /// a connection with answers still queued waits while the listener's connections
+    /// together hold `LISTENER_UNWRITTEN_BYTES_MAX` unwritten: a thousand clients that
+    /// ask for pulls and never read them must not hold a thousand out buffers' worth.
+    /// (Its own writer wakes it once its buffer is drained, so it never waits on others.)
+    /// The bound is `ConnectionLimits::unwritten_bytes_max`.
     fn may_read(&self) -> bool {
-        self.in_flight.get() < CONNECTION_IN_FLIGHT_MAX && self.out_len() < CONNECTION_OUT_BUFFER_MAX_BYTES
+        let out = self.out_len();
+        self.in_flight.get() < CONNECTION_IN_FLIGHT_MAX
+            && out < CONNECTION_OUT_BUFFER_MAX_BYTES
+            && (out == 0 || self.unwritten.get() < self.unwritten_max)
     }
 
     /// Ends the reader (it finishes running requests and closes); the first reason wins.
@@ -349,6 +386,7 @@ struct Listener {
     local: String,
     limits: ConnectionLimits,
     conns: RefCell<BTreeMap<u64, Rc<Connection>>>,
+    unwritten: Rc<Cell<usize>>,
     warns: RefusalWarnings,
 }
 
@@ -432,6 +470,7 @@ pub async fn serve<S: Service>(
         local: local.clone(),
         limits,
         conns: RefCell::new(BTreeMap::new()),
+        unwritten: Rc::new(Cell::new(0)),
         warns: RefusalWarnings::default(),
     });
     let closed_one = Rc::new(Notify::default());
@@ -473,6 +512,8 @@ pub async fn serve<S: Service>(
             reader_wake: Notify::default(),
             in_flight: Cell::new(0),
             closed: Cell::new(false),
+            unwritten: this.unwritten.clone(),
+            unwritten_max: limits.unwritten_bytes_max,
             stop: Signal::default(),
             stop_reason: Cell::new(""),
             reads: Cell::new(0),
@@ -688,10 +729,15 @@ async fn write_loop(mut writer: futures_lite::io::WriteHalf<TcpStream>, conn: Rc
             conn.writer_wake.notified().await;
             continue;
         }
-        if let Err(e) = writer.write_all(&pending).await {
+        let written = writer.write_all(&pending).await;
+        conn.unwritten.set(conn.unwritten.get() - pending.len());
+        if let Err(e) = written {
             debug!(peer = %conn.peer, error = %e, "write failed; closing");
             conn.closed.set(true);
-            conn.out.borrow_mut().clear();
+            let mut out = conn.out.borrow_mut();
+            conn.unwritten.set(conn.unwritten.get() - out.len());
+            out.clear();
+            drop(out);
             conn.reader_wake.notify();
             break;
         }
@@ -752,4 +798,113 @@ pub fn adopt(listener: std::net::TcpListener) -> TcpListener {
 /// [`bind_std`] then [`adopt`], for a listener bound on its own executor.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
     bind_std(addr).map(adopt)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use glommio::{LocalExecutorBuilder, Placement};
+    use rockshard_net::code::{request, response};
+    use rockshard_net::frame::encode_frame_to_vec;
+    use rockshard_net::ExtFields;
+
+    use super::*;
+
+    /// Every wait here is bounded by this.
+    const WAIT_MAX: Duration = Duration::from_secs(20);
+    /// Body of every answer of the test service: a pull answer's worth.
+    const ANSWER_BYTES: usize = 256 * 1024;
+    /// The listener's bound on unwritten answers in the test: four answers.
+    const UNWRITTEN_MAX: usize = 4 * ANSWER_BYTES;
+    const CLIENTS: usize = 8;
+    const REQUESTS_PER_CLIENT: usize = 64;
+
+    /// Answers every request with `ANSWER_BYTES` and counts what it handled.
+    struct BigAnswers {
+        handled: Rc<Cell<usize>>,
+        report: std::sync::mpsc::Sender<usize>,
+    }
+
+    impl Service for BigAnswers {
+        async fn handle(self: Rc<Self>, _conn: &Rc<Connection>, request: RemotingCommand) -> Option<RemotingCommand> {
+            self.handled.set(self.handled.get() + 1);
+            let _ = self.report.send(self.handled.get());
+            Some(RemotingCommand::response_to(&request, response::SUCCESS, None).with_body(vec![7u8; ANSWER_BYTES]))
+        }
+    }
+
+    #[test]
+    fn clients_that_never_read_stop_being_served_at_the_listeners_unwritten_bound() {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (report_tx, report_rx) = std::sync::mpsc::channel::<usize>();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server_stop = stop.clone();
+        let server = LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move {
+                let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                let shutdown = Signal::new();
+                let watcher = shutdown.clone();
+                glommio::spawn_local(async move {
+                    while !server_stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                    watcher.trigger();
+                })
+                .detach();
+                let service = Rc::new(BigAnswers { handled: Rc::new(Cell::new(0)), report: report_tx });
+                let limits = ConnectionLimits { unwritten_bytes_max: UNWRITTEN_MAX, ..ConnectionLimits::default() };
+                serve(listener, service, shutdown, limits).await.expect("serve");
+            })
+            .expect("server executor");
+        let addr = addr_rx.recv_timeout(WAIT_MAX).expect("server address");
+
+        // Clients with tiny receive buffers send all their requests and read nothing.
+        let request = encode_frame_to_vec(&RemotingCommand::new_request(request::PULL_MESSAGE, ExtFields::new()))
+            .expect("encodes");
+        let mut clients: Vec<std::net::TcpStream> = (0..CLIENTS)
+            .map(|_| {
+                let s = std::net::TcpStream::connect(addr).expect("connect");
+                let all: Vec<u8> = request.iter().copied().cycle().take(request.len() * REQUESTS_PER_CLIENT).collect();
+                (&s).write_all(&all).expect("requests");
+                s
+            })
+            .collect();
+        // The service stops being called: what it answered is bounded by what the kernel's
+        // socket buffers absorb plus the listener's bound, far below all requests.
+        let mut handled = 0;
+        while let Ok(n) = report_rx.recv_timeout(Duration::from_millis(1_000)) {
+            handled = n;
+        }
+        let all = CLIENTS * REQUESTS_PER_CLIENT;
+        assert!(handled < all, "every one of {all} requests was answered into buffers nobody reads");
+
+        // Readers drain their answers; every request is then answered.
+        let readers: Vec<_> = clients
+            .drain(..)
+            .map(|mut s| {
+                std::thread::spawn(move || {
+                    s.set_read_timeout(Some(WAIT_MAX)).expect("timeout");
+                    let want = REQUESTS_PER_CLIENT * ANSWER_BYTES;
+                    let mut got = 0;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while got < want {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got += n,
+                        }
+                    }
+                    got >= want
+                })
+            })
+            .collect();
+        for r in readers {
+            assert!(r.join().expect("reader"), "a client did not get all its answers once it read");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        server.join().expect("server thread");
+    }
 }
