@@ -12,7 +12,9 @@
 //! `async`), in the request's `attributes` field; an update that does not mention it
 //! keeps the topic's current mode.
 //!
-//! Runs on the shard's executor; changes reach other shards as `control` messages.
+//! Runs on the shard's executor; changes reach other shards as `control` messages, and
+//! a request that changes topics is answered only once every shard applied (and saved)
+//! the change, or with an error naming the shards that did not.
 
 use std::rc::Rc;
 
@@ -24,12 +26,12 @@ use rockshard_storage::topics::perm;
 use rockshard_storage::{FlushMode, TopicConfig};
 use tracing::{info, warn};
 
-use super::control::{queue_share, ControlMsg, TopicSpec};
+use super::control::{describe_missing, queue_share, ControlMsg, Missing, TopicSpec};
 use super::replication;
 use super::shard::{bad_header, reply, Shard};
 use crate::limits::{DELAY_LEVEL_COUNT, TOPIC_NAME_MAX_BYTES, TOPIC_QUEUES_MAX};
 use crate::remoting::server::Connection;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The topic whose route producers use before a topic exists (auto-create path).
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -80,9 +82,11 @@ pub async fn ensure_system_topics(shard: &Rc<Shard>) -> Result<()> {
     Ok(())
 }
 
-/// Creates `name` on this shard only, if it is missing; returns its config.
+/// Creates `name` on this shard only, if it is missing; returns its config once the
+/// topic table holding it is saved (an earlier save of it may have failed).
 pub async fn ensure_local_topic(shard: &Rc<Shard>, name: &str, queues: u32, perm: u32) -> Result<TopicConfig> {
     if let Some(t) = shard.store.topic(name) {
+        shard.store.persist_topics().await?;
         return Ok(t);
     }
     let mut t = TopicConfig::new(name, queues, shard.config.default_flush);
@@ -94,17 +98,58 @@ pub async fn ensure_local_topic(shard: &Rc<Shard>, name: &str, queues: u32, perm
 }
 
 /// Creates a per-shard topic (one queue per shard, like a retry topic) here and on every
-/// other shard. A client learns a new group's retry queues from one route lookup right
-/// after its first heartbeat; heartbeats reach the shards one after another, so without
-/// this the route could show only some shards' retry queues until the next refresh
-/// 30 s later, and retries stored on the others would wait that long.
+/// other shard, and returns once every shard has it saved. A client learns a new group's
+/// retry queues from one route lookup right after its first heartbeat; heartbeats reach
+/// the shards one after another, so without this the route could show only some shards'
+/// retry queues until the next refresh 30 s later, and retries stored on the others
+/// would wait that long.
+///
+/// A creation that some shard did not finish is an error naming it, and the topic is
+/// remembered as unfinished (`Shard::unfinished_topics`), so the next call (the group's
+/// next heartbeat) sends it to the other shards again instead of taking the local copy
+/// for the whole.
 pub async fn ensure_topic_on_every_shard(shard: &Rc<Shard>, name: &str, queues: u32, perm: u32) -> Result<TopicConfig> {
     if let Some(t) = shard.store.topic(name) {
-        return Ok(t);
+        if !shard.unfinished_topics.borrow().contains(name) {
+            return Ok(t);
+        }
     }
-    let t = ensure_local_topic(shard, name, queues, perm).await?;
-    shard.control.broadcast(ControlMsg::EnsureLocalTopic { name: name.to_string(), queues, perm }).await;
-    Ok(t)
+    shard.unfinished_topics.borrow_mut().insert(name.to_owned());
+    let local = ensure_local_topic(shard, name, queues, perm).await;
+    let msg = ControlMsg::EnsureLocalTopic { name: name.to_string(), queues, perm };
+    let others = shard.control.apply_on_others(&msg).await;
+    let outcome = all_applied(shard, format!("creating topic `{name}`"), local, others);
+    match outcome {
+        Ok(t) => {
+            shard.unfinished_topics.borrow_mut().remove(name);
+            Ok(t)
+        }
+        Err(e) => {
+            shard.unfinished_topics.borrow_mut().insert(name.to_owned());
+            Err(e)
+        }
+    }
+}
+
+/// Puts this shard's own result and the shards that did not apply a change together:
+/// `Ok` only when every shard has it; otherwise an error naming each shard without it.
+fn all_applied<T>(shard: &Shard, change: String, local: Result<T>, others: Vec<Missing>) -> Result<T> {
+    let mut missing = Vec::new();
+    let local = match local {
+        Ok(v) => Some(v),
+        Err(e) => {
+            missing.push(Missing { shard: shard.id, reason: e.to_string() });
+            None
+        }
+    };
+    missing.extend(others);
+    match local {
+        Some(v) if missing.is_empty() => Ok(v),
+        _ => {
+            missing.sort_by_key(|m| m.shard);
+            Err(Error::NotOnEveryShard { change, missing: describe_missing(&missing) })
+        }
+    }
 }
 
 /// Applies a broker-wide topic spec to this shard's share.
@@ -130,22 +175,28 @@ pub async fn apply_spec(shard: &Rc<Shard>, spec: &TopicSpec) -> Result<()> {
         shard.store.upsert_topic(t.clone()).await?;
         shard.topics_changed();
         replication::topic_changed(shard, Some(t), None);
+    } else {
+        // Unchanged in memory, but an earlier save of it may have failed: the spec is
+        // applied only once it is on disk.
+        shard.store.persist_topics().await?;
     }
     Ok(())
 }
 
-/// Applies `spec` here and sends it to every other shard.
+/// Applies `spec` here and on every other shard; an error names the shards that do not
+/// have it (sending the same request again finishes it).
 pub async fn apply_everywhere(shard: &Rc<Shard>, spec: TopicSpec) -> Result<()> {
-    apply_spec(shard, &spec).await?;
-    shard.control.broadcast(ControlMsg::UpsertTopic(spec)).await;
-    Ok(())
+    let local = apply_spec(shard, &spec).await;
+    let change = format!("creating or updating topic `{}`", spec.name);
+    let others = shard.control.apply_on_others(&ControlMsg::UpsertTopic(spec)).await;
+    all_applied(shard, change, local, others)
 }
 
-/// Removes `name` from every shard.
+/// Removes `name` from every shard; an error names the shards that still have it.
 pub async fn delete_topic_everywhere(shard: &Rc<Shard>, name: &str) -> Result<bool> {
-    let removed = remove_local(shard, name).await?;
-    shard.control.broadcast(ControlMsg::DeleteTopic(name.to_string())).await;
-    Ok(removed)
+    let local = remove_local(shard, name).await;
+    let others = shard.control.apply_on_others(&ControlMsg::DeleteTopic(name.to_string())).await;
+    all_applied(shard, format!("deleting topic `{name}`"), local, others)
 }
 
 /// Removes a topic from this shard with its consumer offsets: a topic created again
@@ -246,17 +297,20 @@ pub fn start(shard: &Rc<Shard>) {
                 None
             })
             .await;
-            let Some(msg) = msg else { break };
-            let result = match &msg {
+            let Some(incoming) = msg else { break };
+            // One at a time, in the order they came: two changes of one topic from one
+            // shard apply in the order that shard sent them.
+            let result = match &incoming.msg {
                 ControlMsg::UpsertTopic(spec) => apply_spec(&shard, spec).await,
                 ControlMsg::DeleteTopic(name) => remove_local(&shard, name).await.map(|_| ()),
                 ControlMsg::EnsureLocalTopic { name, queues, perm } => {
                     ensure_local_topic(&shard, name, *queues, *perm).await.map(|_| ())
                 }
             };
-            if let Err(e) = result {
-                warn!(shard = shard.id, ?msg, error = %e, "applying a topic change from another shard failed");
+            if let Err(e) = &result {
+                warn!(shard = shard.id, from = incoming.from, msg = ?incoming.msg, error = %e, "applying a topic change from another shard failed");
             }
+            shard.control.answer(&incoming, result.map_err(|e| e.to_string())).await;
         }
     })
     .detach();
@@ -265,6 +319,48 @@ pub fn start(shard: &Rc<Shard>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::control::testing::{Peer, TestPeer};
+    use crate::broker::control::{ControlPlane, Mesh};
+    use crate::config::{BrokerConfig, BrokerSettings};
+    use crate::remoting::server::Signal;
+
+    /// Shard 0 of a two-shard broker whose shard 1 fails the first two changes it gets:
+    /// a retry topic's creation is reported unfinished, naming shard 1, and the next
+    /// request for it (the group's next heartbeat) finishes it; after that the topic
+    /// costs no message to the other shard.
+    #[test]
+    fn a_retry_topic_another_shard_did_not_create_is_reported_and_finished_by_the_next_request() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = BrokerSettings {
+            data_dir: Some(dir.path().to_path_buf()),
+            shards: Some(2),
+            segment_size_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        let config = BrokerConfig::resolve(None, settings).expect("config");
+        let mut endpoints = Mesh::new(2).into_endpoints();
+        let peer = TestPeer::spawn(endpoints.pop().expect("shard 1"), Peer::FailFirst(2));
+        let ours = endpoints.pop().expect("shard 0");
+        glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
+            let control = ControlPlane::connect(0, ours).await;
+            let shard = Shard::open(0, Rc::new(config), control, Signal::new()).await.expect("shard opens");
+            let name = "%RETRY%late";
+            let err = ensure_topic_on_every_shard(&shard, name, 1, perm::READ_WRITE).await.expect_err("shard 1 failed");
+            let text = err.to_string();
+            assert!(matches!(err, Error::NotOnEveryShard { .. }), "{text}");
+            assert!(text.contains("shard 1 (disk trouble #2)") && text.contains(name), "{text}");
+            assert!(shard.store.topic(name).is_some(), "this shard has it");
+            assert!(shard.unfinished_topics.borrow().contains(name), "and knows the others may not");
+
+            ensure_topic_on_every_shard(&shard, name, 1, perm::READ_WRITE).await.expect("finished now");
+            assert!(shard.unfinished_topics.borrow().is_empty());
+            assert_eq!(peer.seen(), 3);
+            ensure_topic_on_every_shard(&shard, name, 1, perm::READ_WRITE).await.expect("known everywhere");
+            assert_eq!(peer.seen(), 3, "a topic every shard has needs no message");
+            shard.store.close().await.expect("closes");
+            peer.stop();
+        });
+    }
 
     #[test]
     fn the_metadata_topic_is_neither_creatable_nor_writable() {
