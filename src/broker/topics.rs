@@ -1,5 +1,6 @@
 //! Topics on a shard: creation by request (UPDATE_AND_CREATE_TOPIC) and on first send
-//! (auto-create), their spread over shards, system topics, and deletion.
+//! (auto-create), their spread over shards, the system topics the broker keeps for
+//! itself as Apache's does (`system_topics`), and deletion.
 //!
 //! A topic's queue counts in a request are totals for the whole broker; shard `i` keeps
 //! `control::queue_share(total, shards, i)` of them, so a 16-queue topic on a 4-shard
@@ -29,12 +30,19 @@ use tracing::{info, warn};
 use super::control::{describe_missing, queue_share, ControlMsg, Missing, TopicSpec};
 use super::replication;
 use super::shard::{bad_header, reply, Shard};
+use crate::config::BrokerConfig;
 use crate::limits::{DELAY_LEVEL_COUNT, TOPIC_NAME_MAX_BYTES, TOPIC_QUEUES_MAX};
 use crate::remoting::server::Connection;
 use crate::{Error, Result};
 
-/// The topic whose route producers use before a topic exists (auto-create path).
+/// The topic whose route producers use before a topic exists (auto-create path), and
+/// the usual key of a client's `createTopic`.
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
+/// Apache RocketMQ's self-test topic, which every broker has.
+pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
+/// Queues of the cluster-name topic per shard: Apache's TopicConfig default (16), which
+/// its broker gives that topic.
+const CLUSTER_TOPIC_QUEUES: u32 = 16;
 /// Retry topics are `%RETRY%<group>`, dead-letter topics `%DLQ%<group>`.
 pub const RETRY_PREFIX: &str = "%RETRY%";
 pub const DLQ_PREFIX: &str = "%DLQ%";
@@ -69,15 +77,85 @@ pub fn flush_mode_attribute(attributes: &str) -> std::result::Result<Option<Flus
     Ok(None)
 }
 
-/// Creates the topics every shard has: the delay topic (one queue per level) and, with
-/// auto-create on, TBW102 so producers can route a topic that does not exist yet.
+/// A topic the broker keeps for itself on a shard (`system_topics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemTopic {
+    pub name: String,
+    /// Queues on this shard.
+    pub queues: u32,
+    pub perm: u32,
+}
+
+/// The topics shard `shard` keeps for itself, as Apache RocketMQ 5's broker creates them
+/// at start (`TopicConfigManager.init`), each shard being a broker of its own in routes:
+/// - the delay topic `SCHEDULE_TOPIC_XXXX`, one queue per delay level;
+/// - `TBW102`, the key topic: producers route a topic that does not exist yet through
+///   it, and `createTopic(key, ...)` in clients sends UPDATE_AND_CREATE_TOPIC to every
+///   master in its route. Apache creates it only with auto-create on; it is kept here
+///   with auto-create off too, so that client-side topic creation keeps working, but
+///   then without the inherit permission (nothing is created from it on a send: the
+///   broker refuses unknown topics whatever the permission says);
+/// - `SELF_TEST_TOPIC`, one queue (Apache: always);
+/// - the cluster-name topic, 16 queues (Apache's TopicConfig default) with read, write
+///   and inherit permission (Apache's `clusterTopicEnable`, on by default): its route is
+///   every master of the cluster, the usual key of `createTopic`;
+/// - broker-name topics, one queue, read, write and inherit (`brokerTopicEnable`): for
+///   Apache a broker's own name. A shard registers as `<broker_name>-s<i>`, so shard i
+///   keeps the topic of that name (the route of one shard), and every shard keeps the
+///   process's `<broker_name>` (the route of all shards of this process). Either as a
+///   `createTopic` key creates the topic on the whole process: a topic request to one
+///   shard applies the broker-wide queue counts to every shard.
+///
+/// These are stored like any topic (Apache keeps them in its topic table too), so sends
+/// to the cluster- and broker-name topics (`mqadmin clusterRT`, `sendMsgStatus`) work.
+/// A cluster name that is no valid topic name gets no topic.
+pub fn system_topics(config: &BrokerConfig, shard: usize) -> Vec<SystemTopic> {
+    let topic = |name: &str, queues: u32, perm: u32| SystemTopic { name: name.to_string(), queues, perm };
+    let named = perm::READ_WRITE | perm::INHERIT;
+    let auto_create_perm = if config.auto_create_topic { perm::READ_WRITE | perm::INHERIT } else { perm::READ_WRITE };
+    let share = queue_share(config.default_topic_queues, config.shards, shard).max(1);
+    let mut topics = vec![
+        topic(SCHEDULE_TOPIC, DELAY_LEVEL_COUNT, perm::READ_WRITE),
+        topic(AUTO_CREATE_TOPIC, share, auto_create_perm),
+        topic(SELF_TEST_TOPIC, 1, perm::READ_WRITE),
+        topic(&config.cluster_name, CLUSTER_TOPIC_QUEUES, named),
+        topic(&config.broker_name, 1, named),
+        topic(&config.shard_broker_name(shard), 1, named),
+    ];
+    topics.retain(|t| rockshard_storage::store::valid_topic(t.name.as_bytes()));
+    // A cluster named like the broker (or like another system topic) is one topic; the
+    // first entry wins.
+    let mut seen = std::collections::HashSet::new();
+    topics.retain(|t| seen.insert(t.name.clone()));
+    topics
+}
+
+/// Whether `name` is a topic the broker keeps for itself (on some shard): clients may
+/// neither redefine nor delete it (Apache answers "conflict with system topic").
+pub fn is_system_topic(config: &BrokerConfig, name: &str) -> bool {
+    (0..config.shards).any(|i| name == config.shard_broker_name(i))
+        || system_topics(config, 0).iter().any(|t| t.name == name)
+}
+
+/// Creates the topics this shard keeps for itself (`system_topics`). Those already there
+/// keep their stored configuration, as Apache's persisted table overrides its defaults;
+/// TBW102 alone is made to match the configuration, since auto-create decides its
+/// permission.
 pub async fn ensure_system_topics(shard: &Rc<Shard>) -> Result<()> {
-    ensure_local_topic(shard, SCHEDULE_TOPIC, DELAY_LEVEL_COUNT, perm::READ_WRITE).await?;
-    if shard.config.auto_create_topic {
-        let share = queue_share(shard.config.default_topic_queues, shard.config.shards, shard.id).max(1);
-        ensure_local_topic(shard, AUTO_CREATE_TOPIC, share, perm::READ_WRITE | perm::INHERIT).await?;
-    } else if shard.store.topic(AUTO_CREATE_TOPIC).is_some() {
-        shard.store.remove_topic(AUTO_CREATE_TOPIC).await?;
+    for t in system_topics(&shard.config, shard.id) {
+        let existing = shard.store.topic(&t.name);
+        let matches = existing.as_ref().is_some_and(|e| {
+            t.name != AUTO_CREATE_TOPIC || (e.perm == t.perm && e.write_queues == t.queues && e.read_queues == t.queues)
+        });
+        if matches {
+            continue;
+        }
+        let flush = existing.map_or(shard.config.default_flush, |e| e.flush);
+        let mut config = TopicConfig::new(t.name.clone(), t.queues, flush);
+        config.perm = t.perm;
+        shard.store.upsert_topic(config.clone()).await?;
+        shard.topics_changed();
+        replication::topic_changed(shard, Some(config), None);
     }
     Ok(())
 }
@@ -214,9 +292,10 @@ async fn remove_local(shard: &Rc<Shard>, name: &str) -> Result<bool> {
 /// Whether clients may send to `name`: not the delay topic, which only the broker
 /// writes (a message there without REAL_TOPIC would be undeliverable), nor the
 /// replicated-metadata topic (a client's record there would be applied as a topic or
-/// offset change on every node of a replicated group).
+/// offset change on every node of a replicated group), nor SELF_TEST_TOPIC (Apache
+/// forbids clients it).
 pub fn is_client_writable(name: &str) -> bool {
-    name != SCHEDULE_TOPIC && name != replication::META_TOPIC
+    name != SCHEDULE_TOPIC && name != replication::META_TOPIC && name != SELF_TEST_TOPIC
 }
 
 /// Auto-creates `name` for a send that named an unknown topic, when allowed. Returns
@@ -257,6 +336,13 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
     };
     if let Err(e) = check_topic_name(&h.topic) {
         return reply(&req, response::INVALID_PARAMETER, e);
+    }
+    if is_system_topic(&shard.config, &h.topic) {
+        return reply(
+            &req,
+            response::INVALID_PARAMETER,
+            format!("the topic[{}] is conflict with system topic: the broker keeps it itself", h.topic),
+        );
     }
     let max = TOPIC_QUEUES_MAX as i32;
     if !(0..=max).contains(&h.read_queue_nums) || !(1..=max).contains(&h.write_queue_nums) {
@@ -360,6 +446,50 @@ mod tests {
             shard.store.close().await.expect("closes");
             peer.stop();
         });
+    }
+
+    fn config_with(settings: BrokerSettings) -> BrokerConfig {
+        BrokerConfig::resolve(None, BrokerSettings { shards: Some(2), ..settings }).expect("config")
+    }
+
+    #[test]
+    fn system_topics_are_apaches_per_shard() {
+        let config = config_with(BrokerSettings::default());
+        let rw = perm::READ_WRITE;
+        let rwx = perm::READ_WRITE | perm::INHERIT;
+        let shard1: Vec<(String, u32, u32)> =
+            system_topics(&config, 1).into_iter().map(|t| (t.name, t.queues, t.perm)).collect();
+        let expected: Vec<(String, u32, u32)> = [
+            ("SCHEDULE_TOPIC_XXXX", 18, rw),
+            ("TBW102", 4, rwx),
+            ("SELF_TEST_TOPIC", 1, rw),
+            ("DefaultCluster", 16, rwx),
+            ("broker-a", 1, rwx),
+            ("broker-a-s1", 1, rwx),
+        ]
+        .into_iter()
+        .map(|(n, q, p)| (n.to_string(), q, p))
+        .collect();
+        assert_eq!(shard1, expected);
+        for name in ["DefaultCluster", "broker-a", "broker-a-s0", "broker-a-s1", "TBW102", "SELF_TEST_TOPIC"] {
+            assert!(is_system_topic(&config, name), "{name}");
+        }
+        assert!(!is_system_topic(&config, "broker-a-s2"), "no third shard");
+        assert!(!is_system_topic(&config, "orders") && !is_system_topic(&config, "%RETRY%g"));
+        assert!(!is_client_writable(SELF_TEST_TOPIC));
+
+        // With auto-create off TBW102 stays, as createTopic's key, without inherit.
+        let off = config_with(BrokerSettings { auto_create_topic: Some(false), ..Default::default() });
+        let key = system_topics(&off, 0).into_iter().find(|t| t.name == AUTO_CREATE_TOPIC).expect("TBW102");
+        assert_eq!(key.perm, rw);
+
+        // A cluster name no topic may have gets no topic; one equal to the broker name
+        // gives one topic.
+        let odd = config_with(BrokerSettings { cluster_name: Some("a.b".into()), ..Default::default() });
+        assert!(system_topics(&odd, 0).iter().all(|t| t.name != "a.b"));
+        let same = config_with(BrokerSettings { cluster_name: Some("broker-a".into()), ..Default::default() });
+        let names: Vec<String> = system_topics(&same, 0).into_iter().map(|t| t.name).collect();
+        assert_eq!(names.iter().filter(|n| *n == "broker-a").count(), 1, "{names:?}");
     }
 
     #[test]
