@@ -60,6 +60,21 @@ const ROUTE_SETTLE_POLL_MS: u64 = 100;
 const BODY_PREVIEW_BYTES: usize = 512;
 /// The template topic an auto-creating producer names; topic creation carries it too.
 const DEFAULT_TOPIC: &str = "TBW102";
+/// Apache RocketMQ's system topics (`TopicValidator.SYSTEM_TOPIC_SET`) and the prefix
+/// of the others (`SYSTEM_TOPIC_PREFIX`): `topic list` leaves them out unless asked.
+const APACHE_SYSTEM_TOPICS: [&str; 10] = [
+    DEFAULT_TOPIC,
+    "SCHEDULE_TOPIC_XXXX",
+    "BenchmarkTest",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRACE_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+    "CHECKPOINT_TOPIC",
+];
+const APACHE_SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
 
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
@@ -112,7 +127,12 @@ enum TopicCommand {
         topic: String,
     },
     /// Every topic the NameServer knows, with queue counts and flush mode
-    List,
+    List {
+        /// Also list the brokers' own topics (TBW102, SCHEDULE_TOPIC_XXXX,
+        /// SELF_TEST_TOPIC, cluster and broker names), left out by default
+        #[arg(long)]
+        system: bool,
+    },
     /// Which brokers serve a topic, and their queues
     Route {
         #[arg(long)]
@@ -424,7 +444,7 @@ impl Admin {
                 TopicCommand::Create(a) => self.topic_create(&a.topic, Some(a.queues), &a.options, true).await,
                 TopicCommand::Update(a) => self.topic_create(&a.topic, a.queues, &a.options, false).await,
                 TopicCommand::Delete { topic } => self.topic_delete(topic).await,
-                TopicCommand::List => self.topic_list().await,
+                TopicCommand::List { system } => self.topic_list(*system).await,
                 TopicCommand::Route { topic } => self.topic_route(topic).await,
                 TopicCommand::Status { topic } => self.topic_status(topic).await,
             },
@@ -625,7 +645,28 @@ impl Admin {
         })
     }
 
-    async fn topic_list(&self) -> Result<Report> {
+    /// The names `topic list` leaves out unless asked: Apache's system topics, and the
+    /// topics brokers keep under their cluster's and their own names (the NameServer's
+    /// system topic list, GET_SYSTEM_TOPIC_LIST_FROM_NS), with the process name of each
+    /// Rockshard shard. rocketmq-dashboard hides the same ones.
+    async fn system_topic_names(&self) -> Result<BTreeSet<String>> {
+        let answer = self
+            .call_ok(
+                &self.namesrv,
+                RemotingCommand::new_request(request::GET_SYSTEM_TOPIC_LIST_FROM_NS, ExtFields::new()),
+            )
+            .await?;
+        let list: TopicList = decode_body(&self.namesrv, "system topic list", body::from_json(&answer.body))?;
+        let mut names: BTreeSet<String> = APACHE_SYSTEM_TOPICS.iter().map(|t| t.to_string()).collect();
+        names.insert(replication::META_TOPIC.to_string());
+        for name in &list.topic_list {
+            names.insert(process_name(name).to_string());
+            names.insert(name.clone());
+        }
+        Ok(names)
+    }
+
+    async fn topic_list(&self, system: bool) -> Result<Report> {
         let answer = self
             .call_ok(
                 &self.namesrv,
@@ -667,6 +708,13 @@ impl Admin {
                 Err(e) => warnings.push(format!("{} ({}): {e}", b.name, b.addr)),
             }
         }
+        let mut hidden = 0;
+        if !system {
+            let system_names = self.system_topic_names().await?;
+            let before = topics.len();
+            topics.retain(|name, _| !system_names.contains(name) && !name.starts_with(APACHE_SYSTEM_TOPIC_PREFIX));
+            hidden = before - topics.len();
+        }
         let mut table = Table::new(&["TOPIC", "WRITE QUEUES", "READ QUEUES", "PERM", "FLUSH", "ORDER", "BROKERS"]);
         let mut rows = Vec::new();
         for (name, a) in &topics {
@@ -686,10 +734,13 @@ impl Admin {
             }));
         }
         let mut text = table.render();
+        if hidden > 0 {
+            let _ = writeln!(text, "({hidden} system topics not shown; --system lists them)");
+        }
         for w in &warnings {
             let _ = writeln!(text, "warning: could not read topics of {w}");
         }
-        Ok(Report { text, json: json!({ "topics": rows, "warnings": warnings }) })
+        Ok(Report { text, json: json!({ "topics": rows, "hiddenSystemTopics": hidden, "warnings": warnings }) })
     }
 
     async fn topic_route(&self, topic: &str) -> Result<Report> {

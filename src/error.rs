@@ -25,6 +25,11 @@ pub enum Error {
     Remote { peer: String, code: i32, remark: String },
     #[error("{0}")]
     Usage(String),
+    /// A topic change that some shards did not apply (after retries) while the others
+    /// did: `missing` names them and why. Applying is idempotent, so sending the same
+    /// request again finishes it.
+    #[error("{change} is not applied on every shard, missing on {missing}; sending the request again finishes it")]
+    NotOnEveryShard { change: String, missing: String },
     /// The replicated group did not take a write: not the leader, not committed in time.
     #[error(transparent)]
     Replication(#[from] rockshard_raft::Error),

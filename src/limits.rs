@@ -152,6 +152,19 @@ pub const CONTROL_CHANNEL_CAPACITY: usize = 1024;
 /// within moments of start).
 pub const CONTROL_CONNECT_MAX_MS: u64 = 10_000;
 
+/// How long a shard waits for another shard to apply a topic change and answer. Applying
+/// one is a topic-table save (milliseconds); 3 s is RocketMQ clients' default request
+/// timeout, past which the request that caused the change has been given up on anyway.
+pub const CONTROL_APPLY_TIMEOUT_MS: u64 = 3_000;
+
+/// Times a topic change is sent to a shard that failed it or did not answer, in all.
+/// The second try covers a disk error that outlasted the other shard's own save retries
+/// or an answer lost to a slow start; a shard failing twice is reported to the caller.
+pub const CONTROL_APPLY_ATTEMPTS: u32 = 2;
+
+/// Pause before sending a failed topic change again.
+pub const CONTROL_RETRY_DELAY_MS: u64 = 50;
+
 /// How often each executor looks at the process-wide stop flag.
 pub const STOP_POLL_INTERVAL_MS: u64 = 50;
 

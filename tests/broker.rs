@@ -231,6 +231,62 @@ fn a_groups_retry_topic_is_on_every_shard_after_its_first_heartbeat() {
     assert!(found, "route of the retry topic: {seen:?}");
 }
 
+/// Issue 12, item 5: many consumer groups heartbeating for the first time at once, on
+/// both shards. Each heartbeat creates the group's retry topic on every shard, so the
+/// topic table of each shard is saved many times concurrently (by its own heartbeats and
+/// by the other shard's requests). Every heartbeat is answered SUCCESS, every retry topic
+/// is on every shard once the answers are in, and all of them survive `kill -9`.
+#[test]
+fn concurrent_new_groups_get_their_retry_topics_on_every_shard_and_keep_them_after_kill_9() {
+    use rockshard_net::body::{self, ConsumerData, HeartbeatData, TopicConfigSerializeWrapper};
+    use rockshard_net::command::ExtFields;
+
+    /// Groups heartbeating at once, half on each shard.
+    const GROUPS: usize = 32;
+    let mut broker = Broker::start();
+    let group = |i: usize| format!("Crowd{i}");
+    let mut conns: Vec<Conn> = (0..GROUPS).map(|i| broker.connect((i % 2) as u16)).collect();
+    // Every heartbeat is sent before any answer is read, so all are in flight together.
+    let opaques: Vec<i32> = conns
+        .iter_mut()
+        .enumerate()
+        .map(|(i, conn)| {
+            let heartbeat = HeartbeatData {
+                client_id: format!("127.0.0.1@crowd#{i}"),
+                consumer_data_set: vec![ConsumerData { group_name: group(i), ..Default::default() }],
+                ..Default::default()
+            };
+            conn.send(req(request::HEART_BEAT, ExtFields::new()).with_body(body::to_json(&heartbeat).expect("json")))
+        })
+        .collect();
+    for (i, (conn, opaque)) in conns.iter_mut().zip(opaques).enumerate() {
+        let answer = (0..=common::SERVER_REQUESTS_SKIPPED_MAX)
+            .find_map(|_| conn.read_frame().filter(|f| f.is_response()))
+            .unwrap_or_else(|| panic!("no answer to the heartbeat of {}", group(i)));
+        assert_eq!(answer.opaque, opaque);
+        assert_eq!(answer.code, response::SUCCESS, "heartbeat of {}: {:?}", group(i), answer.remark);
+    }
+
+    let missing = |broker: &Broker| -> Vec<String> {
+        let mut missing = Vec::new();
+        for shard in 0..broker.shards {
+            let answer = broker.connect(shard).call(req(request::GET_ALL_TOPIC_CONFIG, ExtFields::new()));
+            assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+            let configs: TopicConfigSerializeWrapper = body::from_json(&answer.body).expect("topic configs");
+            for i in 0..GROUPS {
+                let retry = format!("%RETRY%{}", group(i));
+                if !configs.topic_config_table.contains_key(&retry) {
+                    missing.push(format!("{retry} on shard {shard}"));
+                }
+            }
+        }
+        missing
+    };
+    assert_eq!(missing(&broker), Vec::<String>::new(), "answered SUCCESS, so on every shard already");
+    broker.kill9_and_restart();
+    assert_eq!(missing(&broker), Vec::<String>::new(), "saved before the answers, so kept after kill -9");
+}
+
 /// The README's first command runs the broker with its default `./data`: a relative
 /// data directory must work (glommio opens directories relative to fd -1, not the
 /// working directory, so the broker makes the path absolute first).

@@ -7,7 +7,10 @@
 //! missing topic with auto-create off is TOPIC_NOT_EXIST naming the topic; a client
 //! that disconnects mid-request leaves the broker serving, and a fully sent message is
 //! stored whole; a oneway request gets no answer. Then the admin queries' answers, and
-//! the `rockshard admin` command line against the same kind of broker.
+//! the `rockshard admin` command line against the same kind of broker. Last, the routes
+//! Apache clients expect (issue 12, item 6): the cluster-name, broker-name,
+//! SELF_TEST_TOPIC and TBW102 topics, and a client's createTopic through them with
+//! auto-create off.
 //!
 //! Each test starts its own broker (two shards, embedded NameServer, fresh temporary
 //! directory) through `common::Broker`, which kills it by pid when the test ends or
@@ -171,7 +174,10 @@ fn a_missing_topic_with_auto_create_off_is_topic_not_exist() {
     let answer = conn.call(req(request::GET_ALL_TOPIC_CONFIG, ExtFields::new()));
     let configs: body::TopicConfigSerializeWrapper = body::from_json(&answer.body).expect("topic configs");
     assert!(!configs.topic_config_table.contains_key("NoSuchTopic"));
-    assert!(!configs.topic_config_table.contains_key("TBW102"), "no auto-create template when auto-create is off");
+    // TBW102 stays, as the key of clients' createTopic, but is no auto-create template:
+    // it lacks the inherit permission (the send above created nothing either way).
+    let key = configs.topic_config_table.get("TBW102").expect("TBW102, the createTopic key");
+    assert_eq!(key.perm, 6, "read and write, no inherit: {key:?}");
 
     let (code, _, stderr) = broker.admin(&["topic", "status", "--topic", "NoSuchTopic"]);
     assert_eq!(code, 2, "{stderr}");
@@ -557,4 +563,151 @@ fn consumer_connections_show_heartbeating_clients() {
     let body = ResetOffsetBody::decode(&notice.body).expect("reset body");
     assert_eq!(body.offset_table.len(), 1, "the one queue of Feed on shard 0: {body:?}");
     drop(s0);
+}
+
+/// GET_ROUTEINFO_BY_TOPIC to the broker's NameServer: the route, or `None` when the
+/// NameServer answers anything but SUCCESS.
+fn route(broker: &Broker, topic: &str) -> Option<body::TopicRouteData> {
+    use rockshard_net::headers::GetRouteInfoRequestHeader;
+    let h = GetRouteInfoRequestHeader { topic: topic.into(), accept_standard_json_only: Some(true) };
+    let answer = Conn::connect(&broker.namesrv_addr()).call(req(request::GET_ROUTEINFO_BY_TOPIC, h.to_ext_fields()));
+    (answer.code == response::SUCCESS).then(|| body::from_json(&answer.body).expect("route body"))
+}
+
+/// The broker names a topic's route lists, sorted ([] without a route).
+fn route_brokers(broker: &Broker, topic: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        route(broker, topic).map(|r| r.broker_datas.into_iter().map(|b| b.broker_name).collect()).unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Issue 12, item 6: the topics an Apache broker registers for itself are routable — the
+/// cluster name, the broker names (each shard's registered name, and the process's
+/// name, which every shard of the process serves), SELF_TEST_TOPIC and TBW102 — so
+/// RocketMQ tools and clients that key on them find this broker.
+#[test]
+fn the_cluster_broker_and_self_test_topics_are_routed_as_apache_routes_them() {
+    let broker = Broker::start();
+    let both = [broker.shard_name(0), broker.shard_name(1)];
+    let expected: [(&str, Vec<String>); 6] = [
+        ("DefaultCluster", both.to_vec()),
+        ("broker-a", both.to_vec()),
+        ("broker-a-s0", vec![broker.shard_name(0)]),
+        ("broker-a-s1", vec![broker.shard_name(1)]),
+        ("SELF_TEST_TOPIC", both.to_vec()),
+        ("TBW102", both.to_vec()),
+    ];
+    for (topic, brokers) in &expected {
+        let mut seen = Vec::new();
+        let routed = eventually(Duration::from_secs(10), || {
+            seen = route_brokers(&broker, topic);
+            seen == *brokers
+        });
+        assert!(routed, "route of {topic}: {seen:?}, expected {brokers:?}; log:\n{}", broker.log());
+    }
+    // The broker-name topic of a shard has one queue there, readable and writable, as
+    // Apache's has on its broker.
+    let r = route(&broker, "broker-a-s1").expect("route");
+    let q: Vec<(&str, i32, i32, i32)> =
+        r.queue_datas.iter().map(|q| (q.broker_name.as_str(), q.read_queue_nums, q.write_queue_nums, q.perm)).collect();
+    assert_eq!(q, [("broker-a-s1", 1, 1, 7)]);
+
+    // They are the broker's own: a client can neither redefine nor delete them
+    // (Apache: "conflict with system topic").
+    let mut conn = broker.connect(0);
+    for topic in ["DefaultCluster", "broker-a", "broker-a-s1", "SELF_TEST_TOPIC", "TBW102"] {
+        let header = CreateTopicRequestHeader {
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: 4,
+            write_queue_nums: 4,
+            perm: 6,
+            topic_filter_type: "SINGLE_TAG".into(),
+            order: false,
+            topic_sys_flag: None,
+            attributes: None,
+            force: None,
+        };
+        let answer = conn.call(req(request::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()));
+        assert_eq!(answer.code, response::INVALID_PARAMETER, "creating {topic}: {answer:?}");
+        assert!(answer.remark.as_deref().unwrap_or("").contains("system topic"), "{answer:?}");
+        let del = TopicRequestHeader { topic: topic.into() };
+        let answer = conn.call(req(request::DELETE_TOPIC_IN_BROKER, del.to_ext_fields()));
+        assert_eq!(answer.code, response::INVALID_PARAMETER, "deleting {topic}: {answer:?}");
+    }
+    // Sends to SELF_TEST_TOPIC are the broker's (Apache forbids clients them).
+    let answer = conn.call(send_message("SELF_TEST_TOPIC", 0, &b"x"[..], ""));
+    assert_eq!(answer.code, response::NO_PERMISSION, "{answer:?}");
+
+    // `topic list` shows what users created, not these (as rocketmq-dashboard hides them);
+    // `--system` shows them too.
+    create_topic(&mut conn, "Mine", 2);
+    let (code, stdout, stderr) = broker.admin(&["topic", "list", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let list = json(&stdout);
+    let names: Vec<&str> =
+        list["topics"].as_array().expect("topics").iter().filter_map(|t| t["topic"].as_str()).collect();
+    assert_eq!(names, ["Mine"], "{stdout}");
+    let (code, stdout, stderr) = broker.admin(&["topic", "list", "--system", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let list = json(&stdout);
+    let names: Vec<&str> =
+        list["topics"].as_array().expect("topics").iter().filter_map(|t| t["topic"].as_str()).collect();
+    for topic in
+        ["DefaultCluster", "broker-a", "broker-a-s0", "SELF_TEST_TOPIC", "TBW102", "SCHEDULE_TOPIC_XXXX", "Mine"]
+    {
+        assert!(names.contains(&topic), "{topic} in {names:?}");
+    }
+}
+
+/// Issue 12, item 6: with auto-create off, a client creates a topic the way
+/// `MQAdminImpl.createTopic(key, topic, queues)` does — the route of the key topic
+/// (TBW102 or the cluster name), then UPDATE_AND_CREATE_TOPIC to the master of every
+/// broker in it — and can then send to it.
+#[test]
+fn with_auto_create_off_a_client_creates_topics_through_the_key_topics_route() {
+    let broker = Broker::start_with(&["--auto-create-topic", "false"]);
+    for key in ["TBW102", "DefaultCluster"] {
+        let mut key_route = None;
+        let routed = eventually(Duration::from_secs(10), || {
+            key_route = route(&broker, key);
+            key_route.is_some()
+        });
+        assert!(routed, "no route for the key topic {key}; log:\n{}", broker.log());
+        let key_route = key_route.expect("checked above");
+        let topic = format!("MadeWith{key}");
+        let mut masters = 0;
+        for b in &key_route.broker_datas {
+            let Some(addr) = b.broker_addrs.get(&0) else { continue };
+            masters += 1;
+            let header = CreateTopicRequestHeader {
+                topic: topic.clone(),
+                default_topic: key.into(),
+                read_queue_nums: 4,
+                write_queue_nums: 4,
+                perm: 6,
+                topic_filter_type: "SINGLE_TAG".into(),
+                order: false,
+                topic_sys_flag: Some(0),
+                attributes: None,
+                force: Some(false),
+            };
+            let answer = Conn::connect(addr).call(req(request::UPDATE_AND_CREATE_TOPIC, header.to_ext_fields()));
+            assert_eq!(answer.code, response::SUCCESS, "creating {topic} on {}: {answer:?}", b.broker_name);
+        }
+        assert_eq!(masters, 2, "both shards are masters in the route of {key}");
+        // Queue counts are the broker's total (README): 4 in all, 2 per shard.
+        let mut writable = 0;
+        let created = eventually(Duration::from_secs(10), || {
+            writable = route(&broker, &topic).map_or(0, |r| r.queue_datas.iter().map(|q| q.write_queue_nums).sum());
+            writable == 4
+        });
+        assert!(created, "{topic}: {writable} write queues routed");
+        let answer = broker.connect(1).call(send_message(&topic, 1, &b"hello"[..], ""));
+        assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    }
+    // Auto-create stays off: a send naming an unknown topic is still refused.
+    let answer = broker.connect(0).call(send_message("NeverMade", 0, &b"x"[..], ""));
+    assert_eq!(answer.code, response::TOPIC_NOT_EXIST, "{answer:?}");
 }

@@ -47,12 +47,11 @@ use rockshard_net::headers::{
     ViewMessageRequestHeader,
 };
 use rockshard_net::{stored, RemotingCommand};
-use rockshard_storage::store::SCHEDULE_TOPIC;
 use rockshard_storage::{Boundary, PhysicalOffset, QueueOffset, TopicConfig};
 use tracing::debug;
 
 use super::shard::{bad_header, reply, Shard};
-use super::topics::{self, AUTO_CREATE_TOPIC, FLUSH_MODE_ATTRIBUTE};
+use super::topics::{self, FLUSH_MODE_ATTRIBUTE};
 use crate::remoting::server::Connection;
 
 /// Declares an admin request header (the headers only admin traffic uses, shared with
@@ -217,7 +216,7 @@ async fn delete_topic(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<Remoti
     if let Err(e) = topics::check_topic_name(&h.topic) {
         return reply(req, response::INVALID_PARAMETER, e);
     }
-    if h.topic == SCHEDULE_TOPIC || h.topic == AUTO_CREATE_TOPIC {
+    if topics::is_system_topic(&shard.config, &h.topic) {
         return reply(
             req,
             response::INVALID_PARAMETER,

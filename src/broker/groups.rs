@@ -554,14 +554,12 @@ async fn heart_beat(shard: &Rc<Shard>, conn: &Rc<Connection>, req: &RemotingComm
     if hb.client_id.is_empty() {
         return reply(req, response::INVALID_PARAMETER, "heartbeat without clientID");
     }
-    // Every consumer group gets its retry topic before it is registered: the push
-    // consumer looks up `%RETRY%<group>`'s route right after its first heartbeat.
+    // Every consumer group gets its retry topic, on every shard, before it is
+    // registered: the push consumer looks up `%RETRY%<group>`'s route right after its
+    // first heartbeat. A topic every shard already has costs a lookup here.
     let mut failures = Vec::new();
     for data in hb.consumer_data_set.iter().filter(|d| !d.group_name.is_empty()) {
         let retry = format!("{RETRY_PREFIX}{}", data.group_name);
-        if shard.store.topic(&retry).is_some() {
-            continue;
-        }
         if let Err(e) = topics::ensure_topic_on_every_shard(shard, &retry, 1, perm::READ_WRITE).await {
             warn!(shard = shard.id, topic = %retry, error = %e, "creating a retry topic failed");
             failures.push(format!("{retry}: {e}"));

@@ -12,6 +12,7 @@
 //! Invariant: no `RefCell` borrow of shard state is held across an `.await`.
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -51,6 +52,10 @@ pub struct Shard {
     pub register_wakers: RefCell<Vec<Rc<Notify>>>,
     /// Bumped on every topic change; sent as the registration's data version.
     pub topic_version: Cell<u64>,
+    /// Per-shard topics (retry topics) this shard created whose creation some other
+    /// shard has not confirmed: the next request for one sends it to them again
+    /// (`topics::ensure_topic_on_every_shard`).
+    pub unfinished_topics: RefCell<HashSet<String>>,
     /// This shard's Raft group member when the node is part of a replicated group; set
     /// once, right after the shard opens (the replica's hooks need the shard).
     pub replica: OnceCell<replication::ShardReplica>,
@@ -82,6 +87,7 @@ impl Shard {
             shutdown,
             register_wakers: RefCell::new(Vec::new()),
             topic_version: Cell::new(crate::broker::now_ms() as u64),
+            unfinished_topics: RefCell::new(HashSet::new()),
             replica: OnceCell::new(),
             store,
             config,

@@ -63,6 +63,16 @@ pub enum StorageError {
     #[error("store is closed")]
     Closed,
 
+    /// A file under `config/` (the topic table, consumer offsets, delay progress) could
+    /// not be saved in any of its attempts; the file keeps its previous contents.
+    #[error("saving {path} failed after {attempts} attempts, its previous contents stay: {last}")]
+    ConfigSave {
+        path: PathBuf,
+        attempts: u32,
+        #[source]
+        last: Arc<StorageError>,
+    },
+
     /// The CommitLog was cut at `offset` ([`crate::Store::truncate`]) before this append
     /// was answered, or while this read ran, or an append came while a truncate ran.
     #[error("CommitLog truncated at offset {offset}")]
@@ -85,6 +95,7 @@ impl StorageError {
         match self {
             StorageError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
             StorageError::Fenced(inner) => inner.is_disk_full(),
+            StorageError::ConfigSave { last, .. } => last.is_disk_full(),
             _ => false,
         }
     }

@@ -33,6 +33,7 @@
 
 pub mod checkpoint;
 pub mod commitlog;
+mod config_file;
 pub mod consume_queue;
 pub mod disk;
 pub mod error;

@@ -163,3 +163,14 @@ pub const CQ_CACHE_BLOCKS_MAX: usize = 256;
 /// memory (a disk error), wait this long before the next attempt: the queue's readers are
 /// safe meanwhile (each entry is checked against the limit), only its counts lag.
 pub const RELOAD_RETRY_MS: u64 = 100;
+
+/// Attempts one save of a `config/` file makes before it reports failure. A second try
+/// rides out a transient error (an EIO the device retried, an interrupted rename); a
+/// disk that fails three times in a row is not coming back within a request's lifetime,
+/// and the caller (a topic request, a heartbeat) has to be answered.
+pub const CONFIG_SAVE_ATTEMPTS: u32 = 3;
+
+/// Pause before the first retry of a failed `config/` save, doubled before each further
+/// one: long enough for a momentary condition to clear, short against a client's 3 s
+/// request timeout even after every attempt (10 + 20 ms plus the writes themselves).
+pub const CONFIG_SAVE_RETRY_DELAY_MS: u64 = 10;

@@ -21,7 +21,8 @@
 //!   the appended end and creates the next segment before it is needed (see
 //!   `commitlog.rs`).
 //! - sweeper: answers `sync` appends that waited past the flush timeout with an error.
-//! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention.
+//! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention,
+//!   and saves the topic table again when its last save failed.
 //!
 //! Reads: hot data through the page cache; cold data (older than the hot window) with
 //! O_DIRECT, through read-ahead windows when a pull is sequential enough, and
@@ -45,6 +46,7 @@ use rockshard_net::stored::{self, sys_flag, RecordFields, HEADER_SIZE_MAX_BYTES}
 
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::{segment_name, CommitLog, Dispatch, Waiter};
+use crate::config_file::ConfigFiles;
 use crate::consume_queue::{self, ConsumeQueue, CqEntry, EntrySource, ENTRY_BYTES};
 use crate::disk::{read_exact, Disk, DiskFile, GlommioDisk, OpenMode};
 use crate::error::{Result, StorageError};
@@ -58,6 +60,9 @@ use crate::topics::{FlushMode, TopicConfig, TopicTable};
 /// The topic RocketMQ parks delayed messages in; its tag-hash slot holds the delivery
 /// time instead of a tag hash.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+
+/// The topic table's file under `config/`.
+const TOPICS_FILE: &str = "topics.json";
 
 /// RocketMQ's default `messageDelayLevel`: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
 /// 20m 30m 1h 2h, in milliseconds. Level n (1-based) is entry n − 1.
@@ -340,6 +345,8 @@ struct Inner<D: Disk> {
     log: RefCell<CommitLog<D::File>>,
     queues: RefCell<Queues<D::File>>,
     topics: RefCell<TopicTable>,
+    /// Orders the saves of `config/` files: one at a time per file, newest snapshot wins.
+    config_files: ConfigFiles,
     checkpoint: Cell<Checkpoint>,
     checkpoint_file: D::File,
     writer_wake: Notify,
@@ -439,6 +446,7 @@ impl<D: Disk> Store<D> {
             log: RefCell::new(log),
             queues: RefCell::new(queues),
             topics: RefCell::new(topics),
+            config_files: ConfigFiles::default(),
             checkpoint: Cell::new(rec.checkpoint),
             checkpoint_file: rec.checkpoint_file,
             writer_wake: Notify::default(),
@@ -529,14 +537,31 @@ impl<D: Disk> Store<D> {
     }
 
     async fn save_topics(&self) -> Result<()> {
-        let json = self.inner.topics.borrow().to_json();
-        save_atomically(&self.inner.disk, &recovery::config_dir(&self.inner.config.dir), "topics.json", json).await
+        self.inner.save_topics().await
+    }
+
+    /// Whether the topic table in memory has changes `config/topics.json` does not hold
+    /// yet: a save is under way, or the last one failed (the maintenance task and the
+    /// next topic change try again; [`Store::persist_topics`] does now).
+    pub fn topics_unsaved(&self) -> bool {
+        self.inner.config_files.unsaved(TOPICS_FILE)
+    }
+
+    /// Saves the topic table if it has unsaved changes (see [`Store::topics_unsaved`]).
+    pub async fn persist_topics(&self) -> Result<()> {
+        if self.topics_unsaved() {
+            self.save_topics().await?;
+        }
+        Ok(())
     }
 
     /// Replaces `config/<name>` atomically (old or new contents survive any crash):
-    /// for the broker's own small state files (consumer offsets, delay progress).
+    /// for the broker's own small state files (consumer offsets, delay progress). Saves
+    /// of one file are serialised and the newest call's bytes win (`config_file.rs`); a
+    /// failed attempt is retried before the error is returned.
     pub async fn save_config_file(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
-        save_atomically(&self.inner.disk, &recovery::config_dir(&self.inner.config.dir), name, bytes).await
+        let dir = recovery::config_dir(&self.inner.config.dir);
+        self.inner.config_files.save(&self.inner.disk, &dir, name, bytes).await
     }
 
     /// Reads `config/<name>`, or `None` when it was never saved.
@@ -1230,6 +1255,9 @@ impl<D: Disk> Store<D> {
         }
         inner.flush_written().await?;
         inner.checkpoint().await?;
+        if inner.config_files.unsaved(TOPICS_FILE) {
+            inner.save_topics().await?;
+        }
         for task in self.tasks.others.borrow_mut().drain(..) {
             drop(task);
         }
@@ -1629,6 +1657,13 @@ async fn maintenance_loop<D: Disk>(inner: Rc<Inner<D>>) {
             tracing::error!(error = %e, "checkpoint failed; will retry");
             continue;
         }
+        // A topic change whose save failed (its caller was told) is saved here once the
+        // disk works again, so it does not wait for the next change to reach the disk.
+        if inner.config_files.unsaved(TOPICS_FILE) {
+            if let Err(e) = inner.save_topics().await {
+                tracing::error!(error = %e, "saving the topic table failed; will retry");
+            }
+        }
         if last_retention.elapsed() >= retention_every {
             last_retention = Instant::now();
             if let Err(e) = inner.apply_retention().await {
@@ -1639,6 +1674,12 @@ async fn maintenance_loop<D: Disk>(inner: Rc<Inner<D>>) {
 }
 
 impl<D: Disk> Inner<D> {
+    /// Saves a snapshot of the topic table, taken now (see `config_file.rs`).
+    async fn save_topics(&self) -> Result<()> {
+        let json = self.topics.borrow().to_json();
+        self.config_files.save(&self.disk, &recovery::config_dir(&self.config.dir), TOPICS_FILE, json).await
+    }
+
     fn segment_path(&self, base: u64) -> PathBuf {
         recovery::commitlog_dir(&self.config.dir).join(segment_name(base))
     }
@@ -2469,7 +2510,7 @@ impl<D: Disk> Inner<D> {
 }
 
 async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
-    let path = recovery::config_dir(root).join("topics.json");
+    let path = recovery::config_dir(root).join(TOPICS_FILE);
     if !disk.exists(&path).await {
         return Ok(TopicTable::default());
     }
@@ -2477,19 +2518,6 @@ async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
     let len = file.size().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
     let bytes = read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
     TopicTable::from_json(&bytes).map_err(|e| StorageError::Corrupt { path, offset: 0, detail: e.to_string() })
-}
-
-/// Replaces `dir/name` with `bytes` so that a crash leaves the old or the new contents.
-pub(crate) async fn save_atomically<D: Disk>(disk: &D, dir: &Path, name: &str, bytes: Vec<u8>) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let io = |op, p: &Path| StorageError::at(op, p, 0);
-    let file = disk.open(&tmp, OpenMode::Create).await.map_err(io("create", &tmp))?;
-    file.truncate(0).await.map_err(io("truncate", &tmp))?;
-    file.write_at(bytes, 0).await.map_err(io("write", &tmp))?;
-    file.sync_data().await.map_err(io("fdatasync", &tmp))?;
-    disk.rename(&tmp, &path).await.map_err(io("rename", &tmp))?;
-    disk.sync_dir(dir).await.map_err(io("sync directory", dir))
 }
 
 #[cfg(test)]
