@@ -9,7 +9,7 @@
 //! stored whole; a oneway request gets no answer. Then the admin queries' answers, and
 //! the `rockshard admin` command line against the same kind of broker. Last, issue 12:
 //! a C++ client's heartbeat and pull (ordinals, numbers as strings, a garbage `codeSet`)
-//! join its group and filter by tag.
+//! join its group and filter by tag, and a rejected request is logged at WARN.
 //!
 //! Each test starts its own broker (two shards, embedded NameServer, fresh temporary
 //! directory) through `common::Broker`, which kills it by pid when the test ends or
@@ -31,8 +31,9 @@ use rockshard_net::code::{flag, pull_sys_flag, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::frame::encode_frame_to_vec;
 use rockshard_net::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, PullMessageRequestHeader,
-    QueryMessageRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SendMessageResponseHeader,
+    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rockshard_net::properties::java_string_hash;
 use rockshard_net::stored::{self, Record};
@@ -649,4 +650,67 @@ fn a_cpp_push_consumer_joins_its_group_and_pulls_by_tag() {
     }
     assert_eq!(delivered, ["m0-TA", "m2-TB"], "only the subscribed tags");
     assert_eq!(answer.ext_fields.get("nextBeginOffset"), Some("4"), "past the filtered-out TD too");
+}
+
+/// The broker's log so far, once it holds a line containing every one of `needles`
+/// (bounded wait: the log is written by another process).
+fn log_line_with(broker: &Broker, needles: &[&str]) -> String {
+    let mut found = None;
+    eventually(Duration::from_secs(5), || {
+        found = broker.log().lines().find(|l| needles.iter().all(|n| l.contains(n))).map(str::to_owned);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no log line with {needles:?}; log:\n{}", broker.log()))
+}
+
+#[test]
+fn rejected_requests_are_logged_at_warn_with_code_remark_and_peer() {
+    let broker = Broker::start();
+    let mut s0 = broker.connect(0);
+    let peer = s0.stream.local_addr().expect("local addr").to_string();
+
+    // Expected non-errors first: a consumer without a committed offset, a pull of an
+    // empty queue. Neither may reach the log as a rejection.
+    create_topic(&mut s0, "Calm", 2);
+    let query = QueryConsumerOffsetRequestHeader {
+        consumer_group: "Fresh".into(),
+        topic: "Calm".into(),
+        queue_id: 0,
+        set_zero_if_not_found: Some(false),
+    };
+    let answer = s0.call(req(request::QUERY_CONSUMER_OFFSET, query.to_ext_fields()));
+    assert_eq!(answer.code, response::QUERY_NOT_FOUND, "{answer:?}");
+    assert_eq!(s0.call(pull("Calm", 0, 0, 0)).code, response::PULL_NOT_FOUND);
+
+    // A heartbeat body that is no JSON: refused, and the broker log says so.
+    let answer = s0.call(req(request::HEART_BEAT, ExtFields::new()).with_body(&b"{\"clientID\":"[..]));
+    assert_eq!(answer.code, response::SYSTEM_ERROR, "{answer:?}");
+    let remark = answer.remark.clone().expect("a remark");
+    let line = log_line_with(&broker, &["request rejected", &peer, "request_code=34"]);
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("SYSTEM_ERROR") && line.contains(&remark), "{line}");
+    assert!(line.contains("language=RUST"), "{line}");
+    // Also a oneway request, whose sender never sees an answer.
+    let mut oneway = req(request::UPDATE_CONSUMER_OFFSET, ExtFields::new());
+    oneway.flag |= flag::ONEWAY;
+    s0.send(oneway);
+    log_line_with(&broker, &["request rejected", &peer, "request_code=15", "INVALID_PARAMETER"]);
+
+    // The NameServer too: a route lookup without its topic is refused; one of a missing
+    // topic is a normal answer (clients probe routes) and is not logged.
+    let mut ns = Conn::connect(&broker.namesrv_addr());
+    let ns_peer = ns.stream.local_addr().expect("local addr").to_string();
+    let missing = GetRouteInfoRequestHeader { topic: "NoSuchTopic".into(), accept_standard_json_only: None };
+    assert_eq!(ns.call(req(request::GET_ROUTEINFO_BY_TOPIC, missing.to_ext_fields())).code, response::TOPIC_NOT_EXIST);
+    let answer = ns.call(req(request::GET_ROUTEINFO_BY_TOPIC, ExtFields::new()));
+    assert_eq!(answer.code, response::SYSTEM_ERROR, "{answer:?}");
+    log_line_with(&broker, &["request rejected", &ns_peer, "request_code=105", "topic"]);
+
+    let log = broker.log();
+    let rejections: Vec<&str> = log.lines().filter(|l| l.contains("request rejected")).collect();
+    assert!(
+        rejections.iter().all(|l| !l.contains("request_code=14 ") && !l.contains("request_code=11 ")),
+        "expected answers logged as rejections: {rejections:#?}"
+    );
+    assert_eq!(rejections.len(), 3, "one line per rejected request: {rejections:#?}");
 }

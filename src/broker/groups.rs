@@ -552,18 +552,13 @@ pub fn start(shard: &Rc<Shard>) {
 }
 
 pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    let answer = match req.code {
+    // A oneway request's answer is dropped by the shard, after logging a refusal.
+    match req.code {
         request::HEART_BEAT => heart_beat(shard, conn, &req).await,
         request::UNREGISTER_CLIENT => unregister_client(shard, &req),
         request::CHECK_CLIENT_CONFIG => check_client_config(&req),
         request::GET_CONSUMER_LIST_BY_GROUP => consumer_list(shard, &req),
         _ => Some(RemotingCommand::not_supported(&req)),
-    };
-    // Oneway requests are never answered (REMOTING.md §7 quirk 9).
-    if req.is_oneway() {
-        None
-    } else {
-        answer
     }
 }
 
