@@ -5,13 +5,21 @@
 //! Owns the `deserialize_with` helpers `body` puts on its members, and the
 //! [`JavaEnum`] reader its enums use. The rules, per member type:
 //!
-//! | member | accepted | null |
-//! | --- | --- | --- |
-//! | integer | a JSON integer; a float with no fraction (`4.0`); a string holding an integer (`"1796412029214"`, what the C++ client writes for 64-bit values); `true`/`false` as 1/0; `""` and `"null"` as 0 | 0 |
-//! | boolean | `true`/`false`; 1/0; the strings `true`/`false` in any case, `1`/`0`, `Y`/`N`, `T`/`F` (fastjson's `castToBoolean`); `""` and `"null"` as false | false |
-//! | string | a string; a number or boolean as its text | `""` |
-//! | enum | the Java constant's name, in any case (fastjson falls back to a case-insensitive match); its ordinal, as a number or a string of digits (the C++ client writes C++ enums, declared in Java's order); an ordinal or name past the known ones is the enum's `Unknown` | the enum's default |
-//! | list, map, nested object | as JSON | empty / the type's default |
+//! - integer: a JSON integer; a float with no fraction (`4.0`); a string holding an
+//!   integer (`"1796412029214"`: the C++ client writes 64-bit values so); `true`/`false`
+//!   as 1/0; `""` and `"null"` as 0. Null: 0.
+//! - boolean: `true`/`false`; 1/0; the strings `true`/`false` in any case, `1`/`0`,
+//!   `Y`/`N`, `T`/`F` (fastjson's `castToBoolean`); `""` and `"null"` as false. Null:
+//!   false.
+//! - string: a string; a number or boolean as its text. Null: `""` (or `None` for an
+//!   optional member).
+//! - enum ([`JavaEnum`]): the Java constant's name, in any case (fastjson falls back to
+//!   a case-insensitive match); its ordinal, as a number or a string of digits (the C++
+//!   client writes C++ enums, declared in Java's order); a name or ordinal past the
+//!   known ones is the enum's `Unknown`. Null: the enum's default.
+//! - list, map, nested object: as JSON. Null: empty, or the type's default.
+//! - a subscription's `codeSet` ([`codes`]): integers in any form above; any other
+//!   element is dropped, since brokers never trust these codes.
 //!
 //! Unknown members are ignored and missing ones take the container's defaults (serde's
 //! `default` on every body), so neither needs a helper.
@@ -19,7 +27,8 @@
 //! Invariants: nothing is guessed or truncated: a fraction where an integer belongs, an
 //! integer outside the member's range, a string that is no integer, a negative ordinal,
 //! or an object where text belongs are errors naming the value. Readers never panic.
-//! Encoding is untouched: these only read.
+//! Encoding is untouched: these only read. Pure functions: they run on whichever thread
+//! decodes a body (a broker shard, the NameServer, the admin tool).
 //!
 //! Deliberately not here: ext-field (header) values, which are strings on the wire and
 //! parsed as Java's `decodeCommandCustomHeader` does (`headers`); the JSON command header
