@@ -226,6 +226,13 @@ pub const REBALANCE_LOCK_MAX_LIVE_MS: u64 = 60_000;
 /// load test opening hundreds of connections at once.
 pub const LISTEN_BACKLOG: i32 = 1024;
 
+/// Rejected requests (`remoting::rejections`) each listener logs at WARN per interval;
+/// the rest are counted and the count logged with the next line. Twenty lines per ten
+/// seconds show every kind of rejection a misbehaving client produces, while one that
+/// retries a refused request in a tight loop adds at most two lines a second.
+pub const REJECTION_LOG_LINES_MAX: u32 = 20;
+pub const REJECTION_LOG_INTERVAL_MS: u64 = 10_000;
+
 // ---- replication -----------------------------------------------------------------------
 
 /// Nodes in one replicated group: DLedger groups are 3 or 5; 7 leaves room without

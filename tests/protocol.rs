@@ -7,10 +7,12 @@
 //! missing topic with auto-create off is TOPIC_NOT_EXIST naming the topic; a client
 //! that disconnects mid-request leaves the broker serving, and a fully sent message is
 //! stored whole; a oneway request gets no answer. Then the admin queries' answers, and
-//! the `rockshard admin` command line against the same kind of broker. Last, the routes
-//! Apache clients expect (issue 12, item 6): the cluster-name, broker-name,
+//! the `rockshard admin` command line against the same kind of broker. Last, issue 12:
+//! the routes Apache clients expect (item 6): the cluster-name, broker-name,
 //! SELF_TEST_TOPIC and TBW102 topics, and a client's createTopic through them with
-//! auto-create off.
+//! auto-create off; a C++ client's heartbeat and pull (ordinals, numbers as strings, a
+//! garbage `codeSet`) join its group and filter by tag, and a rejected request is logged
+//! at WARN (item 4).
 //!
 //! Each test starts its own broker (two shards, embedded NameServer, fresh temporary
 //! directory) through `common::Broker`, which kills it by pid when the test ends or
@@ -25,16 +27,18 @@ use common::{
 };
 use rockshard::broker::admin::{GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader};
 use rockshard_net::body::{
-    self, ConsumeStats, ConsumerConnection, ConsumerData, HeartbeatData, KVTable, ResetOffsetBody, SubscriptionData,
-    TopicStatsTable,
+    self, ConsumeFromWhere, ConsumeStats, ConsumeType, ConsumerConnection, ConsumerData, ConsumerListBody,
+    HeartbeatData, KVTable, MessageModel, ResetOffsetBody, SubscriptionData, TopicStatsTable,
 };
 use rockshard_net::code::{flag, pull_sys_flag, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::frame::encode_frame_to_vec;
 use rockshard_net::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, PullMessageRequestHeader,
-    QueryMessageRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SendMessageResponseHeader,
+    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
+use rockshard_net::properties::java_string_hash;
 use rockshard_net::stored::{self, Record};
 use rockshard_net::SerializeType;
 
@@ -710,4 +714,156 @@ fn with_auto_create_off_a_client_creates_topics_through_the_key_topics_route() {
     // Auto-create stays off: a send naming an unknown topic is still refused.
     let answer = broker.connect(0).call(send_message("NeverMade", 0, &b"x"[..], ""));
     assert_eq!(answer.code, response::TOPIC_NOT_EXIST, "{answer:?}");
+}
+
+/// The C++ client's push-consumer heartbeat exactly as captured on the wire (issue 12):
+/// enums as ordinals, `subVersion` as a string, `codeSet` filled with `atoi(tag)`.
+const CPP_HEARTBEAT: &str = concat!(
+    r#"{"clientID":"15219-127.0.0.1@DEFAULT","consumerDataSet":[{"consumeFromWhere":0,"consumeType":1,"#,
+    r#""groupName":"CID-smoke2","messageModel":1,"subscriptionDataSet":[{"subString":"*","#,
+    r#""subVersion":"1796412029214","topic":"%RETRY%CID-smoke2"},{"codeSet":[0,0],"subString":"TA || TB","#,
+    r#""subVersion":"1796412029214","tagsSet":["TA","TB"],"topic":"SmokeT"}]}]}"#
+);
+
+/// A request frame as the C++ client writes one (`RemotingCommand::Encode`): a jsoncpp
+/// `FastWriter` header (keys sorted, language CPP, `int` ext members as JSON numbers, the
+/// empty credential keys every request carries, a trailing newline) and `body`.
+fn cpp_frame(code: i32, opaque: i32, ext_members: &str, body: &[u8]) -> Vec<u8> {
+    let header = format!(
+        "{{\"code\":{code},\"extFields\":{{\"AccessKey\":\"\",\"ONSChannelKey\":\"\",\"Signature\":\"\"{ext_members}}},\
+         \"flag\":0,\"language\":\"CPP\",\"opaque\":{opaque},\"remark\":\"\",\"version\":317}}\n"
+    );
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&((4 + header.len() + body.len()) as u32).to_be_bytes());
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(header.as_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// The answer to the request with `opaque`, skipping what the broker sends meanwhile
+/// (NOTIFY_CONSUMER_IDS_CHANGED after a heartbeat); bounded.
+fn answer_to(conn: &mut Conn, opaque: i32) -> rockshard_net::RemotingCommand {
+    (0..=SERVER_REQUESTS_SKIPPED_MAX)
+        .filter_map(|_| conn.read_frame())
+        .find(|f| f.is_response())
+        .filter(|f| f.opaque == opaque)
+        .unwrap_or_else(|| panic!("no answer with opaque {opaque}"))
+}
+
+#[test]
+fn a_cpp_push_consumer_joins_its_group_and_pulls_by_tag() {
+    let broker = Broker::start();
+    let mut s0 = broker.connect(0);
+    create_topic(&mut s0, "SmokeT", 2);
+    for (i, tag) in ["TA", "TC", "TB", "TD"].into_iter().enumerate() {
+        let answer = s0.call(send_message("SmokeT", 0, format!("m{i}-{tag}"), &format!("TAGS\u{1}{tag}\u{2}")));
+        assert_eq!(answer.code, response::SUCCESS, "send {tag}: {answer:?}");
+    }
+
+    s0.write_raw(&cpp_frame(request::HEART_BEAT, 77, "", CPP_HEARTBEAT.as_bytes()));
+    let answer = answer_to(&mut s0, 77);
+    assert_eq!(answer.code, response::SUCCESS, "the C++ heartbeat is accepted: {answer:?}");
+
+    // The group has the member, so a rebalance gives it the queues.
+    let group = ConsumerGroupRequestHeader { consumer_group: "CID-smoke2".into() };
+    let answer = s0.call(req(request::GET_CONSUMER_LIST_BY_GROUP, group.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let members: ConsumerListBody = body::from_json(&answer.body).expect("ConsumerListBody");
+    assert_eq!(members.consumer_id_list, ["15219-127.0.0.1@DEFAULT"]);
+
+    // Ordinals mapped to Java's constants; tag codes are the broker's, not the client's.
+    let answer = s0.call(req(request::GET_CONSUMER_CONNECTION_LIST, group.to_ext_fields()));
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let connection: ConsumerConnection = body::from_json(&answer.body).expect("ConsumerConnection");
+    assert_eq!(connection.connection_set[0].language, "CPP");
+    assert_eq!(connection.consume_type, ConsumeType::ConsumePassively);
+    assert_eq!(connection.message_model, MessageModel::Clustering);
+    assert_eq!(connection.consume_from_where, ConsumeFromWhere::ConsumeFromLastOffset);
+    let sub = &connection.subscription_table["SmokeT"];
+    assert_eq!(sub.tags_set, ["TA", "TB"]);
+    assert_eq!(sub.code_set, [java_string_hash("TA"), java_string_hash("TB")], "not the client's [0, 0]");
+    assert!(connection.subscription_table["%RETRY%CID-smoke2"].code_set.is_empty());
+
+    // A pull as the C++ push consumer sends it: no subscription in the pull (it comes
+    // from the heartbeat), 64-bit members as strings.
+    let pull_members = concat!(
+        r#","commitOffset":"0","consumerGroup":"CID-smoke2","maxMsgNums":32,"queueId":0,"queueOffset":"0","#,
+        r#""subVersion":"1796412029214","suspendTimeoutMillis":"1000","sysFlag":2,"topic":"SmokeT""#
+    );
+    s0.write_raw(&cpp_frame(request::PULL_MESSAGE, 78, pull_members, b""));
+    let answer = answer_to(&mut s0, 78);
+    assert_eq!(answer.code, response::SUCCESS, "{answer:?}");
+    let mut delivered = Vec::new();
+    let mut records = &answer.body[..];
+    while !records.is_empty() {
+        let Ok(Some(Record::Message(m))) = stored::decode(records) else { panic!("a record: {answer:?}") };
+        delivered.push(String::from_utf8_lossy(m.body).into_owned());
+        records = &records[m.header.total_size as usize..];
+    }
+    assert_eq!(delivered, ["m0-TA", "m2-TB"], "only the subscribed tags");
+    assert_eq!(answer.ext_fields.get("nextBeginOffset"), Some("4"), "past the filtered-out TD too");
+}
+
+/// The broker's log so far, once it holds a line containing every one of `needles`
+/// (bounded wait: the log is written by another process).
+fn log_line_with(broker: &Broker, needles: &[&str]) -> String {
+    let mut found = None;
+    eventually(Duration::from_secs(5), || {
+        found = broker.log().lines().find(|l| needles.iter().all(|n| l.contains(n))).map(str::to_owned);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no log line with {needles:?}; log:\n{}", broker.log()))
+}
+
+#[test]
+fn rejected_requests_are_logged_at_warn_with_code_remark_and_peer() {
+    let broker = Broker::start();
+    let mut s0 = broker.connect(0);
+    let peer = s0.stream.local_addr().expect("local addr").to_string();
+
+    // Expected non-errors first: a consumer without a committed offset, a pull of an
+    // empty queue. Neither may reach the log as a rejection.
+    create_topic(&mut s0, "Calm", 2);
+    let query = QueryConsumerOffsetRequestHeader {
+        consumer_group: "Fresh".into(),
+        topic: "Calm".into(),
+        queue_id: 0,
+        set_zero_if_not_found: Some(false),
+    };
+    let answer = s0.call(req(request::QUERY_CONSUMER_OFFSET, query.to_ext_fields()));
+    assert_eq!(answer.code, response::QUERY_NOT_FOUND, "{answer:?}");
+    assert_eq!(s0.call(pull("Calm", 0, 0, 0)).code, response::PULL_NOT_FOUND);
+
+    // A heartbeat body that is no JSON: refused, and the broker log says so.
+    let answer = s0.call(req(request::HEART_BEAT, ExtFields::new()).with_body(&b"{\"clientID\":"[..]));
+    assert_eq!(answer.code, response::SYSTEM_ERROR, "{answer:?}");
+    let remark = answer.remark.clone().expect("a remark");
+    let line = log_line_with(&broker, &["request rejected", &peer, "request_code=34"]);
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("SYSTEM_ERROR") && line.contains(&remark), "{line}");
+    assert!(line.contains("language=RUST"), "{line}");
+    // Also a oneway request, whose sender never sees an answer.
+    let mut oneway = req(request::UPDATE_CONSUMER_OFFSET, ExtFields::new());
+    oneway.flag |= flag::ONEWAY;
+    s0.send(oneway);
+    log_line_with(&broker, &["request rejected", &peer, "request_code=15", "INVALID_PARAMETER"]);
+
+    // The NameServer too: a route lookup without its topic is refused; one of a missing
+    // topic is a normal answer (clients probe routes) and is not logged.
+    let mut ns = Conn::connect(&broker.namesrv_addr());
+    let ns_peer = ns.stream.local_addr().expect("local addr").to_string();
+    let missing = GetRouteInfoRequestHeader { topic: "NoSuchTopic".into(), accept_standard_json_only: None };
+    assert_eq!(ns.call(req(request::GET_ROUTEINFO_BY_TOPIC, missing.to_ext_fields())).code, response::TOPIC_NOT_EXIST);
+    let answer = ns.call(req(request::GET_ROUTEINFO_BY_TOPIC, ExtFields::new()));
+    assert_eq!(answer.code, response::SYSTEM_ERROR, "{answer:?}");
+    log_line_with(&broker, &["request rejected", &ns_peer, "request_code=105", "topic"]);
+
+    let log = broker.log();
+    let rejections: Vec<&str> = log.lines().filter(|l| l.contains("request rejected")).collect();
+    assert!(
+        rejections.iter().all(|l| !l.contains("request_code=14 ") && !l.contains("request_code=11 ")),
+        "expected answers logged as rejections: {rejections:#?}"
+    );
+    assert_eq!(rejections.len(), 3, "one line per rejected request: {rejections:#?}");
 }

@@ -20,9 +20,14 @@
 //! Members the Rust client requires (e.g. `filterServerTable`, `enableActingMaster`,
 //! `topicSysFlag`) are always written, never skipped.
 //!
-//! Invariants: decoding is tolerant: unknown members are ignored, missing ones take
-//! their defaults, and bare integer keys are accepted (re-quoted before parsing, as the
-//! Rust client does). Decoders never panic.
+//! Invariants: decoding is tolerant, as Java's fastjson is with what real clients send
+//! (the C++ client writes enums as ordinals and 64-bit numbers as strings, the Go client
+//! tag codes as strings): every member is read through a `lenient` helper (numbers and
+//! booleans also as strings, enums by name in any case or by Java ordinal, null as the
+//! member's zero value), unknown members are ignored, missing ones take their defaults,
+//! and bare integer keys are accepted (re-quoted before parsing, as the Rust client
+//! does). What no reading makes sense of is an error naming the value. Decoders never
+//! panic. Leniency is for reading only: encoders write what Java writes.
 //!
 //! Deliberately not here: the compressed REGISTER_BROKER body variant (Java never sends
 //! it), and any routing logic over these structures.
@@ -35,18 +40,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 
 use crate::code::version;
+use crate::lenient::{self, JavaEnum};
 use crate::Error;
 
 /// Route of one topic: GET_ROUTEINFO_BY_TOPIC's body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct TopicRouteData {
+    #[serde(deserialize_with = "lenient::or_default")]
     pub broker_datas: Vec<BrokerData>,
     /// Always `{}` in practice; required by the Rust client.
+    #[serde(deserialize_with = "lenient::or_default")]
     pub filter_server_table: BTreeMap<String, Vec<String>>,
     /// `brokerName:queueNums;...`, only in order-message mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_string")]
     pub order_topic_conf: Option<String>,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub queue_datas: Vec<QueueData>,
     /// Static-topic mappings, carried through uninterpreted.
     #[serde(skip_serializing_if = "Option::is_none", alias = "topicQueueMappingInfo")]
@@ -57,11 +66,15 @@ pub struct TopicRouteData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct BrokerData {
+    #[serde(deserialize_with = "lenient::or_default")]
     pub broker_addrs: BTreeMap<i64, String>,
+    #[serde(deserialize_with = "lenient::string")]
     pub broker_name: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub cluster: String,
+    #[serde(deserialize_with = "lenient::bool")]
     pub enable_acting_master: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_string")]
     pub zone_name: Option<String>,
 }
 
@@ -69,11 +82,16 @@ pub struct BrokerData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct QueueData {
+    #[serde(deserialize_with = "lenient::string")]
     pub broker_name: String,
     /// [`crate::code::perm`] bits.
+    #[serde(deserialize_with = "lenient::i32")]
     pub perm: i32,
+    #[serde(deserialize_with = "lenient::i32")]
     pub read_queue_nums: i32,
+    #[serde(deserialize_with = "lenient::i32")]
     pub topic_sys_flag: i32,
+    #[serde(deserialize_with = "lenient::i32")]
     pub write_queue_nums: i32,
 }
 
@@ -94,7 +112,9 @@ impl TopicRouteData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct RegisterBrokerBody {
+    #[serde(deserialize_with = "lenient::strings")]
     pub filter_server_list: Vec<String>,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
 }
 
@@ -103,10 +123,15 @@ pub struct RegisterBrokerBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct TopicConfigSerializeWrapper {
+    #[serde(deserialize_with = "lenient::or_default")]
     pub data_version: DataVersion,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub mapping_data_version: DataVersion,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub topic_config_table: BTreeMap<String, TopicConfig>,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub topic_queue_mapping_detail_map: BTreeMap<String, serde_json::Value>,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub topic_queue_mapping_info_map: BTreeMap<String, serde_json::Value>,
 }
 
@@ -114,14 +139,23 @@ pub struct TopicConfigSerializeWrapper {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct TopicConfig {
+    #[serde(deserialize_with = "lenient::string_map")]
     pub attributes: BTreeMap<String, String>,
+    #[serde(deserialize_with = "lenient::bool")]
     pub order: bool,
+    #[serde(deserialize_with = "lenient::i32")]
     pub perm: i32,
+    #[serde(deserialize_with = "lenient::i32")]
     pub read_queue_nums: i32,
-    /// `SINGLE_TAG` or `MULTI_TAG`.
+    /// `SINGLE_TAG` or `MULTI_TAG` (Java's `TopicFilterType`; an ordinal or a name in
+    /// another case is read as the name).
+    #[serde(deserialize_with = "topic_filter_type")]
     pub topic_filter_type: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub topic_name: String,
+    #[serde(deserialize_with = "lenient::i32")]
     pub topic_sys_flag: i32,
+    #[serde(deserialize_with = "lenient::i32")]
     pub write_queue_nums: i32,
 }
 
@@ -145,8 +179,11 @@ impl Default for TopicConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct DataVersion {
+    #[serde(deserialize_with = "lenient::i64")]
     pub counter: i64,
+    #[serde(deserialize_with = "lenient::i64")]
     pub state_version: i64,
+    #[serde(deserialize_with = "lenient::i64")]
     pub timestamp: i64,
 }
 
@@ -154,7 +191,9 @@ pub struct DataVersion {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ClusterInfo {
+    #[serde(deserialize_with = "lenient::or_default")]
     pub broker_addr_table: BTreeMap<String, BrokerData>,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub cluster_addr_table: BTreeMap<String, Vec<String>>,
 }
 
@@ -162,8 +201,9 @@ pub struct ClusterInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct TopicList {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_string")]
     pub broker_addr: Option<String>,
+    #[serde(deserialize_with = "lenient::strings")]
     pub topic_list: Vec<String>,
 }
 
@@ -172,13 +212,17 @@ pub struct TopicList {
 #[serde(default, rename_all = "camelCase")]
 pub struct HeartbeatData {
     /// `clientIP@instanceName[@unitName]`; opaque to the broker.
-    #[serde(rename = "clientID")]
+    #[serde(rename = "clientID", deserialize_with = "lenient::string")]
     pub client_id: String,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub consumer_data_set: Vec<ConsumerData>,
     /// Heartbeat V2 only; 0 otherwise.
+    #[serde(deserialize_with = "lenient::i32")]
     pub heartbeat_fingerprint: i32,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub producer_data_set: Vec<ProducerData>,
     /// Heartbeat V2: subscriptions unchanged and omitted; keep the registered ones.
+    #[serde(deserialize_with = "lenient::bool")]
     pub without_sub: bool,
 }
 
@@ -186,6 +230,7 @@ pub struct HeartbeatData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ProducerData {
+    #[serde(deserialize_with = "lenient::string")]
     pub group_name: String,
 }
 
@@ -195,15 +240,19 @@ pub struct ProducerData {
 pub struct ConsumerData {
     pub consume_from_where: ConsumeFromWhere,
     pub consume_type: ConsumeType,
+    #[serde(deserialize_with = "lenient::string")]
     pub group_name: String,
     pub message_model: MessageModel,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub subscription_data_set: Vec<SubscriptionData>,
+    #[serde(deserialize_with = "lenient::bool")]
     pub unit_mode: bool,
 }
 
-/// How a consumer consumes. Unknown names decode as `Unknown` rather than failing the
-/// whole heartbeat, because a newer client may add kinds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How a consumer consumes (Java `ConsumeType`). Written by name; read by name or
+/// ordinal ([`lenient::JavaEnum`]). Unknown names and ordinals decode as `Unknown`
+/// rather than failing the whole heartbeat, because a newer client may add kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsumeType {
     /// Pull and lite-pull consumers.
@@ -212,21 +261,41 @@ pub enum ConsumeType {
     #[default]
     ConsumePassively,
     ConsumePop,
-    #[serde(other)]
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl JavaEnum for ConsumeType {
+    const NAME: &'static str = "ConsumeType";
+    /// RocketMQ's `remoting/.../protocol/heartbeat/ConsumeType.java`, in its order.
+    const ORDINALS: &'static [(&'static str, ConsumeType)] = &[
+        ("CONSUME_ACTIVELY", ConsumeType::ConsumeActively),
+        ("CONSUME_PASSIVELY", ConsumeType::ConsumePassively),
+        ("CONSUME_POP", ConsumeType::ConsumePop),
+    ];
+    const UNKNOWN: ConsumeType = ConsumeType::Unknown;
+}
+
+/// Java `MessageModel`; read and written as [`ConsumeType`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageModel {
     Broadcasting,
     #[default]
     Clustering,
-    #[serde(other)]
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl JavaEnum for MessageModel {
+    const NAME: &'static str = "MessageModel";
+    /// RocketMQ's `remoting/.../protocol/heartbeat/MessageModel.java`, in its order.
+    const ORDINALS: &'static [(&'static str, MessageModel)] =
+        &[("BROADCASTING", MessageModel::Broadcasting), ("CLUSTERING", MessageModel::Clustering)];
+    const UNKNOWN: MessageModel = MessageModel::Unknown;
+}
+
+/// Java `ConsumeFromWhere`; read and written as [`ConsumeType`] is. The Rust order of
+/// the variants means nothing on the wire: ordinals come from [`JavaEnum::ORDINALS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsumeFromWhere {
     #[default]
@@ -237,24 +306,80 @@ pub enum ConsumeFromWhere {
     ConsumeFromLastOffsetAndFromMinWhenBootFirst,
     ConsumeFromMinOffset,
     ConsumeFromMaxOffset,
-    #[serde(other)]
     Unknown,
+}
+
+impl JavaEnum for ConsumeFromWhere {
+    const NAME: &'static str = "ConsumeFromWhere";
+    /// RocketMQ's `common/.../consumer/ConsumeFromWhere.java`, in its order: the three
+    /// deprecated constants sit between LAST_OFFSET and FIRST_OFFSET, so FIRST_OFFSET is
+    /// 4 and TIMESTAMP 5 (the C++ client declares them the same way and sends these).
+    const ORDINALS: &'static [(&'static str, ConsumeFromWhere)] = &[
+        ("CONSUME_FROM_LAST_OFFSET", ConsumeFromWhere::ConsumeFromLastOffset),
+        (
+            "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
+            ConsumeFromWhere::ConsumeFromLastOffsetAndFromMinWhenBootFirst,
+        ),
+        ("CONSUME_FROM_MIN_OFFSET", ConsumeFromWhere::ConsumeFromMinOffset),
+        ("CONSUME_FROM_MAX_OFFSET", ConsumeFromWhere::ConsumeFromMaxOffset),
+        ("CONSUME_FROM_FIRST_OFFSET", ConsumeFromWhere::ConsumeFromFirstOffset),
+        ("CONSUME_FROM_TIMESTAMP", ConsumeFromWhere::ConsumeFromTimestamp),
+    ];
+    const UNKNOWN: ConsumeFromWhere = ConsumeFromWhere::Unknown;
+}
+
+macro_rules! deserialize_java_enum {
+    ($($name:ident),*) => {
+        $(
+            impl<'de> Deserialize<'de> for $name {
+                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                    lenient::java_enum(d)
+                }
+            }
+        )*
+    };
+}
+
+deserialize_java_enum!(ConsumeType, MessageModel, ConsumeFromWhere);
+
+/// Java `TopicFilterType`, whose constants [`TopicConfig::topic_filter_type`] holds by
+/// name, in declaration order.
+const TOPIC_FILTER_TYPES: [&str; 2] = ["SINGLE_TAG", "MULTI_TAG"];
+
+/// Reads a `TopicFilterType` as its name: an ordinal (number or digits) or a known name
+/// in another case becomes the Java name; other text is kept as it came (the broker
+/// only carries this member).
+fn topic_filter_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = lenient::string(d)?;
+    let by_ordinal = text.parse::<usize>().ok().and_then(|i| TOPIC_FILTER_TYPES.get(i));
+    let by_name = TOPIC_FILTER_TYPES.iter().find(|n| n.eq_ignore_ascii_case(&text));
+    Ok(by_ordinal.or(by_name).map_or(text, |name| (*name).to_owned()))
 }
 
 /// One topic subscription of a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SubscriptionData {
+    #[serde(deserialize_with = "lenient::bool")]
     pub class_filter_mode: bool,
-    /// Java `String.hashCode` of each tag ([`crate::properties::java_string_hash`]).
+    /// Java `String.hashCode` of each tag ([`crate::properties::java_string_hash`]) in
+    /// what a broker writes; in what a client sends, whatever it put there (see
+    /// [`lenient::codes`]): brokers compute their own.
+    #[serde(deserialize_with = "lenient::codes")]
     pub code_set: Vec<i32>,
     /// `TAG` or `SQL92`.
+    #[serde(deserialize_with = "lenient::string")]
     pub expression_type: String,
     /// `*` or empty: every tag; else `TagA || TagB`.
+    #[serde(deserialize_with = "lenient::string")]
     pub sub_string: String,
-    /// Milliseconds timestamp; newer replaces older.
+    /// A timestamp (milliseconds from Java and C++, nanoseconds from Go); newer
+    /// replaces older.
+    #[serde(deserialize_with = "lenient::i64")]
     pub sub_version: i64,
+    #[serde(deserialize_with = "lenient::strings")]
     pub tags_set: Vec<String>,
+    #[serde(deserialize_with = "lenient::string")]
     pub topic: String,
 }
 
@@ -276,6 +401,7 @@ impl Default for SubscriptionData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ConsumerListBody {
+    #[serde(deserialize_with = "lenient::strings")]
     pub consumer_id_list: Vec<String>,
 }
 
@@ -284,9 +410,11 @@ pub struct ConsumerListBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct CheckClientRequestBody {
+    #[serde(deserialize_with = "lenient::string")]
     pub client_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub group: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_string")]
     pub namespace: Option<String>,
     /// Absent in Java means nothing to check.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -297,8 +425,11 @@ pub struct CheckClientRequestBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct MessageQueue {
+    #[serde(deserialize_with = "lenient::string")]
     pub broker_name: String,
+    #[serde(deserialize_with = "lenient::i32")]
     pub queue_id: i32,
+    #[serde(deserialize_with = "lenient::string")]
     pub topic: String,
 }
 
@@ -306,9 +437,13 @@ pub struct MessageQueue {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LockBatchRequestBody {
+    #[serde(deserialize_with = "lenient::string")]
     pub client_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub consumer_group: String,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub mq_set: Vec<MessageQueue>,
+    #[serde(deserialize_with = "lenient::bool")]
     pub only_this_broker: bool,
 }
 
@@ -319,7 +454,7 @@ pub type UnlockBatchRequestBody = LockBatchRequestBody;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LockBatchResponseBody {
-    #[serde(rename = "lockOKMQSet")]
+    #[serde(rename = "lockOKMQSet", deserialize_with = "lenient::or_default")]
     pub lock_ok_mq_set: Vec<MessageQueue>,
 }
 
@@ -327,6 +462,7 @@ pub struct LockBatchResponseBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KVTable {
+    #[serde(deserialize_with = "lenient::string_map")]
     pub table: BTreeMap<String, String>,
 }
 
@@ -335,10 +471,13 @@ pub struct KVTable {
 #[serde(default, rename_all = "camelCase")]
 pub struct TopicOffset {
     /// Store time (ms) of the queue's newest message; 0 when the queue is empty.
+    #[serde(deserialize_with = "lenient::i64")]
     pub last_update_timestamp: i64,
     /// Next offset to be written (= number of entries ever written).
+    #[serde(deserialize_with = "lenient::i64")]
     pub max_offset: i64,
     /// Smallest offset still readable.
+    #[serde(deserialize_with = "lenient::i64")]
     pub min_offset: i64,
 }
 
@@ -371,12 +510,16 @@ impl TopicStatsTable {
 #[serde(default, rename_all = "camelCase")]
 pub struct OffsetWrapper {
     /// The queue's max offset.
+    #[serde(deserialize_with = "lenient::i64")]
     pub broker_offset: i64,
     /// The group's committed offset (0 when it never committed).
+    #[serde(deserialize_with = "lenient::i64")]
     pub consumer_offset: i64,
     /// Store time (ms) of the last consumed message; 0 when unknown.
+    #[serde(deserialize_with = "lenient::i64")]
     pub last_timestamp: i64,
     /// Where the group's pulls have reached; the committed offset when not tracked.
+    #[serde(deserialize_with = "lenient::i64")]
     pub pull_offset: i64,
 }
 
@@ -384,6 +527,7 @@ pub struct OffsetWrapper {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ConsumeStats {
+    #[serde(deserialize_with = "lenient::f64")]
     pub consume_tps: f64,
     #[serde(deserialize_with = "mq_keyed")]
     pub offset_table: BTreeMap<MessageQueue, OffsetWrapper>,
@@ -436,10 +580,14 @@ impl ResetOffsetBody {
 #[serde(default, rename_all = "camelCase")]
 pub struct ClientConnection {
     /// `ip:port` of the client's socket.
+    #[serde(deserialize_with = "lenient::string")]
     pub client_addr: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub client_id: String,
     /// The language name, as in JSON headers (`JAVA`, `RUST`).
+    #[serde(deserialize_with = "lenient::string")]
     pub language: String,
+    #[serde(deserialize_with = "lenient::i32")]
     pub version: i32,
 }
 
@@ -447,10 +595,12 @@ pub struct ClientConnection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ConsumerConnection {
+    #[serde(deserialize_with = "lenient::or_default")]
     pub connection_set: Vec<ClientConnection>,
     pub consume_from_where: ConsumeFromWhere,
     pub consume_type: ConsumeType,
     pub message_model: MessageModel,
+    #[serde(deserialize_with = "lenient::or_default")]
     pub subscription_table: BTreeMap<String, SubscriptionData>,
 }
 

@@ -831,6 +831,46 @@ mod tests {
         assert_eq!(decode_send_message_header(&v1), Ok(h));
     }
 
+    /// Headers as the C++ client writes them (`RemotingCommand::Encode` with jsoncpp's
+    /// `FastWriter`: keys sorted, a trailing newline, `int` members as JSON numbers and
+    /// 64-bit ones as strings, empty credential keys on every request), from
+    /// `src/protocol/CommandHeader.cpp`. Java reads ext values with `Integer.parseInt` /
+    /// `Long.parseLong` / `Boolean.parseBoolean`, and so do we once the JSON decoder has
+    /// turned the numbers into their text.
+    #[test]
+    fn cpp_client_headers_decode() {
+        let pull = concat!(
+            r#"{"code":11,"extFields":{"AccessKey":"","ONSChannelKey":"","Signature":"","#,
+            r#""commitOffset":"0","consumerGroup":"CID-smoke2","maxMsgNums":32,"queueId":3,"#,
+            r#""queueOffset":"17","subVersion":"1796412029214","subscription":"TA || TB","#,
+            r#""suspendTimeoutMillis":"15000","sysFlag":6,"topic":"SmokeT"},"flag":0,"#,
+            r#""language":"CPP","opaque":9,"remark":"","version":317}"#,
+            "\n"
+        );
+        let cmd = json::decode_header(pull.as_bytes()).expect("decodes");
+        assert_eq!((cmd.code, cmd.language, cmd.version), (11, crate::LanguageCode::Cpp, 317));
+        let h = PullMessageRequestHeader::decode(&cmd.ext_fields).expect("valid header");
+        assert_eq!((h.queue_id, h.queue_offset, h.max_msg_nums, h.sys_flag), (3, 17, 32, 6));
+        assert_eq!((h.sub_version, h.suspend_timeout_millis), (1_796_412_029_214, 15_000));
+        assert_eq!((h.subscription.as_deref(), h.expression_type), (Some("TA || TB"), None));
+
+        let send = concat!(
+            r#"{"code":310,"extFields":{"AccessKey":"","ONSChannelKey":"","Signature":"","#,
+            r#""a":"PG-smoke","b":"SmokeT","c":"TBW102","d":4,"e":1,"f":0,"g":"1796412029214","h":0,"#,
+            r#""i":"TAGS\u0001TA\u0002","j":"0","k":"false","l":16,"m":"false"},"flag":0,"#,
+            r#""language":"CPP","opaque":10,"remark":"","version":317}"#,
+            "\n"
+        );
+        let cmd = json::decode_header(send.as_bytes()).expect("decodes");
+        let h = decode_send_message_header(&cmd.ext_fields).expect("valid header");
+        assert_eq!((h.topic.as_str(), h.default_topic_queue_nums, h.queue_id), ("SmokeT", 4, 1));
+        assert_eq!(
+            (h.born_timestamp_ms, h.max_reconsume_times, h.unit_mode),
+            (1_796_412_029_214, Some(16), Some(false))
+        );
+        assert_eq!(h.properties.as_deref(), Some("TAGS\u{1}TA\u{2}"));
+    }
+
     #[test]
     fn golden_encoding_of_a_send_response() {
         let h = SendMessageResponseHeader {

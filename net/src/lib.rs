@@ -13,10 +13,11 @@
 //! Map: a connection's read loop calls [`decode_frame`] (module `frame`), which picks
 //! `json` or `binary` for the header and yields a [`RemotingCommand`] (`command`) whose
 //! body is a slice of the read buffer. Handlers view its ext fields through `headers`,
-//! its body through `batch` (batch sends), `body` (JSON bodies) or `stored` (records);
-//! numbers live in `code`, offset message ids in `msgid`. Responses are built with
-//! [`RemotingCommand::response_to`] and appended to the connection's write buffer with
-//! [`encode_frame`], or [`encode_frame_head`] when the body is sent separately.
+//! its body through `batch` (batch sends), `body` (JSON bodies, read with `lenient`'s
+//! fastjson-like rules) or `stored` (records); numbers live in `code`, offset message
+//! ids in `msgid`. Responses are built with [`RemotingCommand::response_to`] and
+//! appended to the connection's write buffer with [`encode_frame`], or
+//! [`encode_frame_head`] when the body is sent separately.
 //!
 //! Deliberately not here: sockets (the broker owns them), storage positions (the storage
 //! crate), and any policy about what a broker does with a request.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod frame;
 pub mod headers;
 pub mod json;
+pub mod lenient;
 pub mod limits;
 pub mod msgid;
 pub mod properties;

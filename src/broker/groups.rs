@@ -45,10 +45,12 @@ use rockshard_net::body::{
 };
 use rockshard_net::code::{request, response};
 use rockshard_net::headers::{CommandHeader, ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
+use rockshard_net::properties::java_string_hash;
 use rockshard_net::{LanguageCode, RemotingCommand};
 use rockshard_storage::topics::perm;
 use tracing::{debug, info, warn};
 
+use super::pull::TagFilter;
 use super::shard::{bad_header, reply, Shard};
 use super::topics::{self, RETRY_PREFIX};
 use crate::config::BrokerConfig;
@@ -142,10 +144,10 @@ impl<H: Clone> ConsumerGroup<H> {
         for sub in subs {
             match self.subscriptions.get_mut(&sub.topic) {
                 None => {
-                    self.subscriptions.insert(sub.topic.clone(), sub.clone());
+                    self.subscriptions.insert(sub.topic.clone(), with_broker_codes(sub));
                     changed = true;
                 }
-                Some(old) if sub.sub_version > old.sub_version => *old = sub.clone(),
+                Some(old) if sub.sub_version > old.sub_version => *old = with_broker_codes(sub),
                 Some(_) => {}
             }
         }
@@ -160,6 +162,25 @@ impl<H: Clone> ConsumerGroup<H> {
         }
         Some(Notice { group: group.to_owned(), targets: self.members.values().map(|m| m.handle.clone()).collect() })
     }
+}
+
+/// A subscription as the broker keeps it: `codeSet` computed here from the tags the pull
+/// filter matches (Java `String.hashCode`, what the ConsumeQueue stores per message),
+/// never taken from the client. The C++ client fills it with `atoi(tag)` (zeros), the
+/// Go client hashes UTF-8 bytes where Java hashes UTF-16 units, and what admin tools are
+/// shown must be what filtering uses. `*`, and non-TAG expressions, have no codes.
+fn with_broker_codes(sub: &SubscriptionData) -> SubscriptionData {
+    let mut codes: Vec<i32> = Vec::new();
+    if is_tag_type(&sub.expression_type) {
+        if let TagFilter::Tags { names, .. } = TagFilter::from_subscription(sub) {
+            for code in names.iter().map(|t| java_string_hash(t)) {
+                if !codes.contains(&code) {
+                    codes.push(code);
+                }
+            }
+        }
+    }
+    SubscriptionData { code_set: codes, ..sub.clone() }
 }
 
 /// A consumer group whose members must hear that its membership changed.
@@ -531,18 +552,13 @@ pub fn start(shard: &Rc<Shard>) {
 }
 
 pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    let answer = match req.code {
+    // A oneway request's answer is dropped by the shard, after logging a refusal.
+    match req.code {
         request::HEART_BEAT => heart_beat(shard, conn, &req).await,
         request::UNREGISTER_CLIENT => unregister_client(shard, &req),
         request::CHECK_CLIENT_CONFIG => check_client_config(&req),
         request::GET_CONSUMER_LIST_BY_GROUP => consumer_list(shard, &req),
         _ => Some(RemotingCommand::not_supported(&req)),
-    };
-    // Oneway requests are never answered (REMOTING.md §7 quirk 9).
-    if req.is_oneway() {
-        None
-    } else {
-        answer
     }
 }
 
@@ -695,6 +711,35 @@ mod tests {
         assert_eq!(targets(&b.notices, "G"), ["a#1", "b#2"]);
         assert_eq!(t.consumer_ids("G"), ["a", "b"]);
         assert!(t.consumer_ids("other").is_empty());
+    }
+
+    #[test]
+    fn tag_codes_are_computed_from_the_tags_never_taken_from_the_client() {
+        let mut t = GroupTable::default();
+        // The C++ client's codeSet (`atoi` of each tag), a Go client's code for a
+        // non-ASCII tag (its hash runs over UTF-8 bytes, Java's over UTF-16 units), and a
+        // subscription with only an expression.
+        let cpp = SubscriptionData {
+            code_set: vec![0, 0],
+            tags_set: vec!["TA".into(), "TB".into()],
+            ..sub("C", 1, "TA || TB")
+        };
+        let go_code = "标签".bytes().fold(0i32, |h, b| h.wrapping_mul(31).wrapping_add(i32::from(b)));
+        assert_ne!(go_code, java_string_hash("标签"));
+        let go = SubscriptionData { code_set: vec![go_code], tags_set: vec!["标签".into()], ..sub("G", 1, "标签") };
+        let bare = sub("E", 1, "x || y || x");
+        let sql = SubscriptionData { expression_type: "SQL92".into(), code_set: vec![5], ..sub("S", 1, "a > 1") };
+        let all = SubscriptionData { code_set: vec![9], ..sub("A", 1, "*") };
+        t.heartbeat(&hb("a", vec![consumer("G", vec![cpp, go, bare, sql, all])], &[]), &client("a", 1), 0);
+        let codes = |t: &GroupTable<String>, topic: &str| t.subscription("G", topic).expect("subscribed").code_set;
+        assert_eq!(codes(&t, "C"), [java_string_hash("TA"), java_string_hash("TB")]);
+        assert_eq!(codes(&t, "G"), [java_string_hash("标签")]);
+        assert_eq!(codes(&t, "E"), [java_string_hash("x"), java_string_hash("y")]);
+        assert!(codes(&t, "S").is_empty() && codes(&t, "A").is_empty());
+        // A newer subscription of a topic is kept with the broker's codes too.
+        let newer = SubscriptionData { code_set: vec![1], tags_set: vec!["TC".into()], ..sub("C", 2, "TC") };
+        t.heartbeat(&hb("a", vec![consumer("G", vec![newer])], &[]), &client("a", 1), 5);
+        assert_eq!(codes(&t, "C"), [java_string_hash("TC")]);
     }
 
     #[test]

@@ -183,16 +183,12 @@ impl QueueLocks {
 }
 
 pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    let answer = match req.code {
+    // UNLOCK_BATCH_MQ may arrive oneway: the shard drops its answer, after logging a
+    // refusal.
+    match req.code {
         request::LOCK_BATCH_MQ => lock_batch(shard, &req),
         request::UNLOCK_BATCH_MQ => unlock_batch(shard, &req),
         _ => Some(RemotingCommand::not_supported(&req)),
-    };
-    // UNLOCK_BATCH_MQ may arrive oneway; a oneway request is never answered.
-    if req.is_oneway() {
-        None
-    } else {
-        answer
     }
 }
 

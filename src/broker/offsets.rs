@@ -312,7 +312,9 @@ pub fn start(shard: &Rc<Shard>) {
 }
 
 pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    let answer = match req.code {
+    // UPDATE_CONSUMER_OFFSET arrives oneway: the shard drops its answer, after logging a
+    // refusal.
+    match req.code {
         request::QUERY_CONSUMER_OFFSET => query_consumer_offset(shard, &req).await,
         request::UPDATE_CONSUMER_OFFSET => update_consumer_offset(shard, &req),
         request::GET_MAX_OFFSET => max_offset(shard, &req),
@@ -320,12 +322,6 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
         request::SEARCH_OFFSET_BY_TIMESTAMP => search_offset(shard, &req).await,
         request::GET_EARLIEST_MSG_STORETIME => earliest_store_time(shard, &req).await,
         _ => Some(RemotingCommand::not_supported(&req)),
-    };
-    // UPDATE_CONSUMER_OFFSET arrives oneway; a oneway request is never answered.
-    if req.is_oneway() {
-        None
-    } else {
-        answer
     }
 }
 

@@ -7,7 +7,9 @@
 //!
 //! Each request code belongs to one module (one file per concern, the mini-redis
 //! split): `send`, `pull`, `groups`, `offsets`, `locks`, `sendback`, `topics`, `admin`.
-//! Unknown codes get REQUEST_CODE_NOT_SUPPORTED and the connection stays up.
+//! Unknown codes get REQUEST_CODE_NOT_SUPPORTED and the connection stays up. Every
+//! refusal (`remoting::rejections::is_rejection`) is logged at WARN here, rate-limited,
+//! oneway requests' included; their answers are then dropped here, not in the handlers.
 //!
 //! Invariant: no `RefCell` borrow of shard state is held across an `.await`.
 
@@ -25,6 +27,7 @@ use tracing::warn;
 use super::control::ControlPlane;
 use super::{admin, groups, locks, offsets, pull, replication, schedule, send, sendback, topics};
 use crate::config::BrokerConfig;
+use crate::remoting::rejections::{RejectionLog, RequestSummary};
 use crate::remoting::server::{Connection, Service, Signal};
 use crate::Result;
 
@@ -59,6 +62,8 @@ pub struct Shard {
     /// This shard's Raft group member when the node is part of a replicated group; set
     /// once, right after the shard opens (the replica's hooks need the shard).
     pub replica: OnceCell<replication::ShardReplica>,
+    /// WARN lines for the requests this shard refuses (rate-limited).
+    pub rejections: RejectionLog,
 }
 
 impl Shard {
@@ -89,6 +94,7 @@ impl Shard {
             topic_version: Cell::new(crate::broker::now_ms() as u64),
             unfinished_topics: RefCell::new(HashSet::new()),
             replica: OnceCell::new(),
+            rejections: RejectionLog::new(config.shard_broker_name(id)),
             store,
             config,
         });
@@ -186,8 +192,9 @@ pub fn storage_error_code(e: &StorageError) -> i32 {
 impl Service for Shard {
     async fn handle(self: Rc<Self>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
         let shard = self;
+        let summary = RequestSummary::of(&req);
         use request::*;
-        match req.code {
+        let answer = match req.code {
             SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => send::handle(&shard, conn, req).await,
             PULL_MESSAGE | LITE_PULL_MESSAGE => pull::handle(&shard, conn, req).await,
             HEART_BEAT | UNREGISTER_CLIENT | CHECK_CLIENT_CONFIG | GET_CONSUMER_LIST_BY_GROUP => {
@@ -204,7 +211,13 @@ impl Service for Shard {
             UPDATE_AND_CREATE_TOPIC => topics::handle(&shard, conn, req).await,
             replication::RAFT_MESSAGES | replication::RAFT_STATUS => replication::handle(&shard, conn, req).await,
             _ => admin::handle(&shard, conn, req).await,
+        };
+        if let Some(answer) = &answer {
+            shard.rejections.note(summary, answer, conn.peer());
         }
+        // Oneway requests are never answered (REMOTING.md §7 quirk 9). Handlers still
+        // return their refusals so the log above shows them: their senders never will.
+        answer.filter(|_| !summary.oneway)
     }
 
     fn on_close(&self, conn: &Connection) {

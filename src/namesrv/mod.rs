@@ -16,7 +16,8 @@
 //! WIPE/ADD_WRITE_PERM_OF_BROKER, DELETE_TOPIC_IN_NAMESRV, REGISTER_TOPIC_IN_NAMESRV,
 //! QUERY_DATA_VERSION, BROKER_HEARTBEAT. Anything else is answered
 //! REQUEST_CODE_NOT_SUPPORTED. A request whose header lacks a required field, or whose
-//! body does not parse, is answered SYSTEM_ERROR naming the problem, as Java does.
+//! body does not parse, is answered SYSTEM_ERROR naming the problem, as Java does; such
+//! refusals are also logged at WARN with the peer (`remoting::rejections`).
 //!
 //! Liveness: a broker is dropped when its connection closes, when it unregisters, or
 //! when it has been silent for longer than its timeout (its own `heartbeatTimeoutMillis`
@@ -55,6 +56,7 @@ use rockshard_net::RemotingCommand;
 use tracing::{debug, info, warn};
 
 use crate::limits::{NAMESRV_BROKER_EXPIRY_DEFAULT_MS, NAMESRV_PORT_DEFAULT, NAMESRV_SCAN_INTERVAL_DEFAULT_MS};
+use crate::remoting::rejections::{RejectionLog, RequestSummary};
 use crate::remoting::server::{self, Connection, ConnectionLimits, Service, Shutdown};
 use crate::{Error, Result};
 use kv::{KvTable, NAMESPACE_ORDER_TOPIC_CONFIG};
@@ -160,6 +162,8 @@ pub struct NameServer {
     kv: RefCell<KvTable>,
     /// Origin of [`NameServer::now_ms`].
     clock_origin: Instant,
+    /// WARN lines for the requests this NameServer refuses (rate-limited).
+    rejections: RejectionLog,
 }
 
 impl NameServer {
@@ -170,6 +174,7 @@ impl NameServer {
             routes: RefCell::new(RouteTable::new(broker_expiry_ms)),
             kv: RefCell::new(KvTable::default()),
             clock_origin: Instant::now(),
+            rejections: RejectionLog::new("namesrv"),
         }
     }
 
@@ -201,14 +206,25 @@ impl NameServer {
         request: &RemotingCommand,
         now_ms: u64,
     ) -> Option<RemotingCommand> {
+        let answer = self.respond(connection, request, now_ms)?;
+        (!request.is_oneway()).then_some(answer)
+    }
+
+    /// The answer to `request`, oneway ones included (the caller drops those after
+    /// logging a refusal); `None` only for stray responses.
+    fn respond(
+        &self,
+        connection: Option<ConnectionId>,
+        request: &RemotingCommand,
+        now_ms: u64,
+    ) -> Option<RemotingCommand> {
         if request.is_response() {
             return None;
         }
-        let answer = self.answer(connection, request, now_ms).unwrap_or_else(|e| {
+        Some(self.answer(connection, request, now_ms).unwrap_or_else(|e| {
             debug!(code = request.code, error = %e, "request refused");
             RemotingCommand::response_to(request, resp::SYSTEM_ERROR, Some(e.to_string()))
-        });
-        (!request.is_oneway()).then_some(answer)
+        }))
     }
 
     fn answer(
@@ -433,7 +449,9 @@ impl NameServer {
 
 impl Service for NameServer {
     async fn handle(self: Rc<Self>, conn: &Rc<Connection>, request: RemotingCommand) -> Option<RemotingCommand> {
-        self.handle_at(Some(conn.id()), &request, self.now_ms())
+        let answer = self.respond(Some(conn.id()), &request, self.now_ms())?;
+        self.rejections.note(RequestSummary::of(&request), &answer, conn.peer());
+        (!request.is_oneway()).then_some(answer)
     }
 
     fn on_close(&self, conn: &Connection) {

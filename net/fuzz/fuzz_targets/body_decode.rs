@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = body::from_json::<body::TopicRouteData>(data);
     let _ = body::from_json::<body::HeartbeatData>(data);
     let _ = body::from_json::<body::RegisterBrokerBody>(data);
+    let _ = body::from_json::<body::LockBatchRequestBody>(data);
+    let _ = body::from_json::<body::CheckClientRequestBody>(data);
     let _ = body::quote_bare_integer_keys(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = msgid::decode(text);
