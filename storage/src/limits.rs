@@ -163,3 +163,9 @@ pub const CQ_CACHE_BLOCKS_MAX: usize = 256;
 /// memory (a disk error), wait this long before the next attempt: the queue's readers are
 /// safe meanwhile (each entry is checked against the limit), only its counts lag.
 pub const RELOAD_RETRY_MS: u64 = 100;
+
+/// A repeating log line (every append failing on a full disk) is shown in full once, then
+/// as a count at most this often (`logs::RateLimited`). Ten seconds shrinks a flood of
+/// thousands of lines a second to a handful a minute, and still tells an operator tailing
+/// the log within moments that the trouble goes on.
+pub const LOG_REPEAT_INTERVAL_MS: u64 = 10_000;
