@@ -198,3 +198,7 @@ pub const LEADER_BALANCE_INTERVAL_MS: u64 = 5_000;
 /// The preferred node takes over only this close behind the leader's last index: a
 /// transfer waits for the transferee to catch up, and sends stall meanwhile.
 pub const LEADER_BALANCE_LAG_MAX: u64 = 64;
+/// A link to a peer that has not come up this long after the shard started is reported
+/// down (WARN). The nodes of a group start within moments of each other, so failures
+/// before this are a peer still starting, not worth a warning.
+pub const RAFT_LINK_START_GRACE_MS: u64 = 10_000;

@@ -20,6 +20,7 @@ use std::sync::mpsc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::cluster::{self, Cluster, Options};
 use common::{eventually, send_message, Conn};
 use rockshard_net::code::response;
 
@@ -41,11 +42,7 @@ impl Proc {
     fn spawn(args: &[&str], log: &Path, limit_file_bytes: Option<u64>) -> Proc {
         let stderr = std::fs::File::create(log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rockshard"));
-        cmd.args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+        cmd.args(args).env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(stderr));
         if let Some(limit) = limit_file_bytes {
             // SAFETY: runs in the forked child before exec, and calls only setrlimit(2) and
             // signal(2), both async-signal-safe. SIGXFSZ is ignored so that a write past
@@ -112,7 +109,8 @@ fn free_ports(count: u16) -> u16 {
     for _ in 0..100 {
         let Ok(first) = TcpListener::bind("127.0.0.1:0") else { continue };
         let Ok(base) = first.local_addr().map(|a| a.port()) else { continue };
-        let rest: Vec<_> = (1..count).filter_map(|i| TcpListener::bind(("127.0.0.1", base.checked_add(i)?)).ok()).collect();
+        let rest: Vec<_> =
+            (1..count).filter_map(|i| TcpListener::bind(("127.0.0.1", base.checked_add(i)?)).ok()).collect();
         if rest.len() == usize::from(count - 1) {
             return base;
         }
@@ -215,4 +213,53 @@ fn sends_that_keep_failing_log_one_full_error_then_a_count() {
     assert_eq!(broker.lines(&[WRITE_FAILED]).len(), 2, "log:\n{}", broker.log());
     // The broker is still up and answers.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+/// Lines of `path` holding every one of `needles`.
+fn lines_of(path: &Path, needles: &[&str]) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter(|l| needles.iter().all(|n| l.contains(n))).map(str::to_owned).collect()
+}
+
+/// Issue 12: a clean SIGTERM of a replicated node logged `ERROR raft replica stopped ...
+/// closed` — a normal stop is INFO, once per shard. And a node whose peer died logged
+/// nothing until roles changed: a link going down is a WARN naming the peer, once.
+#[test]
+fn a_replicated_node_stops_at_info_and_a_dead_peer_is_a_warn_naming_it() {
+    /// Time for a survivor to notice: the dead peer's connection closes at once (the
+    /// kernel resets it); a loaded machine gets a generous margin.
+    const NOTICE_WITHIN: Duration = Duration::from_secs(10);
+    /// How long the survivor keeps failing to reach the dead peer (it campaigns and
+    /// retries every 200 ms) while the test checks that it warns only once.
+    const STILL_DOWN: Duration = Duration::from_secs(3);
+    let _serial = cluster::serial();
+    let mut cluster = Cluster::start(Options::new(env!("CARGO_BIN_EXE_rockshard"), 3));
+    let (leader, _) = cluster.leader(0, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    let [stopped, survivor] = {
+        let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        [others[0], others[1]]
+    };
+
+    // A clean stop of a follower.
+    let status = cluster.stop(stopped);
+    assert!(status.is_some_and(|s| s.success()), "{} did not exit cleanly: {status:?}", cluster.nodes[stopped].name);
+    let log = cluster.nodes[stopped].logs.last().expect("a log").clone();
+    let errors = lines_of(&log, &["ERROR"]);
+    assert!(errors.is_empty(), "a clean stop logged errors:\n{}", errors.join("\n"));
+    let closed = lines_of(&log, &["raft replica closed"]);
+    assert_eq!(closed.len(), 1, "one line per shard (1):\n{}", closed.join("\n"));
+    assert!(closed[0].contains(" INFO "), "{}", closed[0]);
+
+    // The leader dies; the survivor, its follower, says so naming it.
+    let dead = cluster.nodes[leader].name.clone();
+    let survivor_log = cluster.nodes[survivor].logs.last().expect("a log").clone();
+    let peer = format!("peer={dead}");
+    assert!(lines_of(&survivor_log, &["raft link down", &peer]).is_empty(), "{dead} is still up");
+    cluster.kill9(leader);
+    let warned = eventually(NOTICE_WITHIN, || !lines_of(&survivor_log, &["raft link down", &peer]).is_empty());
+    assert!(warned, "no WARN naming {dead} within {NOTICE_WITHIN:?}; log:\n{}", cluster::tail(&survivor_log, 40));
+    sleep(STILL_DOWN);
+    let down = lines_of(&survivor_log, &["raft link down", &peer]);
+    assert_eq!(down.len(), 1, "one WARN per down transition:\n{}", down.join("\n"));
+    assert!(down[0].contains(" WARN "), "{}", down[0]);
 }
