@@ -10,6 +10,8 @@
 //!   long-polling waiters and delayed messages, and registers as `<name>-s<shard>`.
 //! - `config`: the broker's settings from a TOML file and flags.
 //! - `admin`: what `rockshard admin` does, over the remoting protocol.
+//! - `logs`: repeated log lines shown once in full, then as a count per interval
+//!   (`logs::RateLimited`). Defined in the storage crate, whose retry loops use it too.
 //!
 //! Threading: everything here runs on glommio executors, one per shard, plus one for the
 //! embedded NameServer; state is never shared across executors except through owned
@@ -20,6 +22,7 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub use rockshard_storage::logs;
 pub mod namesrv;
 pub mod process;
 pub mod remoting;

@@ -178,7 +178,10 @@ pub const PULL_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// How long a registration with a NameServer may take before it counts as failed (and
 /// is retried); RocketMQ uses 6 s for the same call.
 pub const REGISTER_TIMEOUT_MS: u64 = 6_000;
-/// Until a NameServer has accepted us once, retry this often (it may still be starting).
+/// Until a NameServer has accepted us once, the first retry comes this soon (it may still
+/// be starting), and each further one twice as late, up to the register interval: a
+/// NameServer that is down for long costs a few attempts (and log lines), not five a
+/// second per shard.
 pub const REGISTER_RETRY_MS: u64 = 200;
 /// Shutdown waits this long per NameServer for UNREGISTER_BROKER's answer.
 pub const UNREGISTER_TIMEOUT_MS: u64 = 2_000;
@@ -267,3 +270,7 @@ pub const LEADER_BALANCE_INTERVAL_MS: u64 = 5_000;
 /// The preferred node takes over only this close behind the leader's last index: a
 /// transfer waits for the transferee to catch up, and sends stall meanwhile.
 pub const LEADER_BALANCE_LAG_MAX: u64 = 64;
+/// A link to a peer that has not come up this long after the shard started is reported
+/// down (WARN). The nodes of a group start within moments of each other, so failures
+/// before this are a peer still starting, not worth a warning.
+pub const RAFT_LINK_START_GRACE_MS: u64 = 10_000;

@@ -473,7 +473,7 @@ impl<D: Disk, L: LogData> Replica<D, L> {
             self.abort();
             return;
         }
-        stop(&self.inner, Error::Stopped("closed".into()));
+        stop(&self.inner, Cause::Requested("closed"));
         while self.inner.completed.get() < self.inner.submitted.get() {
             self.inner.completer_wake.notify();
             self.inner.drained.notified().await;
@@ -490,7 +490,7 @@ impl<D: Disk, L: LogData> Replica<D, L> {
     /// (the simulation's crash; also the end of `close`).
     pub fn abort(&self) {
         if self.inner.stopped.borrow().is_none() {
-            stop(&self.inner, Error::Stopped("aborted".into()));
+            stop(&self.inner, Cause::Requested("aborted"));
         }
         let tasks = std::mem::take(&mut *self.inner.tasks.borrow_mut());
         drop(tasks);
@@ -499,12 +499,33 @@ impl<D: Disk, L: LogData> Replica<D, L> {
     }
 }
 
-/// Marks the replica stopped and fails every waiting proposal.
-fn stop<D: Disk, L: LogData>(inner: &Inner<D, L>, err: Error) {
+/// Why a replica stops.
+#[derive(Debug)]
+enum Cause {
+    /// Its owner asked (`closed`, `aborted`): a normal stop.
+    Requested(&'static str),
+    /// A failure it cannot continue from (a persist that failed).
+    Failed(Error),
+}
+
+/// Marks the replica stopped and fails every waiting proposal. Logged once, by the first
+/// stop: a normal stop at INFO, a failure at ERROR, so alerts on ERROR fire for failures
+/// and not for every clean shutdown.
+fn stop<D: Disk, L: LogData>(inner: &Inner<D, L>, cause: Cause) {
     if inner.stopped.borrow().is_some() {
         return;
     }
-    tracing::error!(dir = %inner.cfg.dir.display(), error = %err, "raft replica stopped");
+    let dir = inner.cfg.dir.display();
+    let err = match cause {
+        Cause::Requested(how) => {
+            tracing::info!(%dir, "raft replica {how}");
+            Error::Stopped(how.into())
+        }
+        Cause::Failed(err) => {
+            tracing::error!(%dir, error = %err, "raft replica stopped");
+            err
+        }
+    };
     inner.core.borrow_mut().fail_all(&err);
     *inner.stopped.borrow_mut() = Some(err);
     for n in [&inner.driver_wake, &inner.persister_wake, &inner.completer_wake, &inner.fetcher_wake, &inner.drained] {
@@ -595,7 +616,8 @@ fn apply<D: Disk, L: LogData>(inner: &Inner<D, L>, committed: &[raft::eraftpb::E
     // Committed entries are persisted here (raft-rs hands over only those), so the data
     // side holds them.
     let Some(span) = inner.log.borrow().span_of(last) else {
-        stop(inner, Error::Stopped(format!("committed entry {last} is not on the data side").into()));
+        let err = Error::Stopped(format!("committed entry {last} is not on the data side").into());
+        stop(inner, Cause::Failed(err));
         return;
     };
     inner.data.set_visible_limit(Some(span.end));
@@ -616,7 +638,7 @@ async fn persister_loop<D: Disk, L: LogData>(inner: Rc<Inner<D, L>>) {
             continue;
         };
         if let Err(e) = persist(&inner, job).await {
-            stop(&inner, e);
+            stop(&inner, Cause::Failed(e));
             return;
         }
     }
@@ -698,7 +720,7 @@ async fn completer_loop<D: Disk, L: LogData>(inner: Rc<Inner<D, L>>) {
             continue;
         };
         if let Err(e) = complete(&inner, job).await {
-            stop(&inner, e);
+            stop(&inner, Cause::Failed(e));
             inner.drained.notify();
             return;
         }

@@ -10,6 +10,11 @@
 //!
 //! NameServers are independent: a failure with one (down, slow) never delays
 //! registration with the others; each has its own connection, re-made when it breaks.
+//! Until a NameServer has accepted us once, a failed registration is retried soon (it
+//! may still be starting), then less and less often: the delay doubles from
+//! `REGISTER_RETRY_MS` up to the register interval, so a NameServer that stays down
+//! costs a few log lines, not five a second per shard. After that, a failure waits for
+//! the next heartbeat, as RocketMQ's brokers do.
 //!
 //! Runs on the shard's executor.
 
@@ -28,7 +33,7 @@ use rockshard_storage::sync::{completion, Notify};
 use tracing::{debug, info, warn};
 
 use super::shard::Shard;
-use crate::limits::{REGISTER_TIMEOUT_MS, UNREGISTER_TIMEOUT_MS};
+use crate::limits::{REGISTER_RETRY_MS, REGISTER_TIMEOUT_MS, UNREGISTER_TIMEOUT_MS};
 use crate::remoting::client::Client;
 use crate::{Error, Result};
 
@@ -109,6 +114,15 @@ impl Namesrv {
     }
 }
 
+/// How long to wait before the next attempt after `failures` failed registrations in a
+/// row with a NameServer that has never accepted us: `REGISTER_RETRY_MS`, doubled after
+/// each further failure, never more than the register interval.
+pub fn retry_delay_ms(failures: u32, register_interval_ms: u64) -> u64 {
+    // 200 ms << 32 is far past any interval and far below u64::MAX.
+    let doublings = failures.saturating_sub(1).min(32);
+    (REGISTER_RETRY_MS << doublings).min(register_interval_ms)
+}
+
 /// The shard's NameServers, for unregistering at the end.
 pub struct Registrar {
     namesrvs: Vec<Rc<Namesrv>>,
@@ -130,15 +144,19 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
         let topics_changed = Rc::new(Notify::default());
         shard.register_wakers.borrow_mut().push(topics_changed.clone());
         glommio::spawn_local(async move {
-            let mut first = true;
+            let interval_ms = shard.config.register_interval_ms;
+            let mut accepted_once = false;
+            // Failed registrations in a row.
+            let mut failures: u32 = 0;
             loop {
-                match ns.register(&shard).await {
+                // Heartbeat at the interval, or at once when topics change; after a
+                // failure, as `retry_delay_ms` says until the NameServer accepted us once.
+                let wait = match ns.register(&shard).await {
                     Ok(()) => {
                         ns.registered.set(true);
-                        debug!(shard = shard.id, namesrv = %ns.addr, "registered");
-                        if first {
-                            first = false;
-                            info!(shard = shard.id, namesrv = %ns.addr, broker = %shard.broker_name, "registered with NameServer");
+                        if !accepted_once {
+                            accepted_once = true;
+                            info!(shard = shard.id, namesrv = %ns.addr, broker = %shard.broker_name, failures, "registered with NameServer");
                             let mut p = pending.borrow_mut();
                             if let Some((_, left)) = p.as_mut() {
                                 *left -= 1;
@@ -147,13 +165,21 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
                                     done.complete(true);
                                 }
                             }
+                        } else if failures > 0 {
+                            info!(shard = shard.id, namesrv = %ns.addr, failures, "registered with NameServer again");
+                        } else {
+                            debug!(shard = shard.id, namesrv = %ns.addr, "registered");
                         }
+                        failures = 0;
+                        interval_ms
                     }
-                    Err(e) => warn!(shard = shard.id, namesrv = %ns.addr, error = %e, "registration failed; will retry"),
-                }
-                // Until the first success, retry soon; then heartbeat at the interval, or
-                // at once when topics change.
-                let wait = if first { crate::limits::REGISTER_RETRY_MS } else { shard.config.register_interval_ms };
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        let retry_in_ms = if accepted_once { interval_ms } else { retry_delay_ms(failures, interval_ms) };
+                        warn!(shard = shard.id, namesrv = %ns.addr, error = %e, failures, retry_in_ms, "registration failed; will retry");
+                        retry_in_ms
+                    }
+                };
                 let stop = futures_lite::future::or(
                     async {
                         let interval = glommio::timer::sleep(Duration::from_millis(wait));
@@ -199,5 +225,19 @@ impl Registrar {
                 Err(e) => warn!(shard = shard.id, namesrv = %ns.addr, error = %e, "unregister failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_the_quick_retry_to_the_register_interval() {
+        let delays: Vec<u64> = (1..=10).map(|n| retry_delay_ms(n, 30_000)).collect();
+        assert_eq!(delays, [200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 30_000, 30_000]);
+        assert_eq!(retry_delay_ms(u32::MAX, 30_000), 30_000, "no overflow after many failures");
+        // An interval shorter than the quick retry (a test setting) is never exceeded.
+        assert_eq!(retry_delay_ms(1, 100), 100);
     }
 }

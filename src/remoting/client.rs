@@ -103,6 +103,8 @@ struct Inner {
     space_wakers: RefCell<Vec<Waker>>,
     /// Tasks waiting for everything queued to be written (`close`).
     flushed_wakers: RefCell<Vec<Waker>>,
+    /// Tasks waiting for the connection to end (`closed`), one waker per task.
+    closed_wakers: RefCell<Vec<Waker>>,
     on_request: RefCell<Option<ServerRequestHandler>>,
 }
 
@@ -136,6 +138,7 @@ impl Client {
             writer_waker: Cell::new(None),
             space_wakers: RefCell::new(Vec::new()),
             flushed_wakers: RefCell::new(Vec::new()),
+            closed_wakers: RefCell::new(Vec::new()),
             on_request: RefCell::new(None),
         });
         glommio::spawn_local(read_loop(inner.clone())).detach();
@@ -203,6 +206,26 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         let inner = &self.handle.inner;
         inner.closing.get() || inner.torn_down.get()
+    }
+
+    /// Resolves once the connection has ended: the peer closed it or went away, a read or
+    /// write failed, or it was closed here. For a caller that keeps a connection idle and
+    /// must notice that it is gone without sending anything (a Raft link to a peer).
+    pub async fn closed(&self) {
+        let inner = &self.handle.inner;
+        poll_fn(|cx| {
+            if inner.torn_down.get() {
+                return Poll::Ready(());
+            }
+            // A task that waits again (after other work) keeps one waker here, not one per
+            // wait, so a long-lived connection does not pile them up.
+            let mut wakers = inner.closed_wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Closes the connection: refuses new requests, lets the writer send what is already
@@ -328,6 +351,7 @@ impl Inner {
         }
         wake_all(&self.space_wakers);
         wake_all(&self.flushed_wakers);
+        wake_all(&self.closed_wakers);
     }
 
     /// The reader's read. `Ok(0)` also when the connection was torn down meanwhile.
@@ -709,6 +733,48 @@ mod tests {
             let again = client.request(numbered(2), LONG).await;
             assert!(matches!(again, Err(Error::Closed { .. })), "{again:?}");
             assert!(matches!(client.oneway(numbered(3)).await, Err(Error::Closed { .. })));
+        });
+    }
+
+    #[test]
+    fn an_idle_connection_the_peer_drops_is_noticed_without_a_request() {
+        run(async {
+            let (listener, addr) = listen();
+            let (hang_up, hung_up) = rockshard_storage::sync::completion::<()>();
+            let server = glommio::spawn_local(async move {
+                let peer = Peer::accept(&listener).await;
+                hung_up.await;
+                drop(peer);
+            });
+            let client = Client::connect(&addr, LONG).await.expect("connect");
+            // Waiting again and again (as an idle link does between messages) keeps one
+            // waker, not one per wait.
+            for _ in 0..3 {
+                let closed = futures_lite::future::or(
+                    async {
+                        client.closed().await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                        false
+                    },
+                );
+                assert!(!closed.await, "open while the peer keeps it");
+            }
+            assert_eq!(client.handle.inner.closed_wakers.borrow().len(), 1);
+            hang_up.complete(());
+            let started = Instant::now();
+            futures_lite::future::or(client.closed(), async {
+                glommio::timer::sleep(LONG).await;
+                panic!("the hang-up was not noticed within {LONG:?}");
+            })
+            .await;
+            assert!(started.elapsed() < LONG / 2);
+            assert!(client.is_closed());
+            server.await;
+            // Once closed, it stays so: a later wait ends at once.
+            client.closed().await;
         });
     }
 

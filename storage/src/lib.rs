@@ -27,6 +27,10 @@
 //!   with `Truncated`) rather than return cut bytes; a truncate that fails half way
 //!   fences the store.
 //!
+//! Also here, because the store's retry loops need them and the broker builds on this
+//! crate: the executor-local wake-ups (`sync`) and the aggregation of repeated log lines
+//! (`logs`).
+//!
 //! Threading: a store lives on one glommio executor (its shard) and is not `Send`.
 //! Deliberately not here: the wire protocol beyond the record format (the `net` crate),
 //! consumer offsets and topic routing policy (the broker).
@@ -39,6 +43,7 @@ pub mod disk;
 pub mod error;
 pub mod fuzzing;
 pub mod limits;
+pub mod logs;
 pub mod offset;
 pub mod read_cache;
 pub mod recovery;

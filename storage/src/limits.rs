@@ -174,3 +174,9 @@ pub const CONFIG_SAVE_ATTEMPTS: u32 = 3;
 /// one: long enough for a momentary condition to clear, short against a client's 3 s
 /// request timeout even after every attempt (10 + 20 ms plus the writes themselves).
 pub const CONFIG_SAVE_RETRY_DELAY_MS: u64 = 10;
+
+/// A repeating log line (every append failing on a full disk) is shown in full once, then
+/// as a count at most this often (`logs::RateLimited`). Ten seconds shrinks a flood of
+/// thousands of lines a second to a handful a minute, and still tells an operator tailing
+/// the log within moments that the trouble goes on.
+pub const LOG_REPEAT_INTERVAL_MS: u64 = 10_000;

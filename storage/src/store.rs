@@ -22,7 +22,8 @@
 //!   `commitlog.rs`).
 //! - sweeper: answers `sync` appends that waited past the flush timeout with an error.
 //! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention,
-//!   and saves the topic table again when its last save failed.
+//!   saves the topic table again when its last save failed, and reports how often a
+//!   repeated failure recurred once it stops (`RepeatedLogs`).
 //!
 //! Reads: hot data through the page cache; cold data (older than the hot window) with
 //! O_DIRECT, through read-ahead windows when a pull is sequential enough, and
@@ -51,6 +52,7 @@ use crate::consume_queue::{self, ConsumeQueue, CqEntry, EntrySource, ENTRY_BYTES
 use crate::disk::{read_exact, Disk, DiskFile, GlommioDisk, OpenMode};
 use crate::error::{Result, StorageError};
 use crate::limits::*;
+use crate::logs::RateLimited;
 use crate::offset::{PhysicalOffset, QueueOffset};
 use crate::read_cache::{ColdCache, CqBlock, CqCache, Window};
 use crate::recovery::{self, RecoveryReport};
@@ -139,6 +141,9 @@ pub struct StoreConfig {
     pub retention_check_interval_ms: u64,
     /// The flush mode of topics the topic table does not know.
     pub default_flush: FlushMode,
+    /// A failure that repeats (every append on a full disk) is logged in full once, then
+    /// as a count at most this often; 0 logs every occurrence (see `logs.rs`).
+    pub log_repeat_interval_ms: u64,
 }
 
 impl StoreConfig {
@@ -156,6 +161,7 @@ impl StoreConfig {
             retention_bytes: None,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_DEFAULT_MS,
             default_flush: FlushMode::Async,
+            log_repeat_interval_ms: LOG_REPEAT_INTERVAL_MS,
         }
     }
 
@@ -397,6 +403,67 @@ struct Inner<D: Disk> {
     writer_idle: Notify,
     /// The preparer finished a step.
     prepared_wake: Notify,
+    repeated: RepeatedLogs,
+}
+
+const WRITE_FAILED: &str = "CommitLog write failed; abandoning unwritten appends";
+const FLUSH_FAILED: &str = "CommitLog flush failed; the store is fenced";
+const SEGMENT_AHEAD_FAILED: &str = "could not create the next segment ahead; the writer will";
+const BLOCKS_AHEAD_FAILED: &str = "could not prepare CommitLog blocks ahead";
+const RELOAD_FAILED: &str = "could not move ConsumeQueue entries past the visible limit back to memory";
+const CHECKPOINT_FAILED: &str = "checkpoint failed; will retry";
+const RETENTION_FAILED: &str = "retention failed; will retry";
+
+/// The lines the store's retry loops log while their cause lasts — a full disk fails
+/// every append, a fenced store every flush — each logged in full the first time and
+/// then as a count at most once per `log_repeat_interval_ms` (`logs.rs`), so a disk-full
+/// episode is a handful of lines rather than one per rejected send.
+struct RepeatedLogs {
+    write_failed: RateLimited,
+    flush_failed: RateLimited,
+    segment_ahead_failed: RateLimited,
+    blocks_ahead_failed: RateLimited,
+    reload_failed: RateLimited,
+    checkpoint_failed: RateLimited,
+    retention_failed: RateLimited,
+}
+
+impl RepeatedLogs {
+    fn new(interval_ms: u64) -> Self {
+        let limited = || RateLimited::new(Duration::from_millis(interval_ms));
+        RepeatedLogs {
+            write_failed: limited(),
+            flush_failed: limited(),
+            segment_ahead_failed: limited(),
+            blocks_ahead_failed: limited(),
+            reload_failed: limited(),
+            checkpoint_failed: limited(),
+            retention_failed: limited(),
+        }
+    }
+
+    /// Logs the count of every burst that has stopped (nothing since its last line for an
+    /// interval), which no later occurrence would carry. The maintenance task calls this.
+    fn report_quiet(&self, now: Instant) {
+        let all = [
+            (&self.write_failed, WRITE_FAILED, true),
+            (&self.flush_failed, FLUSH_FAILED, true),
+            (&self.segment_ahead_failed, SEGMENT_AHEAD_FAILED, false),
+            (&self.blocks_ahead_failed, BLOCKS_AHEAD_FAILED, false),
+            (&self.reload_failed, RELOAD_FAILED, true),
+            (&self.checkpoint_failed, CHECKPOINT_FAILED, true),
+            (&self.retention_failed, RETENTION_FAILED, true),
+        ];
+        for (limited, message, is_error) in all {
+            if let Some(held) = limited.take_quiet(now) {
+                if is_error {
+                    tracing::error!("{message}{held}");
+                } else {
+                    tracing::warn!("{message}{held}");
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -441,7 +508,6 @@ impl<D: Disk> Store<D> {
             rec.end,
         );
         let inner = Rc::new(Inner {
-            config,
             disk,
             log: RefCell::new(log),
             queues: RefCell::new(queues),
@@ -475,6 +541,8 @@ impl<D: Disk> Store<D> {
             writer_busy: Cell::new(0),
             writer_idle: Notify::default(),
             prepared_wake: Notify::default(),
+            repeated: RepeatedLogs::new(config.log_repeat_interval_ms),
+            config,
         });
         // Persist the replayed ConsumeQueue entries and move the checkpoint to the
         // recovered end now, so a crash right after start does not rescan the same tail.
@@ -1540,7 +1608,9 @@ async fn flusher_loop<D: Disk>(inner: Rc<Inner<D>>) {
             continue;
         }
         if let Err(e) = inner.flush_written().await {
-            tracing::error!(error = %e, "CommitLog flush failed; the store is fenced");
+            if let Some(held) = inner.repeated.flush_failed.allow(Instant::now()) {
+                tracing::error!(error = %e, "{FLUSH_FAILED}{held}");
+            }
         }
     }
 }
@@ -1571,7 +1641,9 @@ async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
             }
             PrepareStep::CreateNext(base) => {
                 if let Err(e) = inner.create_next_segment(base).await {
-                    tracing::warn!(error = %e, "could not create the next segment ahead; the writer will");
+                    if let Some(held) = inner.repeated.segment_ahead_failed.allow(Instant::now()) {
+                        tracing::warn!(error = %e, "{SEGMENT_AHEAD_FAILED}{held}");
+                    }
                     glommio::timer::sleep(retry).await;
                 }
             }
@@ -1587,7 +1659,9 @@ async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
                 inner.writer_wake.notify();
                 inner.prepared_wake.notify();
                 if let Err(e) = result {
-                    tracing::warn!(error = %e, from = from.0, to = to.0, "could not prepare CommitLog blocks ahead");
+                    if let Some(held) = inner.repeated.blocks_ahead_failed.allow(Instant::now()) {
+                        tracing::warn!(error = %e, from = from.0, to = to.0, "{BLOCKS_AHEAD_FAILED}{held}");
+                    }
                     glommio::timer::sleep(retry).await;
                 }
             }
@@ -1638,7 +1712,9 @@ async fn reload_invisible<D: Disk>(inner: std::rc::Weak<Inner<D>>, slot: usize) 
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "could not move ConsumeQueue entries past the visible limit back to memory");
+                if let Some(held) = strong.repeated.reload_failed.allow(Instant::now()) {
+                    tracing::error!(error = %e, "{RELOAD_FAILED}{held}");
+                }
                 strong.queues.borrow().list[slot].borrow_mut().reloading = true;
                 drop(strong);
                 glommio::timer::sleep(retry).await;
@@ -1653,8 +1729,11 @@ async fn maintenance_loop<D: Disk>(inner: Rc<Inner<D>>) {
     let mut last_retention = Instant::now();
     loop {
         futures_lite::future::or(inner.maintenance_wake.notified(), glommio::timer::sleep(interval)).await;
+        inner.repeated.report_quiet(Instant::now());
         if let Err(e) = inner.checkpoint().await {
-            tracing::error!(error = %e, "checkpoint failed; will retry");
+            if let Some(held) = inner.repeated.checkpoint_failed.allow(Instant::now()) {
+                tracing::error!(error = %e, "{CHECKPOINT_FAILED}{held}");
+            }
             continue;
         }
         // A topic change whose save failed (its caller was told) is saved here once the
@@ -1667,7 +1746,9 @@ async fn maintenance_loop<D: Disk>(inner: Rc<Inner<D>>) {
         if last_retention.elapsed() >= retention_every {
             last_retention = Instant::now();
             if let Err(e) = inner.apply_retention().await {
-                tracing::error!(error = %e, "retention failed; will retry");
+                if let Some(held) = inner.repeated.retention_failed.allow(Instant::now()) {
+                    tracing::error!(error = %e, "{RETENTION_FAILED}{held}");
+                }
             }
         }
     }
@@ -2271,7 +2352,9 @@ impl<D: Disk> Inner<D> {
     }
 
     fn on_write_failed(&self, err: StorageError) {
-        tracing::error!(error = %err, "CommitLog write failed; abandoning unwritten appends");
+        if let Some(held) = self.repeated.write_failed.allow(Instant::now()) {
+            tracing::error!(error = %err, "{WRITE_FAILED}{held}");
+        }
         let mut log = self.log.borrow_mut();
         log.pending.clear();
         log.pending_bytes = 0;

@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use common::*;
 use rockshard_storage::{FlushMode, GetStatus, SimDisk, StorageError, Store, StoreConfig, TopicConfig};
 
@@ -64,6 +67,123 @@ fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_is_freed() {
 
         let store = Store::open_on(disk.clone(), config()).await.unwrap();
         assert_eq!(read_bodies(&store, "T", 0).await, stored);
+    });
+}
+
+/// What the store logs, captured for assertions: a tracing subscriber for the current
+/// thread (the store's tasks run on the test's executor thread) writing into memory.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        let buf = self.0.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(buf.clone()))
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    /// Lines holding `needle`.
+    fn lines(&self, needle: &str) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+    }
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The count a line carries (`(N more like this in the last ...)`), 0 for none.
+fn held_back(line: &str) -> u64 {
+    line.split_once(" (").and_then(|(_, rest)| rest.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Issue 12: a full disk logged an ERROR per rejected append (14,242 lines in 100 s). The
+/// first failure is logged in full; the rest are counted and reported once per interval,
+/// also when the failures stop; and every failure is accounted for.
+#[test]
+fn a_full_disk_logs_the_first_failure_in_full_then_a_count_per_interval() {
+    const INTERVAL_MS: u64 = 300;
+    const WRITE_FAILED: &str = "CommitLog write failed";
+    let logs = CapturedLogs::default();
+    tracing::subscriber::with_default(logs.subscriber(), || {
+        run(async move {
+            let disk = SimDisk::new();
+            let mut c = config();
+            c.log_repeat_interval_ms = INTERVAL_MS;
+            // The maintenance task reports the count of a burst that stopped.
+            c.checkpoint_interval_ms = 50;
+            let store = Store::open_on(disk.clone(), c).await.unwrap();
+            for i in 0..20 {
+                let b = body(i, 300);
+                store.append(&[fields("T", 0, &b, b"")], true).unwrap().await.unwrap();
+            }
+            disk.set_capacity(Some(disk.used_bytes() + 100));
+            let mut failures = 0u64;
+            let fail_one = || {
+                let store = store.clone();
+                async move {
+                    let b = body(99, 300);
+                    match store.append(&[fields("T", 0, &b, b"")], true).unwrap().await {
+                        Ok(_) => false,
+                        Err(e) => {
+                            assert!(e.is_disk_full(), "expected a disk-full error, got {e}");
+                            true
+                        }
+                    }
+                }
+            };
+            // A burst: 40 appends after the disk filled up.
+            for _ in 0..40 {
+                failures += u64::from(fail_one().await);
+            }
+            assert!(failures >= 30, "only {failures} of 40 appends failed");
+            let lines = logs.lines(WRITE_FAILED);
+            assert_eq!(lines.len(), 1, "one line for the whole burst, got:\n{}", lines.join("\n"));
+            assert!(lines[0].contains("ERROR"), "{}", lines[0]);
+            assert!(lines[0].contains("No space left on device"), "the first one in full: {}", lines[0]);
+
+            // The burst stops: its count is reported once the interval has passed.
+            let tail = format!("({} more like this in the last", failures - 1);
+            let mut reported = false;
+            for _ in 0..100 {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                if logs.lines(WRITE_FAILED).iter().any(|l| l.contains(&tail)) {
+                    reported = true;
+                    break;
+                }
+            }
+            assert!(reported, "no `{tail}` line: {:?}", logs.lines(WRITE_FAILED));
+
+            // Failures going on for several intervals: about one line per interval.
+            let started = Instant::now();
+            let mut spread = 0u64;
+            while started.elapsed() < Duration::from_millis(INTERVAL_MS * 4) {
+                spread += u64::from(fail_one().await);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            failures += spread;
+            glommio::timer::sleep(Duration::from_millis(INTERVAL_MS * 2)).await;
+            let lines = logs.lines(WRITE_FAILED);
+            // One per interval, give or take the interval boundaries and the tail report.
+            assert!(spread >= 20 && lines.len() <= 2 + 4 + 2, "{spread} failures, lines:\n{}", lines.join("\n"));
+            // Every failure is accounted for: a line logged for one (it names the error)
+            // plus the counts of those held back.
+            let accounted: u64 =
+                lines.iter().map(|l| u64::from(l.contains("No space left on device")) + held_back(l)).sum();
+            assert_eq!(accounted, failures, "lines:\n{}", lines.join("\n"));
+        });
     });
 }
 
