@@ -3,9 +3,11 @@
 //! RocketMQ response codes are not errors of this crate: handlers answer them on the
 //! wire (see `rockshard_net::code::response`). This enum is for what goes wrong on our
 //! side of a socket or a file: I/O with the address or path involved, a peer that
-//! answered with a failure code, bad configuration naming its key.
+//! answered with a failure code, bad configuration naming its key, a data directory
+//! another process owns.
 
 use std::io;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,6 +32,14 @@ pub enum Error {
     /// request again finishes it.
     #[error("{change} is not applied on every shard, missing on {missing}; sending the request again finishes it")]
     NotOnEveryShard { change: String, missing: String },
+    /// Another process owns the data directory (see `dir_lock`): a broker, or `store
+    /// inspect` while it reads. Apache RocketMQ's words for it end the message.
+    #[error(
+        "data directory {} is locked by {holder} (lock file {}): Lock failed, MQ already started",
+        dir.display(),
+        lock_file.display()
+    )]
+    DirLocked { dir: PathBuf, lock_file: PathBuf, holder: crate::dir_lock::Holder },
     /// The replicated group did not take a write: not the leader, not committed in time.
     #[error(transparent)]
     Replication(#[from] rockshard_raft::Error),

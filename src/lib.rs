@@ -9,6 +9,7 @@
 //! - `broker`: one shard per core; each owns a store, its consumer groups, offsets,
 //!   long-polling waiters and delayed messages, and registers as `<name>-s<shard>`.
 //! - `config`: the broker's settings from a TOML file and flags.
+//! - `dir_lock`: one broker per data directory, and `store inspect` kept off live ones.
 //! - `admin`: what `rockshard admin` does, over the remoting protocol.
 //! - `logs`: repeated log lines shown once in full, then as a count per interval
 //!   (`logs::RateLimited`). Defined in the storage crate, whose retry loops use it too.
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod dir_lock;
 pub mod error;
 pub mod limits;
 pub use rockshard_storage::logs;

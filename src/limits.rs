@@ -87,6 +87,9 @@ pub const SHARDS_MAX: usize = 256;
 pub const DATA_DIR_DEFAULT: &str = "./data";
 pub const BROKER_NAME_DEFAULT: &str = "broker-a";
 pub const CLUSTER_NAME_DEFAULT: &str = "DefaultCluster";
+/// Bytes of a data directory's lock file read for the holder's pid: a pid and a newline
+/// need at most 11; whatever else a file of that name holds is not worth reading.
+pub const DATA_DIR_LOCK_READ_MAX_BYTES: usize = 32;
 
 /// RocketMQ's `maxMessageSize` default: 4 MiB per message (or per batch body).
 pub const MESSAGE_SIZE_DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;

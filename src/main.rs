@@ -1,6 +1,7 @@
 //! The `rockshard` command: `broker` (with its embedded NameServer by default),
 //! `namesrv` (standalone), `admin` (topics, routes, consumer progress over the remoting
-//! protocol) and `store inspect` (recover a shard directory and print what it holds).
+//! protocol) and `store inspect` (print what a shard directory holds, as the broker would
+//! recover it, reading only: it never repairs, and refuses a directory a broker owns).
 //!
 //! Exit status: 0 after a clean stop, 1 when running failed, 2 for bad usage or
 //! configuration (the message names the key at fault).
@@ -10,9 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rockshard::config::{read_settings_file, BrokerConfig, BrokerSettings};
+use rockshard::dir_lock;
 use rockshard::namesrv::NamesrvConfig;
 use rockshard::remoting::server::ConnectionLimits;
-use rockshard_storage::{Store, StoreConfig};
+use rockshard_storage::{GlommioDisk, StoreConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -68,7 +70,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// Recover a store directory (as the broker does at start-up) and print its state.
+    /// Print what a shard directory holds, as the broker would recover it; reads only, never repairs.
+    ///
+    /// Opens every file read-only and changes nothing, so it also works on a read-only
+    /// mount: it reads the checkpoint, scans the CommitLog from there to find its end (as
+    /// the broker's recovery does at start-up), reads the ConsumeQueues and the topic
+    /// table, and prints the CommitLog bounds, the topics and each queue's min and max
+    /// offset. A torn or damaged tail is reported, not cut: the broker cuts it at its
+    /// next start.
+    ///
+    /// Refuses (exit status 1, naming the broker's pid) while a broker runs on the
+    /// directory, i.e. holds the `lock` file in it or in its parent data directory: a
+    /// store being written has no consistent state to read from outside. While inspect
+    /// reads, a broker starting on the directory is refused in turn.
     Inspect {
         /// The shard's data directory (holds commitlog/, consumequeue/, checkpoint).
         #[arg(long)]
@@ -153,11 +167,31 @@ fn inspect(dir: PathBuf, segment_size: u64) -> ExitCode {
         eprintln!("rockshard: {} is not a directory", dir.display());
         return ExitCode::from(2);
     }
-    let dir = match rockshard::config::absolute("--dir", dir) {
+    // Symlinks and `..` resolved, so that the parent checked for the broker's lock is
+    // the real one.
+    let dir = match std::fs::canonicalize(&dir) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("rockshard: {e}");
+            eprintln!("rockshard: --dir {}: {e}", dir.display());
             return ExitCode::from(2);
+        }
+    };
+    // Held until the store has been read: no broker can start on the directory meanwhile.
+    let _reading = match dir_lock::lock_for_reading(&dir) {
+        Ok(locks) => locks,
+        Err(rockshard::Error::DirLocked { dir: locked, lock_file, holder }) => {
+            eprintln!(
+                "rockshard: {} is in use: data directory {} is locked by {holder} (lock file {}); \
+                 store inspect reads a store only while no broker runs on it",
+                dir.display(),
+                locked.display(),
+                lock_file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("rockshard: cannot tell whether a broker runs on {}: {e}", dir.display());
+            return ExitCode::FAILURE;
         }
     };
     let mut config = StoreConfig::new(&dir);
@@ -170,34 +204,33 @@ fn inspect(dir: PathBuf, segment_size: u64) -> ExitCode {
         }
     };
     executor.run(async move {
-        let store = match Store::open(config).await {
-            Ok(s) => s,
+        let found = match rockshard_storage::inspect(&GlommioDisk, &config).await {
+            Ok(found) => found,
             Err(e) => {
-                eprintln!("rockshard: cannot open the store in {}: {e}", dir.display());
+                eprintln!("rockshard: cannot read the store in {}: {e}", dir.display());
                 return ExitCode::FAILURE;
             }
         };
-        let r = store.recovery_report();
+        let r = &found.report;
         println!(
             "recovery: scanned {} bytes from checkpoint {} to end {} ({} records replayed), stopped: {:?}",
             r.scanned_bytes, r.checkpoint, r.end, r.records_replayed, r.stop
         );
-        let (min, flushed, written, _) = store.commitlog_positions();
-        println!("commitlog: min {min} flushed {flushed} written {written}");
-        for t in store.topics() {
+        match found.checkpoint {
+            Some(c) => println!("checkpoint: {} (sequence {})", c.commitlog, c.sequence),
+            None => println!("checkpoint: none"),
+        }
+        println!("commitlog: min {} end {} in {} segments", found.min, found.end, found.segments.len());
+        for t in &found.topics {
             println!("topic {}: {} write / {} read queues, flush {}", t.name, t.write_queues, t.read_queues, t.flush);
         }
-        let mut queues = store.queue_infos();
-        queues.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
-        for q in queues {
+        for q in &found.queues {
             println!("queue {}:{} min {} max {}", q.topic, q.queue_id, q.min_offset, q.max_offset);
         }
-        match store.close().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("rockshard: closing the store failed: {e}");
-                ExitCode::FAILURE
-            }
+        if dir.join("raft").is_dir() {
+            // The Raft log decides which records are committed; inspect does not read it.
+            println!("raft: a replicated node; records past the Raft commit index are counted too");
         }
+        ExitCode::SUCCESS
     })
 }

@@ -110,6 +110,9 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     install_signal_thread()?;
     crate::process::raise_descriptor_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(Error::io("create data directory", config.data_dir.display()))?;
+    // One broker per data directory, before anything else opens a file in it, held until
+    // this returns (every shard has closed its store by then); see `dir_lock`.
+    let _owner = crate::dir_lock::DataDirLock::acquire(&config.data_dir)?;
     let config = Arc::new(config);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 

@@ -7,7 +7,9 @@
 //!   pull-response body), and every record it accepts re-encodes to the same bytes.
 //! - [`recover_arbitrary`]: recovery of a store whose CommitLog, ConsumeQueue and
 //!   checkpoint files hold arbitrary bytes. It must end in `Ok` or a clean `Err`, never a
-//!   panic, and a second recovery of what the first left must agree with it.
+//!   panic, and a second recovery of what the first left must agree with it. The
+//!   read-only recovery `store inspect` uses must, on the same image, change no byte and
+//!   find what the repairing one does (or fail where it fails).
 //!
 //! Runs on any thread, without glommio: recovery on a [`SimDisk`] never awaits anything
 //! that needs a reactor, so `futures_lite::future::block_on` drives it.
@@ -292,32 +294,45 @@ struct Outcome {
     queues: Vec<(String, i32, u64, u64)>,
 }
 
-async fn recover_once(disk: &SimDisk) -> crate::Result<Outcome> {
-    let config = fuzz_config();
-    let rec = recovery::recover(disk, &config).await?;
-    let r = &rec.report;
+async fn recover_once(disk: &SimDisk) -> crate::Result<(Outcome, recovery::RecoveryReport)> {
+    let rec = recovery::recover(disk, &fuzz_config()).await?;
+    Ok((outcome(&rec.report, rec.end, &rec.segments, &rec.queues), rec.report))
+}
+
+/// [`recover_once`] without writing: what `store inspect` finds.
+async fn read_only_once(disk: &SimDisk) -> crate::Result<(Outcome, recovery::RecoveryReport)> {
+    let found = recovery::recover_read_only(disk, &fuzz_config()).await?;
+    Ok((outcome(&found.report, found.end, &found.segments, &found.queues), found.report))
+}
+
+/// Checks a recovery's result is coherent and sums it up.
+fn outcome<F>(
+    r: &recovery::RecoveryReport,
+    end: PhysicalOffset,
+    segments: &std::collections::BTreeMap<u64, std::rc::Rc<F>>,
+    queues: &[crate::consume_queue::ConsumeQueue<F>],
+) -> Outcome {
     assert!(r.checkpoint <= r.end, "recovery ended before its start: {r:?}");
     assert_eq!(r.scanned_bytes, r.end.0 - r.checkpoint.0, "{r:?}");
-    let segments: Vec<u64> = rec.segments.keys().copied().collect();
+    let segments: Vec<u64> = segments.keys().copied().collect();
     for pair in segments.windows(2) {
         assert_eq!(pair[0] + FUZZ_SEGMENT_BYTES, pair[1], "recovery kept non-contiguous segments");
     }
     if let Some(&last) = segments.last() {
-        assert!(rec.end.0 <= last + FUZZ_SEGMENT_BYTES, "end {} lies past the last segment {last}", rec.end);
+        assert!(end.0 <= last + FUZZ_SEGMENT_BYTES, "end {end} lies past the last segment {last}");
     }
-    let queues = rec
-        .queues
+    let queues = queues
         .iter()
         .map(|q| {
             assert!(q.min <= q.file_end && q.file_end <= q.published, "queue offsets out of order");
             // Every entry replayed from the scan points below the recovered end.
             for e in &q.tail {
-                assert!(e.physical_offset < rec.end, "an entry points past the recovered end");
+                assert!(e.physical_offset < end, "an entry points past the recovered end");
             }
             (q.topic.clone(), q.queue_id, q.min.0, q.published.0)
         })
         .collect();
-    Ok(Outcome { end: rec.end, segments, queues })
+    Outcome { end, segments, queues }
 }
 
 /// Fuzz entry point: recovery over the store image `data` describes (see
@@ -327,9 +342,21 @@ async fn recover_once(disk: &SimDisk) -> crate::Result<Outcome> {
 pub fn recover_arbitrary(data: &[u8]) {
     let disk = disk_from_input(data);
     futures_lite::future::block_on(async {
-        let Ok(first) = recover_once(&disk).await else { return };
+        let looked = disk.fork();
+        let image = |d: &SimDisk| d.files().into_iter().map(|p| (d.contents(&p), p)).collect::<Vec<_>>();
+        let before = image(&looked);
+        let read_only = read_only_once(&looked).await;
+        assert!(image(&looked) == before, "the read-only recovery changed the disk");
+        let first = recover_once(&disk).await;
+        match (&read_only, &first) {
+            // The report too: the same scan, stopped at the same place for the same reason.
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "the read-only recovery disagrees with the repairing one"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("read-only recovery gave {a:?}, the repairing one {b:?}"),
+        }
+        let Ok((first, _)) = first else { return };
         match recover_once(&disk).await {
-            Ok(second) => assert_eq!(first, second, "a second recovery disagrees with the first"),
+            Ok((second, _)) => assert_eq!(first, second, "a second recovery disagrees with the first"),
             Err(e) => panic!("recovery succeeded, then failed on what it left: {e}"),
         }
     });

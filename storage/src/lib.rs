@@ -10,6 +10,8 @@
 //! - CommitLog positions keep flushed ≤ written ≤ appended; checked in release builds.
 //! - Recovery keeps every record before the first damaged one, serves nothing after it,
 //!   and scans only what lies past the last checkpoint.
+//! - [`inspect`] reads what recovery would leave without changing a byte: every file it
+//!   opens is opened read-only.
 //! - A reader never sees a ConsumeQueue entry whose record is not yet written.
 //! - `written` never passes a write that has not completed, nor one that failed; bytes
 //!   that writes after a failure left past `written` are zeroed before the next write.
@@ -42,6 +44,7 @@ pub mod consume_queue;
 pub mod disk;
 pub mod error;
 pub mod fuzzing;
+pub mod inspect;
 pub mod limits;
 pub mod logs;
 pub mod offset;
@@ -53,6 +56,7 @@ pub mod topics;
 
 pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk, SimStats, SimWrite};
 pub use error::{Result, StorageError};
+pub use inspect::{inspect, Inspection};
 pub use offset::{PhysicalOffset, QueueOffset};
 pub use recovery::{RecoveryReport, ScanStop};
 pub use store::{

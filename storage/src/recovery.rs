@@ -15,6 +15,15 @@
 //!
 //! Only step 3's scan and step 2's cut depend on data size, and both only over what came
 //! after the checkpoint: restart time does not grow with the store.
+//!
+//! Two kinds of access ([`Access`]): [`recover`], the store's open, repairs as above.
+//! [`recover_read_only`], for `store inspect`, opens every file read-only, cuts the
+//! ConsumeQueues in memory only, and does step 4 by leaving the torn tail and later
+//! segments out of its answer: it finds exactly what `recover` would leave and changes
+//! nothing (a live broker's files, zeroed under it, once lost acknowledged messages).
+//! Both share one scan (`scan`), so they cannot drift apart.
+//!
+//! Runs on the executor of the shard that opens the store (or of `store inspect`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -75,6 +84,45 @@ pub fn config_dir(root: &Path) -> PathBuf {
     root.join("config")
 }
 
+/// What recovery may do to the directory it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The store's own open: create what is missing, allocate a short newest segment,
+    /// cut the ConsumeQueues back, zero the torn tail, remove what lies past the end, and
+    /// sync it all.
+    Repair,
+    /// `store inspect`: every file opened read-only ([`OpenMode::ReadOnly`]); what
+    /// `Repair` would leave is computed in memory. Nothing is created, truncated, zeroed,
+    /// renamed, removed or synced, so it works on a read-only mount and cannot damage a
+    /// directory it should not have been pointed at.
+    ReadOnly,
+}
+
+impl Access {
+    fn open_mode(self) -> OpenMode {
+        match self {
+            Access::Repair => OpenMode::Existing,
+            Access::ReadOnly => OpenMode::ReadOnly,
+        }
+    }
+}
+
+/// Steps 2 and 3: the segments, the ConsumeQueues and the scanned tail, as recovery
+/// decides them. Under [`Access::ReadOnly`], also what [`recover_read_only`] returns: the
+/// state a [`recover`] of the same directory would leave, its files open read-only.
+pub struct Scanned<F> {
+    pub segments: BTreeMap<u64, Rc<F>>,
+    /// The start of the first segment (the recovered end when there is none).
+    pub min: PhysicalOffset,
+    pub end: PhysicalOffset,
+    pub queues: Vec<ConsumeQueue<F>>,
+    /// The newest valid checkpoint; `None` when the file is missing or holds none.
+    pub checkpoint: Option<Checkpoint>,
+    pub report: RecoveryReport,
+}
+
+/// Opens the store's directory as the store does at start, repairing what a crash left
+/// (see the module header): the only recovery that writes.
 pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovered<D::File>> {
     let root = &config.dir;
     for dir in [commitlog_dir(root), consumequeue_dir(root), config_dir(root)] {
@@ -87,19 +135,111 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
     // 1. The checkpoint.
     let cp_path = root.join(checkpoint::FILE_NAME);
     let cp_file = disk.open(&cp_path, OpenMode::Create).await.map_err(StorageError::at("open", &cp_path, 0))?;
-    let cp_bytes = cp_file
-        .read_at(0, 2 * checkpoint::SLOT_STRIDE_BYTES as usize)
-        .await
-        .map_err(StorageError::at("read", &cp_path, 0))?;
-    let saved = Checkpoint::decode_file(&cp_bytes);
+    let saved = read_checkpoint(&cp_file).await?;
     if saved.is_none() {
         disk.sync_dir(root).await.map_err(StorageError::at("sync directory", root, 0))?;
     }
 
+    // 2 and 3.
+    let Scanned { mut segments, min, end, queues, report, .. } = scan(disk, config, saved, Access::Repair).await?;
+    let size = config.segment_size_bytes;
+    let cl_dir = commitlog_dir(root);
+    let start = report.checkpoint;
+
+    // 4. Nothing past the end survives: zero the rest of its segment, drop later ones.
+    let end_base = end.0 - end.0 % size;
+    if let Some(file) = segments.get(&end_base) {
+        let path = cl_dir.join(crate::commitlog::segment_name(end_base));
+        file.zero_range(end.0 - end_base, end_base + size - end.0)
+            .await
+            .map_err(StorageError::at("zero", &path, end.0))?;
+    }
+    let doomed: Vec<u64> = segments.range(end_base + 1..).map(|(b, _)| *b).collect();
+    for base in &doomed {
+        let path = cl_dir.join(crate::commitlog::segment_name(*base));
+        if let Some(file) = segments.remove(base) {
+            // The store creates the next segment ahead of need; one never written to is
+            // expected here, not a sign of damage.
+            let unused = file.read_at(0, 4).await.is_ok_and(|head| head.iter().all(|&b| b == 0));
+            if unused {
+                tracing::info!(segment = %path.display(), "removing an unused segment created ahead");
+            } else {
+                tracing::warn!(segment = %path.display(), "removing a segment past the recovered end");
+            }
+        }
+        disk.remove_file(&path).await.map_err(StorageError::at("remove", &path, *base))?;
+    }
+    if !doomed.is_empty() {
+        disk.sync_dir(&cl_dir).await.map_err(StorageError::at("sync directory", &cl_dir, 0))?;
+    }
+    for (base, file) in segments.range(start.0 - start.0 % size..) {
+        let path = cl_dir.join(crate::commitlog::segment_name(*base));
+        file.sync_data().await.map_err(StorageError::at("sync", &path, *base))?;
+    }
+
+    let checkpoint = saved.unwrap_or(Checkpoint { sequence: 0, commitlog: min });
+    let min = if segments.is_empty() { end } else { min };
+    Ok(Recovered { segments, min, end, queues, checkpoint, checkpoint_file: cp_file, report })
+}
+
+/// What [`recover`] would leave in `config.dir`, found without changing a byte there:
+/// the same checks and the same scan over files opened read-only, with step 4 done in
+/// memory (the torn tail and the segments past it are left out, not zeroed or removed).
+/// A missing directory or checkpoint reads as an empty one.
+///
+/// The answer is exact for a directory nobody writes meanwhile; the caller makes sure of
+/// that (the broker's data directory lock).
+pub async fn recover_read_only<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Scanned<D::File>> {
+    let cp_path = config.dir.join(checkpoint::FILE_NAME);
+    let saved = if disk.exists(&cp_path).await {
+        let file = disk.open(&cp_path, OpenMode::ReadOnly).await.map_err(StorageError::at("open", &cp_path, 0))?;
+        read_checkpoint(&file).await?
+    } else {
+        None
+    };
+    let mut scanned = scan(disk, config, saved, Access::ReadOnly).await?;
+    // Step 4, in memory: segments past the one the end lies in are not part of the log.
+    let size = config.segment_size_bytes;
+    let end_base = scanned.end.0 - scanned.end.0 % size;
+    scanned.segments.retain(|base, _| *base <= end_base);
+    if scanned.segments.is_empty() {
+        scanned.min = scanned.end;
+    }
+    Ok(scanned)
+}
+
+/// The newest valid checkpoint slot of the checkpoint file.
+async fn read_checkpoint<F: DiskFile>(file: &F) -> Result<Option<Checkpoint>> {
+    let bytes = file.read_at(0, 2 * checkpoint::SLOT_STRIDE_BYTES as usize).await.map_err(StorageError::at(
+        "read",
+        file.path(),
+        0,
+    ))?;
+    Ok(Checkpoint::decode_file(&bytes))
+}
+
+/// Names in `dir`; none when it does not exist (a read-only look at a directory the
+/// store never opened; the store's own open creates it first).
+async fn list_if_exists<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<String>> {
+    if !disk.exists(dir).await {
+        return Ok(Vec::new());
+    }
+    disk.list_dir(dir).await.map_err(StorageError::at("list", dir, 0))
+}
+
+/// Steps 2 and 3 (see the module header), for both kinds of [`Access`]: only `Repair`
+/// changes files (allocating a short newest segment, cutting ConsumeQueue files).
+async fn scan<D: Disk>(
+    disk: &D,
+    config: &StoreConfig,
+    saved: Option<Checkpoint>,
+    access: Access,
+) -> Result<Scanned<D::File>> {
+    let root = &config.dir;
     // 2. Segments.
     let cl_dir = commitlog_dir(root);
     let mut bases = Vec::new();
-    for name in disk.list_dir(&cl_dir).await.map_err(StorageError::at("list", &cl_dir, 0))? {
+    for name in list_if_exists(disk, &cl_dir).await? {
         match crate::commitlog::parse_segment_name(&name) {
             Some(base) => bases.push(base),
             None => tracing::warn!(file = %cl_dir.join(&name).display(), "ignoring a file that is not a segment"),
@@ -117,7 +257,7 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
                 detail: format!("segments must be contiguous multiples of the segment size {size}"),
             });
         }
-        let file = disk.open(&path, OpenMode::Existing).await.map_err(StorageError::at("open", &path, base))?;
+        let file = disk.open(&path, access.open_mode()).await.map_err(StorageError::at("open", &path, base))?;
         let len = file.size().await.map_err(StorageError::at("stat", &path, base))?;
         if len != size {
             if i + 1 < bases.len() || len > size {
@@ -126,8 +266,11 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
                     detail: format!("{} is {len} bytes but the store is configured for {size}", path.display()),
                 });
             }
-            // The newest segment was created but not fully allocated before a crash.
-            file.allocate(size).await.map_err(StorageError::at("allocate", &path, base))?;
+            // The newest segment was created but not fully allocated before a crash. Read
+            // only, the scan sees the zeros allocating it would add (see below).
+            if access == Access::Repair {
+                file.allocate(size).await.map_err(StorageError::at("allocate", &path, base))?;
+            }
         }
         segments.insert(base, Rc::new(file));
     }
@@ -143,7 +286,7 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
     }
 
     // 2b. ConsumeQueues, cut back to entries for records below `start`.
-    let mut queues = open_queues(disk, config, start, min).await?;
+    let mut queues = open_queues(disk, config, start, min, access).await?;
     let mut by_name: HashMap<(String, i32), usize> =
         queues.iter().enumerate().map(|(i, q)| ((q.topic.clone(), q.queue_id), i)).collect();
 
@@ -156,7 +299,14 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
         let segment_end = base + size;
         let want = (segment_end - pos.0).min(RECOVERY_READ_BYTES as u64) as usize;
         let path = cl_dir.join(crate::commitlog::segment_name(base));
-        let buf = file.read_at(pos.0 - base, want).await.map_err(StorageError::at("read", &path, pos.0))?;
+        let mut buf = file.read_at(pos.0 - base, want).await.map_err(StorageError::at("read", &path, pos.0))?;
+        if buf.len() < want {
+            // Only a newest segment left short by a crash reads short (repair allocates
+            // it first): past its end it holds the zeros allocating it gives.
+            let mut padded = buf.to_vec();
+            padded.resize(want, 0);
+            buf = padded.into();
+        }
         let mut at = 0usize;
         let mut stop = None;
         while at < buf.len() {
@@ -249,42 +399,9 @@ pub async fn recover<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Recovere
         tracing::warn!(at = at.0, %reason, "CommitLog tail cut at recovery");
     }
 
-    // 4. Nothing past the end survives: zero the rest of its segment, drop later ones.
-    let end_base = end.0 - end.0 % size;
-    if let Some(file) = segments.get(&end_base) {
-        let path = cl_dir.join(crate::commitlog::segment_name(end_base));
-        file.zero_range(end.0 - end_base, end_base + size - end.0)
-            .await
-            .map_err(StorageError::at("zero", &path, end.0))?;
-    }
-    let doomed: Vec<u64> = segments.range(end_base + 1..).map(|(b, _)| *b).collect();
-    for base in &doomed {
-        let path = cl_dir.join(crate::commitlog::segment_name(*base));
-        if let Some(file) = segments.remove(base) {
-            // The store creates the next segment ahead of need; one never written to is
-            // expected here, not a sign of damage.
-            let unused = file.read_at(0, 4).await.is_ok_and(|head| head.iter().all(|&b| b == 0));
-            if unused {
-                tracing::info!(segment = %path.display(), "removing an unused segment created ahead");
-            } else {
-                tracing::warn!(segment = %path.display(), "removing a segment past the recovered end");
-            }
-        }
-        disk.remove_file(&path).await.map_err(StorageError::at("remove", &path, *base))?;
-    }
-    if !doomed.is_empty() {
-        disk.sync_dir(&cl_dir).await.map_err(StorageError::at("sync directory", &cl_dir, 0))?;
-    }
-    for (base, file) in segments.range(start.0 - start.0 % size..) {
-        let path = cl_dir.join(crate::commitlog::segment_name(*base));
-        file.sync_data().await.map_err(StorageError::at("sync", &path, *base))?;
-    }
-
     let report =
         RecoveryReport { checkpoint: start, end, scanned_bytes: end.0 - start.0, records_replayed: replayed, stop };
-    let checkpoint = saved.unwrap_or(Checkpoint { sequence: 0, commitlog: min });
-    let min = if segments.is_empty() { end } else { min };
-    Ok(Recovered { segments, min, end, queues, checkpoint, checkpoint_file: cp_file, report })
+    Ok(Scanned { segments, min, end, queues, checkpoint: saved, report })
 }
 
 pub fn queue_dir(config: &StoreConfig, topic: &str, queue_id: i32) -> PathBuf {
@@ -304,16 +421,17 @@ pub fn new_queue<F>(config: &StoreConfig, topic: &str, queue_id: i32) -> Consume
 }
 
 /// Opens every ConsumeQueue and cuts each back to its plausible entries for records in
-/// `[cl_min, cut_at)`.
+/// `[cl_min, cut_at)` (in its files under `Repair`, in memory only under `ReadOnly`).
 async fn open_queues<D: Disk>(
     disk: &D,
     config: &StoreConfig,
     cut_at: PhysicalOffset,
     cl_min: PhysicalOffset,
+    access: Access,
 ) -> Result<Vec<ConsumeQueue<D::File>>> {
     let cq_root = consumequeue_dir(&config.dir);
     let mut queues = Vec::new();
-    let mut topics = disk.list_dir(&cq_root).await.map_err(StorageError::at("list", &cq_root, 0))?;
+    let mut topics = list_if_exists(disk, &cq_root).await?;
     topics.sort();
     for topic in topics {
         let topic_dir = cq_root.join(&topic);
@@ -321,7 +439,7 @@ async fn open_queues<D: Disk>(
         ids.sort();
         for id in ids {
             let Ok(queue_id) = id.parse::<i32>() else { continue };
-            queues.push(open_queue(disk, config, &topic, queue_id, cut_at, cl_min).await?);
+            queues.push(open_queue(disk, config, &topic, queue_id, cut_at, cl_min, access).await?);
         }
     }
     Ok(queues)
@@ -334,6 +452,7 @@ async fn open_queue<D: Disk>(
     queue_id: i32,
     cut_at: PhysicalOffset,
     cl_min: PhysicalOffset,
+    access: Access,
 ) -> Result<ConsumeQueue<D::File>> {
     let dir = queue_dir(config, topic, queue_id);
     let per_file = config.cq_file_entries;
@@ -360,7 +479,7 @@ async fn open_queue<D: Disk>(
             stale.push((first, path));
             continue;
         }
-        let file = disk.open(&path, OpenMode::Existing).await.map_err(StorageError::at("open", &path, 0))?;
+        let file = disk.open(&path, access.open_mode()).await.map_err(StorageError::at("open", &path, 0))?;
         let entries =
             (file.size().await.map_err(StorageError::at("stat", &path, 0))? / ENTRY_BYTES as u64).min(per_file);
         start.get_or_insert(first);
@@ -397,21 +516,29 @@ async fn open_queue<D: Disk>(
     }
 
     // Make the files say what was decided: drop files past the end (keeping the first
-    // file, so an emptied queue keeps its offset numbering), cut the last one.
+    // file, so an emptied queue keeps its offset numbering), cut the last one. Read only,
+    // the queue's offsets say it and the files stay as they are: nothing reads past `end`.
     for (first, file) in files.iter() {
         if *first > start && *first >= end {
             stale.push((*first, file.path().clone()));
-        } else if *first + per_file > end {
+        } else if *first + per_file > end && access == Access::Repair {
             let len = (end - first) * ENTRY_BYTES as u64;
             file.truncate(len).await.map_err(StorageError::at("truncate", file.path(), len))?;
         }
     }
     for (first, path) in &stale {
         files.remove(first);
-        tracing::warn!(file = %path.display(), "removing a ConsumeQueue file past the recovered end");
-        disk.remove_file(path).await.map_err(StorageError::at("remove", path, 0))?;
+        match access {
+            Access::Repair => {
+                tracing::warn!(file = %path.display(), "removing a ConsumeQueue file past the recovered end");
+                disk.remove_file(path).await.map_err(StorageError::at("remove", path, 0))?;
+            }
+            Access::ReadOnly => {
+                tracing::warn!(file = %path.display(), "a ConsumeQueue file past the recovered end (left alone)")
+            }
+        }
     }
-    if !stale.is_empty() {
+    if !stale.is_empty() && access == Access::Repair {
         disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
     }
 

@@ -2592,12 +2592,14 @@ impl<D: Disk> Inner<D> {
     }
 }
 
-async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
+/// The topic table in `root`, empty when none was saved. Read through a read-only file:
+/// `store inspect` uses this too.
+pub(crate) async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
     let path = recovery::config_dir(root).join(TOPICS_FILE);
     if !disk.exists(&path).await {
         return Ok(TopicTable::default());
     }
-    let file = disk.open(&path, OpenMode::Existing).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
+    let file = disk.open(&path, OpenMode::ReadOnly).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
     let len = file.size().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
     let bytes = read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
     TopicTable::from_json(&bytes).map_err(|e| StorageError::Corrupt { path, offset: 0, detail: e.to_string() })

@@ -5,7 +5,8 @@
 //!
 //! What it proves: the stored-record decoder never panics and re-encodes what it accepts
 //! to the same bytes; recovery never panics on damaged CommitLog, ConsumeQueue and
-//! checkpoint files, and a second recovery agrees with the first. Mutating *valid* images
+//! checkpoint files, a second recovery agrees with the first, and the read-only recovery
+//! of `store inspect` changes nothing and agrees with them. Mutating *valid* images
 //! matters: random bytes almost never get past a record's magic, so only mutations reach
 //! the scan, the ConsumeQueue cut and replay.
 //!

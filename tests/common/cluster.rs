@@ -456,6 +456,11 @@ impl Cluster {
         panic!("{} did not restart (seed {}): {last}", self.nodes[i].name, self.opts.seed);
     }
 
+    /// The pid of node `i`'s process, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].proc.as_ref().map(|p| p.child.id())
+    }
+
     /// `kill -9` node `i` (by its pid) and reaps it.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut p) = self.nodes[i].proc.take() {

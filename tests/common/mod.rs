@@ -57,7 +57,7 @@ pub struct Broker {
 }
 
 /// Two consecutive free ports (shards 0 and 1) and one more for the NameServer.
-fn free_ports() -> (u16, u16) {
+pub fn free_ports() -> (u16, u16) {
     for _ in 0..100 {
         let Ok(a) = TcpListener::bind("127.0.0.1:0") else { continue };
         let Ok(port) = a.local_addr().map(|a| a.port()) else { continue };
@@ -103,25 +103,35 @@ impl Broker {
     /// Kills the process with SIGKILL (no flush, no checkpoint) and starts it again on
     /// the same data directory and ports.
     pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.restart();
+    }
+
+    /// Kills the process with SIGKILL (by pid) and reaps it, leaving the data directory
+    /// as a crash leaves it; `restart` starts it again.
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.restart();
+    }
+
+    /// The running process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The broker's `--data-dir` (shard `i` lives in `shard-<i>` under it).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Kills the process with SIGKILL and starts it again at once, once: no retry, so a
     /// start that fails because the dead process still holds something is seen.
     pub fn kill9_and_restart_once(&mut self) -> Result<(), String> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
         let (child, rx, log) = spawn(&self.dir, self.port, self.namesrv_port, &self.extra)?;
         self.child = child;
         self.log = log;
         wait_for_ready(&rx, &self.log)
-    }
-
-    /// The broker's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// The broker's resident memory (VmRSS of /proc/<pid>/status), in bytes.

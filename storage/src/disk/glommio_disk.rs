@@ -8,6 +8,8 @@
 //! opened O_DSYNC (see `write_at_durable`). Mixing them is coherent: they share the page
 //! cache, the kernel writes back dirty pages of a range before an O_DIRECT read of it,
 //! and O_DIRECT zeros go only where no buffered write has been (see `prepare_range`).
+//! A file opened [`OpenMode::ReadOnly`] gets only O_RDONLY descriptors (and no O_DSYNC
+//! one), so nothing done through it can change the file.
 //!
 //! Directory operations (list, remove, rename, mtime) are rare (start-up, retention,
 //! config saves) and use std on the executor thread, except file removal, which can take
@@ -66,6 +68,9 @@ fn zero_buffer(file: &DmaFile, len: u64) -> Rc<DmaBuffer> {
 
 pub struct GlommioFile {
     path: PathBuf,
+    /// False for a file opened [`OpenMode::ReadOnly`]: every descriptor of it is then
+    /// opened O_RDONLY, so a write through any of them fails in the kernel.
+    writable: bool,
     buffered: BufferedFile,
     direct: RefCell<Option<Rc<DmaFile>>>,
     /// The same file opened O_DSYNC, for `write_at_durable`.
@@ -97,16 +102,18 @@ impl Disk for GlommioDisk {
     type File = GlommioFile;
 
     async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<GlommioFile> {
+        let writable = mode != OpenMode::ReadOnly;
         let buffered = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(writable)
             .create(mode == OpenMode::Create)
             .buffered_open(path)
             .await
             .map_err(to_io)?;
-        let std = std::sync::Arc::new(std::fs::OpenOptions::new().read(true).write(true).open(path)?);
+        let std = std::sync::Arc::new(std::fs::OpenOptions::new().read(true).write(writable).open(path)?);
         Ok(GlommioFile {
             path: path.to_path_buf(),
+            writable,
             buffered,
             direct: RefCell::new(None),
             dsync: RefCell::new(None),
@@ -163,8 +170,9 @@ impl GlommioFile {
         if let Some(f) = self.direct.borrow().as_ref() {
             return Ok(f.clone());
         }
-        // Writable too: `prepare_range` writes zeros through it.
-        let f = Rc::new(OpenOptions::new().read(true).write(true).dma_open(&self.path).await.map_err(to_io)?);
+        // Writable too (unless the file was opened read-only): `prepare_range` writes
+        // zeros through it.
+        let f = Rc::new(OpenOptions::new().read(true).write(self.writable).dma_open(&self.path).await.map_err(to_io)?);
         *self.direct.borrow_mut() = Some(f.clone());
         Ok(f)
     }
@@ -172,6 +180,10 @@ impl GlommioFile {
     async fn dsync(&self) -> io::Result<Rc<BufferedFile>> {
         if let Some(f) = self.dsync.borrow().as_ref() {
             return Ok(f.clone());
+        }
+        if !self.writable {
+            // What a write on an O_RDONLY descriptor gets; never open a write-only one.
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
         let f = OpenOptions::new()
             .write(true)

@@ -41,6 +41,10 @@ pub enum OpenMode {
     Existing,
     /// Create the file if it does not exist, then open it for reading and writing.
     Create,
+    /// Open an existing file for reading only (O_RDONLY), as `store inspect` does: every
+    /// write, allocation, zeroing or truncation through it fails (EBADF) instead of
+    /// changing the file, and opening works on a read-only mount.
+    ReadOnly,
 }
 
 #[allow(async_fn_in_trait)] // The store is generic over one disk per shard; no `dyn`, no `Send`.

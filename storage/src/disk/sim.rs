@@ -21,6 +21,10 @@
 //! zeros durable: a store that prepared a range holding data, or wrote into a range
 //! while it was being prepared, loses that data here, where tests see it.
 //!
+//! A file opened [`OpenMode::ReadOnly`] refuses every change (write, allocation,
+//! zeroing, truncation, preparation) with EBADF, as an O_RDONLY descriptor does, so a
+//! test of a read-only path fails loudly on the first write it should not make.
+//!
 //! Directory creation is durable at once (a simplification: the store creates its
 //! directories at start-up and syncs their parents anyway).
 
@@ -95,6 +99,9 @@ pub struct SimFile {
     path: PathBuf,
     data: Rc<FileData>,
     disk: SimDisk,
+    /// Opened [`OpenMode::ReadOnly`]: every change through it fails with EBADF, as on
+    /// an O_RDONLY descriptor.
+    read_only: bool,
 }
 
 fn enoent(path: &Path) -> io::Error {
@@ -313,7 +320,7 @@ impl Disk for SimDisk {
         let mut st = self.state.borrow_mut();
         let data = match (st.files.get(path), mode) {
             (Some(f), _) => f.clone(),
-            (None, OpenMode::Existing) => return Err(enoent(path)),
+            (None, OpenMode::Existing | OpenMode::ReadOnly) => return Err(enoent(path)),
             (None, OpenMode::Create) => {
                 if !st.parent_exists(path) {
                     return Err(enoent(path));
@@ -327,7 +334,7 @@ impl Disk for SimDisk {
                 f
             }
         };
-        Ok(SimFile { path: path.to_path_buf(), data, disk: self.clone() })
+        Ok(SimFile { path: path.to_path_buf(), data, disk: self.clone(), read_only: mode == OpenMode::ReadOnly })
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -390,9 +397,18 @@ impl Disk for SimDisk {
 }
 
 impl SimFile {
+    /// EBADF for a change through a file opened read-only.
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(errno(libc::EBADF));
+        }
+        Ok(())
+    }
+
     /// The write half of `write_at` and `write_at_durable`: scripted behaviour, injected
     /// failures and the capacity limit, then the bytes into the live image.
     async fn write_live(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        self.writable()?;
         let scripted = self.disk.state.borrow_mut().write_script.pop_front().unwrap_or_default();
         if let Some(d) = scripted.delay {
             glommio::timer::sleep(d).await;
@@ -501,6 +517,7 @@ impl DiskFile for SimFile {
     }
 
     async fn allocate(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
         let st = self.disk.state.borrow();
         let cur = self.data.data.borrow().len() as u64;
         if len > cur {
@@ -511,6 +528,7 @@ impl DiskFile for SimFile {
     }
 
     async fn zero_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        self.writable()?;
         let mut d = self.data.data.borrow_mut();
         let start = (pos as usize).min(d.len());
         let end = ((pos + len) as usize).min(d.len());
@@ -519,11 +537,13 @@ impl DiskFile for SimFile {
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
         self.data.data.borrow_mut().resize(len as usize, 0);
         Ok(())
     }
 
     async fn prepare_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        self.writable()?;
         let zero = |image: &RefCell<Vec<u8>>| {
             let mut d = image.borrow_mut();
             let start = (pos as usize).min(d.len());
