@@ -2,41 +2,26 @@
 //! runs whose JSON reports must agree with each other and with what was asked.
 //!
 //! The broker binary is `$ROCKSHARD_BIN` when set, else `rockshard` next to this crate's
-//! own binary (cargo puts every workspace binary in `<target>/<profile>/`; `cargo test
-//! --workspace` builds it, `cargo build -p rockshard --bin rockshard` does it alone).
+//! own binary (see `common::broker_bin`).
 //!
 //! Everything runs on 127.0.0.1 with ports found free just before; every process is
 //! killed by pid when its guard drops (also when a test panics), and every wait is
 //! bounded.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{bench, broker_bin, number};
+
 /// How long the broker may take to print `ready:`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest any single bench run here may take (runs are limited to seconds by their
-/// own options; this only guards against a hang).
-const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 /// Start attempts: a port found free can be taken by someone else before the broker binds it.
 const START_ATTEMPTS: usize = 3;
-
-fn broker_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("ROCKSHARD_BIN") {
-        return path.into();
-    }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_rockshard-bench")).with_file_name("rockshard");
-    assert!(
-        sibling.exists(),
-        "no broker binary at {}: run `cargo build -p rockshard --bin rockshard` (cargo test --workspace does), or set \
-         ROCKSHARD_BIN",
-        sibling.display()
-    );
-    sibling
-}
 
 /// Two consecutive free ports (the broker's two shards) and one for its NameServer.
 fn free_ports() -> (u16, u16) {
@@ -125,53 +110,6 @@ impl Broker {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
     }
-}
-
-/// A finished bench run.
-struct Run {
-    status: ExitStatus,
-    output: String,
-    report: Option<serde_json::Value>,
-}
-
-/// Runs the bench with `args` (plus `--json`), bounded by [`RUN_TIMEOUT`].
-fn bench(dir: &Path, name: &str, args: &[&str]) -> Run {
-    let json = dir.join(format!("{name}.json"));
-    let out_path = dir.join(format!("{name}.out"));
-    let out = std::fs::File::create(&out_path).expect("output file");
-    let err = out.try_clone().expect("output file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rockshard-bench"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .expect("spawn rockshard-bench");
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for rockshard-bench") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rockshard-bench {args:?} ran past {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let report = std::fs::read(&json).ok().map(|bytes| serde_json::from_slice(&bytes).expect("the report is JSON"));
-    Run { status, output, report }
-}
-
-fn number(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut at = v;
-    for key in path {
-        at = &at[*key];
-    }
-    at.as_u64().unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
 }
 
 #[test]
