@@ -16,6 +16,9 @@
 //!                consume|null{...}, e2e_p50_us|null, e2e_p99_us|null } ] }
 //! ```
 //!
+//! `brokers` lists every address the run's routes named (a failover adds the new
+//! master's).
+//!
 //! Pure: built from merged [`Snapshot`]s and times the caller measured.
 
 use std::collections::BTreeMap;
@@ -214,7 +217,7 @@ pub struct Report {
     pub command_line: Vec<String>,
     pub machine: Machine,
     pub config: Config,
-    /// Broker addresses the run talked to.
+    /// Broker addresses the run's routes named: where it sent and pulled.
     pub brokers: Vec<String>,
     pub started_at_unix_ms: u64,
     pub elapsed_s: f64,
@@ -233,16 +236,11 @@ pub struct Outcome {
     pub consume_active_s: f64,
     pub ended_by: EndedBy,
     pub seconds: Vec<SecondReport>,
+    pub brokers: Vec<String>,
 }
 
 impl Report {
-    pub fn build(
-        config: &Config,
-        command_line: Vec<String>,
-        brokers: Vec<String>,
-        started_at_unix_ms: u64,
-        outcome: Outcome,
-    ) -> Report {
+    pub fn build(config: &Config, command_line: Vec<String>, started_at_unix_ms: u64, outcome: Outcome) -> Report {
         let w = config.workload;
         Report {
             tool: "rockshard-bench",
@@ -250,7 +248,7 @@ impl Report {
             command_line,
             machine: Machine::describe(),
             config: config.clone(),
-            brokers,
+            brokers: outcome.brokers,
             started_at_unix_ms,
             elapsed_s: round3(outcome.elapsed_s),
             ended_by: outcome.ended_by,
@@ -421,9 +419,9 @@ mod tests {
             consume_active_s: 2.5,
             ended_by: EndedBy::Count,
             seconds: vec![second],
+            brokers: vec!["127.0.0.1:1".into()],
         };
-        let report =
-            Report::build(&cfg, vec!["rockshard-bench".into(), "e2e".into()], vec!["127.0.0.1:1".into()], 7, outcome);
+        let report = Report::build(&cfg, vec!["rockshard-bench".into(), "e2e".into()], 7, outcome);
         let json: serde_json::Value = serde_json::to_value(&report).expect("serializes");
         for key in [
             "tool",
@@ -481,8 +479,9 @@ mod tests {
             consume_active_s: 0.0,
             ended_by: EndedBy::Duration,
             seconds: Vec::new(),
+            brokers: Vec::new(),
         };
-        let json = serde_json::to_value(Report::build(&cfg, Vec::new(), Vec::new(), 0, outcome)).expect("serializes");
+        let json = serde_json::to_value(Report::build(&cfg, Vec::new(), 0, outcome)).expect("serializes");
         assert!(json["consume"].is_null());
         assert!(json["e2e_latency_us"].is_null());
         assert!(json["produce"].is_object());
@@ -504,8 +503,9 @@ mod tests {
             consume_active_s: 1.0,
             ended_by: EndedBy::Duration,
             seconds: Vec::new(),
+            brokers: Vec::new(),
         };
-        let summary = Report::build(&cfg, Vec::new(), Vec::new(), 0, outcome).summary();
+        let summary = Report::build(&cfg, Vec::new(), 0, outcome).summary();
         assert!(summary.contains("SYSTEM_BUSY (2): 2"), "{summary}");
         assert!(summary.contains("p99.99"), "{summary}");
         assert!(summary.contains("e2e latency"), "{summary}");

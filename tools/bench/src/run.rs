@@ -8,13 +8,14 @@
 //! second's figures to the main thread, which merges them and prints one line per second.
 //! The main thread alone decides when to stop (duration, count, e2e drain, Ctrl-C) and
 //! says so through the atomics in [`Shared`]; executors finish their in-flight work,
-//! commit consumer offsets, close their connections and hand back their totals.
+//! commit consumer offsets, close their connections and hand back their totals. Each
+//! executor also runs its route refresh task (`routes`), which ends with the run.
 //!
 //! Invariants: every run ends: the duration limit always applies, every wait of a worker
 //! is cut by its stop signal, and a request can only wait its timeout. Nothing on the hot
 //! path crosses threads except the budget and two counters (relaxed atomics).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -30,6 +31,7 @@ use crate::limits::COORDINATOR_POLL_MS;
 use crate::produce::{self, Producer};
 use crate::rate::Budget;
 use crate::report::{EndedBy, Outcome, SecondReport};
+use crate::routes::{self, Routes};
 use crate::setup::Plan;
 use crate::stats::{Snapshot, Stats};
 use crate::worker::{Clock, Ctx, Shared, Signal};
@@ -47,6 +49,8 @@ struct ThreadResult {
     total: Snapshot,
     produce_end: Option<Duration>,
     consume_end: Option<Duration>,
+    /// Every broker address its routes named.
+    brokers: BTreeSet<String>,
 }
 
 /// Executors arrive here once connected and wait until the main thread opens it with
@@ -102,6 +106,7 @@ pub fn run(
         produced_ok: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         producing_threads: AtomicUsize::new(0),
+        route_announced: Mutex::new(plan.route.clone()),
         clock: Clock::now(),
         cfg,
         plan,
@@ -259,11 +264,13 @@ pub fn run(
 
     let mut total = Snapshot::default();
     let (mut produce_active, mut consume_active) = (Duration::ZERO, Duration::ZERO);
+    let mut brokers = BTreeSet::new();
     for handle in handles {
         let result = handle.join().map_err(|e| BenchError::Executor(e.to_string()))?;
         total.merge(&result.total);
         produce_active = produce_active.max(result.produce_end.unwrap_or_default());
         consume_active = consume_active.max(result.consume_end.unwrap_or_default());
+        brokers.extend(result.brokers);
     }
     let outcome = Outcome {
         total,
@@ -272,6 +279,7 @@ pub fn run(
         consume_active_s: consume_active.as_secs_f64(),
         ended_by: ended_by.unwrap_or(EndedBy::Duration),
         seconds: lines,
+        brokers: brokers.into_iter().collect(),
     };
     Ok((outcome, shared.clock))
 }
@@ -291,6 +299,7 @@ async fn executor_main(
         stats: std::cell::RefCell::new(Stats::default()),
         stop_produce: Signal::default(),
         stop_consume: Signal::default(),
+        routes: Routes::new(shared.plan.route.clone()),
     });
     let cfg = &shared.cfg;
     let mut producers = Vec::new();
@@ -333,6 +342,7 @@ async fn executor_main(
     .detach();
     let finished = Rc::new(Signal::default());
     let ticker = glommio::spawn_local(tick_loop(ctx.clone(), start, finished.clone(), tx.clone()));
+    let route_task = glommio::spawn_local(routes::keep_fresh(ctx.clone()));
 
     let send_tasks: Vec<_> = producers
         .iter()
@@ -374,8 +384,11 @@ async fn executor_main(
     let last = ctx.stats.borrow_mut().take_interval();
     // The main thread may have gone (it only stops listening once every executor is done).
     let _ = tx.send(Msg::Done { thread, snap: last, at: start.elapsed() });
+    // It ends once the main thread has stopped both sides, which it always does (by the
+    // hard deadline at the latest) before it stops waiting for executors.
+    route_task.await;
     let total = std::mem::take(&mut ctx.stats.borrow_mut().total);
-    ThreadResult { total, produce_end, consume_end }
+    ThreadResult { total, produce_end, consume_end, brokers: ctx.routes.brokers() }
 }
 
 /// Sends this executor's figures at every whole second after the start.

@@ -33,6 +33,8 @@ pub enum Failure {
     Protocol,
     /// A pull response whose stored records did not decode.
     BadRecord,
+    /// The route had no master with a writable queue to send to.
+    NoRoute,
 }
 
 impl Failure {
@@ -59,6 +61,7 @@ impl fmt::Display for Failure {
             Failure::Io => f.write_str("i/o error"),
             Failure::Protocol => f.write_str("protocol error"),
             Failure::BadRecord => f.write_str("undecodable record"),
+            Failure::NoRoute => f.write_str("no route (no master with writable queues)"),
         }
     }
 }
@@ -229,6 +232,7 @@ mod tests {
         assert_eq!(Failure::Code(10).to_string(), "FLUSH_DISK_TIMEOUT (10)");
         assert_eq!(Failure::Code(9999).to_string(), "code 9999");
         assert_eq!(Failure::Timeout.to_string(), "timeout");
+        assert_eq!(Failure::NoRoute.to_string(), "no route (no master with writable queues)");
         let closed = rockshard::Error::Closed { peer: "x".into() };
         assert_eq!(Failure::of(&closed), Failure::Closed);
     }
