@@ -97,3 +97,7 @@ pub const ROUTE_MASTERLESS_POLL_MS: u64 = 500;
 /// new master is usually known before it ends. (RocketMQ's latency fault tolerance
 /// isolates for 30 s; a benchmark would then show an outage the broker did not have.)
 pub const BROKER_AVOID_MS: u64 = 1_000;
+
+/// Longest --warmup: far more than any cache, page cache or JIT needs to warm up; a
+/// value beyond it is a typo that would make the run look hung.
+pub const WARMUP_MAX_S: u64 = 3_600;

@@ -11,6 +11,12 @@
 //! commit consumer offsets, close their connections and hand back their totals. Each
 //! executor also runs its route refresh task (`routes`), which ends with the run.
 //!
+//! Warm-up (`--warmup W`): the run lasts W seconds more than --duration. Each executor
+//! starts its totals again at its tick of second W, in the same step that hands over
+//! that second's figures, so the totals are exactly the seconds after W; the main thread
+//! prints the first W per-second lines marked as warm-up and leaves them out of the
+//! report, and reports times measured from W on.
+//!
 //! Invariants: every run ends: the duration limit always applies, every wait of a worker
 //! is cut by its stop signal, and a request can only wait its timeout. Nothing on the hot
 //! path crosses threads except the budget and two counters (relaxed atomics).
@@ -165,7 +171,15 @@ pub fn run(
     let mut lines = Vec::new();
     let mut ended_by: Option<EndedBy> = None;
     let mut producers_done_at: Option<Instant> = None;
-    let deadline = start + cfg.duration;
+    let deadline = start + cfg.warmup + cfg.duration;
+    let warmup_s = cfg.warmup.as_secs_f64();
+    // Prints every line; the report keeps the measured ones.
+    let mut emit = |line: SecondReport| {
+        on_second(&line);
+        if !line.warmup {
+            lines.push(line);
+        }
+    };
     // Past this, everything is stopped whatever state the workers are in.
     let hard_deadline = deadline + cfg.drain + cfg.timeout;
     let stop_all = || {
@@ -190,9 +204,7 @@ pub fn run(
         while (0..done.len()).all(|t| done[t] || last_second[t] > printed) && seconds.contains_key(&(printed + 1)) {
             printed += 1;
             let snap = seconds.remove(&printed).unwrap_or_default();
-            let line = SecondReport::of(w, &snap, f64::from(printed), 1.0);
-            on_second(&line);
-            lines.push(line);
+            emit(SecondReport::of(w, &snap, f64::from(printed), 1.0).in_warmup(f64::from(printed) <= warmup_s));
         }
         let now = Instant::now();
         if interrupted.load(Ordering::Relaxed) {
@@ -250,16 +262,13 @@ pub fn run(
     }
     // Seconds some executor never completed (it finished first) still go in the report.
     for (index, snap) in std::mem::take(&mut seconds) {
-        let line = SecondReport::of(w, &snap, f64::from(index), 1.0);
-        on_second(&line);
-        lines.push(line);
+        emit(SecondReport::of(w, &snap, f64::from(index), 1.0).in_warmup(f64::from(index) <= warmup_s));
         printed = printed.max(index);
     }
     let tail = final_at.as_secs_f64() - f64::from(printed);
     if tail > 0.0005 {
-        let line = SecondReport::of(w, &final_snap, final_at.as_secs_f64(), tail);
-        on_second(&line);
-        lines.push(line);
+        let end = final_at.as_secs_f64();
+        emit(SecondReport::of(w, &final_snap, end, tail).in_warmup(end <= warmup_s));
     }
 
     let mut total = Snapshot::default();
@@ -272,11 +281,13 @@ pub fn run(
         consume_active = consume_active.max(result.consume_end.unwrap_or_default());
         brokers.extend(result.brokers);
     }
+    // Times of the measured part: from the end of the warm-up.
+    let measured = |d: Duration| d.saturating_sub(cfg.warmup).as_secs_f64();
     let outcome = Outcome {
         total,
-        elapsed_s: start.elapsed().as_secs_f64(),
-        produce_active_s: produce_active.as_secs_f64(),
-        consume_active_s: consume_active.as_secs_f64(),
+        elapsed_s: measured(start.elapsed()),
+        produce_active_s: measured(produce_active),
+        consume_active_s: measured(consume_active),
         ended_by: ended_by.unwrap_or(EndedBy::Duration),
         seconds: lines,
         brokers: brokers.into_iter().collect(),
@@ -296,7 +307,7 @@ async fn executor_main(
     let ctx = Rc::new(Ctx {
         thread,
         shared: shared.clone(),
-        stats: std::cell::RefCell::new(Stats::default()),
+        stats: std::cell::RefCell::new(Stats::new(!shared.cfg.warmup.is_zero())),
         stop_produce: Signal::default(),
         stop_consume: Signal::default(),
         routes: Routes::new(shared.plan.route.clone()),
@@ -387,17 +398,26 @@ async fn executor_main(
     // It ends once the main thread has stopped both sides, which it always does (by the
     // hard deadline at the latest) before it stops waiting for executors.
     route_task.await;
-    let total = std::mem::take(&mut ctx.stats.borrow_mut().total);
+    let total = ctx.stats.borrow_mut().take_total();
     ThreadResult { total, produce_end, consume_end, brokers: ctx.routes.brokers() }
 }
 
-/// Sends this executor's figures at every whole second after the start.
+/// Sends this executor's figures at every whole second after the start, and ends the
+/// warm-up at its last second.
 async fn tick_loop(ctx: Rc<Ctx>, start: Instant, finished: Rc<Signal>, tx: mpsc::Sender<Msg>) {
+    let warmup_s = ctx.shared.cfg.warmup.as_secs();
     for index in 1u32.. {
         if !finished.sleep_until(start + Duration::from_secs(u64::from(index))).await {
             return;
         }
-        let snap = ctx.stats.borrow_mut().take_interval();
+        let snap = {
+            let mut stats = ctx.stats.borrow_mut();
+            let snap = stats.take_interval();
+            if u64::from(index) == warmup_s {
+                stats.end_warmup();
+            }
+            snap
+        };
         if tx.send(Msg::Second { thread: ctx.thread, index, snap }).is_err() {
             return;
         }

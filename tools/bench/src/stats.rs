@@ -129,14 +129,39 @@ impl Snapshot {
     }
 }
 
-/// A thread's running figures: the current second and the whole run.
+/// A thread's running figures: the current second and the whole run (after the
+/// warm-up, if there is one).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub interval: Snapshot,
     pub total: Snapshot,
+    /// While set, `total` holds warm-up figures that the run will throw away.
+    warming_up: bool,
 }
 
 impl Stats {
+    /// Figures of a run that starts with a warm-up (`true`) or is measured from the start.
+    pub fn new(warming_up: bool) -> Stats {
+        Stats { warming_up, ..Stats::default() }
+    }
+
+    /// The warm-up is over: the totals start again from here. Intervals go on as they
+    /// were (the current one is the caller's to take first).
+    pub fn end_warmup(&mut self) {
+        self.total = Snapshot::default();
+        self.warming_up = false;
+    }
+
+    /// The totals measured after the warm-up; empty if the run ended before it was over.
+    pub fn take_total(&mut self) -> Snapshot {
+        let total = std::mem::take(&mut self.total);
+        if self.warming_up {
+            Snapshot::default()
+        } else {
+            total
+        }
+    }
+
     pub fn sent(&mut self, messages: u64, bytes: u64, latency: Duration) {
         let us = micros(latency);
         for s in [&mut self.interval.produce, &mut self.total.produce] {
@@ -215,6 +240,28 @@ mod tests {
         let e2e = merged.e2e.expect("e2e recorded");
         assert_eq!(e2e.len(), 2);
         assert_eq!(e2e.max(), e2e.highest_equivalent(2_000));
+    }
+
+    #[test]
+    fn warm_up_figures_stay_out_of_the_totals() {
+        let mut s = Stats::new(true);
+        s.sent(10, 1000, Duration::from_micros(100));
+        s.produce_failed(Failure::NoRoute);
+        let warm = s.take_interval();
+        assert_eq!(warm.produce.messages, 10, "the warm-up second still has its figures");
+        s.end_warmup();
+        s.sent(3, 300, Duration::from_micros(200));
+        let total = s.take_total();
+        assert_eq!((total.produce.messages, total.produce.requests), (3, 1));
+        assert_eq!(total.produce.failures_total(), 0);
+        assert_eq!(total.produce.latency.len(), 1);
+
+        let mut cut_short = Stats::new(true);
+        cut_short.sent(5, 500, Duration::from_micros(100));
+        assert_eq!(cut_short.take_total().produce.messages, 0, "a run that never left its warm-up measured nothing");
+        let mut measured = Stats::new(false);
+        measured.sent(5, 500, Duration::from_micros(100));
+        assert_eq!(measured.take_total().produce.messages, 5);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{bench, broker_bin, number};
+use common::{bench, broker_bin, float, number};
 
 /// How long the broker may take to print `ready:`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -242,4 +242,64 @@ fn unusable_setups_fail_with_a_reason_and_no_report() {
     let bad = bench(work.path(), "bad", &["produce", "--batch", "0"]);
     assert_eq!(bad.status.code(), Some(2), "{}", bad.output);
     assert!(bad.output.contains("--batch"), "{}", bad.output);
+}
+
+#[test]
+fn warmup_seconds_run_but_are_left_out_of_the_summary_and_the_report() {
+    let broker = Broker::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    // Open loop at 500 msg/s: two seconds of warm-up, then two measured seconds. The whole
+    // run sends about 2000 messages; the report may hold only the measured 1000 or so.
+    let run = bench(
+        work.path(),
+        "warmup",
+        &[
+            "produce",
+            "--namesrv",
+            &broker.namesrv,
+            "--topic",
+            "BenchWarmup",
+            "--warmup",
+            "2",
+            "--duration",
+            "2s",
+            "--rate",
+            "500",
+            "--size",
+            "64",
+            "--connections",
+            "1",
+            "--inflight",
+            "8",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(run.status.success(), "warm-up run failed:\n{}\nbroker log:\n{}", run.output, broker.log());
+    let r = run.report.expect("report");
+    assert_eq!(float(&r, &["warmup_s"]), 2.0, "{r}");
+    assert_eq!(float(&r, &["config", "warmup"]), 2.0, "{r}");
+    let measured = number(&r, &["produce", "messages"]);
+    assert!(
+        (500..=1500).contains(&measured),
+        "500 msg/s for 2 measured seconds, but the report counts {measured}: {r}"
+    );
+    assert!(float(&r, &["produce", "active_s"]) < 3.0, "active time excludes the warm-up: {r}");
+    assert!(float(&r, &["elapsed_s"]) < 3.5, "elapsed time excludes the warm-up: {r}");
+    assert_eq!(number(&r, &["produce", "latency_us", "count"]), number(&r, &["produce", "requests"]));
+
+    // The report's seconds are the measured ones only, and add up to the summary's count.
+    let seconds = r["seconds"].as_array().expect("seconds");
+    assert!(!seconds.is_empty(), "{r}");
+    for s in seconds {
+        assert!(float(s, &["elapsed_s"]) > 2.0, "a warm-up second is in the report: {s}");
+    }
+    let summed: f64 = seconds.iter().map(|s| float(s, &["produce", "msgs_per_s"]) * float(s, &["interval_s"])).sum();
+    assert!((summed - measured as f64).abs() <= 2.0, "seconds add up to {summed}, the summary says {measured}: {r}");
+
+    // The warm-up still ran, and the per-second lines show it as such.
+    let warmup_lines: Vec<&str> = run.output.lines().filter(|l| l.ends_with("(warm-up)")).collect();
+    assert_eq!(warmup_lines.len(), 2, "two warm-up lines expected:\n{}", run.output);
+    assert!(warmup_lines.iter().all(|l| !l.contains(" 0 msg/s")), "the warm-up sends:\n{}", run.output);
+    assert!(run.output.contains("after a 2 s warm-up"), "the summary names the warm-up:\n{}", run.output);
 }
