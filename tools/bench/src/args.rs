@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::limits::{
     BATCH_BODY_MAX_BYTES, BATCH_MAX, CONNECTIONS_MAX, COUNT_RUN_DURATION_MAX_S, DURATION_DEFAULT_S, INFLIGHT_MAX,
-    QUEUES_MAX, TAG_LEN_MAX_BYTES, THREADS_MAX,
+    QUEUES_MAX, TAG_LEN_MAX_BYTES, THREADS_MAX, WARMUP_MAX_S,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -114,6 +114,11 @@ pub struct Args {
     /// Stop after this many messages (produced, or consumed for the consume workload).
     #[arg(long)]
     pub count: Option<u64>,
+    /// Whole seconds at the start that run like the rest but are left out of the summary
+    /// and the JSON report (as OpenMessaging Benchmark's warm-up), e.g. 5 or 5s. They
+    /// come before --duration; their per-second lines are printed, marked warm-up.
+    #[arg(long, value_parser = parse_warmup, default_value = "0")]
+    pub warmup: Duration,
     /// Tag set on every message (TAGS property); consumers subscribe to it.
     #[arg(long)]
     pub tag: Option<String>,
@@ -177,6 +182,9 @@ pub struct Config {
     pub duration: Duration,
     /// Whether `duration` was asked for (else it is only the safety limit of a count run).
     pub duration_given: bool,
+    /// Run before `duration`, measured by nobody: whole seconds, zero for none.
+    #[serde(serialize_with = "serialize_secs")]
+    pub warmup: Duration,
     pub count: Option<u64>,
     pub tag: Option<String>,
     pub keys: bool,
@@ -218,6 +226,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("`{text}` must be more than zero"));
     }
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// Parses --warmup: `0` for none, else a duration of whole seconds up to
+/// [`WARMUP_MAX_S`] (the per-second lines then split into warm-up and measured ones).
+pub fn parse_warmup(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if number.parse::<f64>().is_ok_and(|v| v == 0.0) {
+        return Ok(Duration::ZERO);
+    }
+    let d = parse_duration(text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("`{text}`: give whole seconds (per-second lines start on them)"));
+    }
+    if d.as_secs() > WARMUP_MAX_S {
+        return Err(format!("`{text}`: at most {WARMUP_MAX_S} s"));
+    }
+    Ok(d)
 }
 
 /// Topic names RocketMQ accepts: `[A-Za-z0-9_|%-]`, at most 127 bytes.
@@ -274,6 +300,11 @@ impl Args {
         if self.count == Some(0) {
             return Err("--count 0: give a positive count, or leave it out".into());
         }
+        if !self.warmup.is_zero() && self.count.is_some() {
+            return Err(
+                "--warmup goes with --duration, not --count: a count run measures from its first message".into()
+            );
+        }
         if self.no_create && self.flush.is_some() {
             return Err("--flush applies to the topic the tool creates; it cannot go with --no-create".into());
         }
@@ -316,6 +347,7 @@ impl Args {
             rate: self.rate,
             duration,
             duration_given: self.duration.is_some(),
+            warmup: self.warmup,
             count: self.count,
             tag: self.tag,
             keys: self.keys,
@@ -362,6 +394,7 @@ mod tests {
         assert_eq!(c.threads, 2);
         assert_eq!(c.namesrv, ["127.0.0.1:9876"]);
         assert_eq!(c.group, "rockshard-bench-run1");
+        assert_eq!(c.warmup, Duration::ZERO, "no warm-up unless asked");
         assert!(c.create_topic);
         assert_eq!(c.header, HeaderEncoding::Json);
         let e2e = config(&["e2e", "--connections", "3"]).expect("valid");
@@ -390,6 +423,25 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn warmup_is_whole_seconds_before_the_duration() {
+        assert_eq!(parse_warmup("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_warmup("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_warmup("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_warmup("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_warmup("2000ms"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_warmup("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_warmup("1.5s").is_err_and(|e| e.contains("whole seconds")));
+        assert!(parse_warmup("500ms").is_err());
+        assert!(parse_warmup("2h").is_err_and(|e| e.contains("at most")));
+        assert!(parse_warmup("x").is_err());
+        let c = config(&["produce", "--warmup", "3", "--duration", "10s"]).expect("valid");
+        assert_eq!((c.warmup, c.duration), (Duration::from_secs(3), Duration::from_secs(10)));
+        refused(&["produce", "--warmup", "3", "--count", "100"], "--count");
+        config(&["produce", "--warmup", "0", "--count", "100"]).expect("no warm-up goes with a count");
+        refused(&["produce", "--warmup", "1.5"], "whole seconds");
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! and, for e2e, its latency from the born timestamp to now. At the end the consumer
 //! commits its offsets (UPDATE_CONSUMER_OFFSET, oneway), so a named group resumes there.
 //!
+//! Failover: a queue stays with its broker name; its connection follows the route to
+//! that name's master (or, while there is none, a replica). A pull that lost its
+//! connection asks the executor for the route again; once the route changed, the next
+//! pull goes to the new address from the same offset (replicas hold the same queue
+//! offsets). No new heartbeat is needed there: every pull carries its subscription.
+//!
 //! Runs on one executor; a consumer and its pull tasks never leave it.
 
 use std::cell::Cell;
@@ -30,6 +36,7 @@ use rockshard_net::ExtFields;
 
 use crate::args::{StartFrom, Workload};
 use crate::limits::{ERROR_BACKOFF_MS, PULL_BATCH_MAX_MESSAGES, PULL_SUSPEND_MS, PULL_TIMEOUT_EXTRA_MS};
+use crate::routes::Routes;
 use crate::setup::command;
 use crate::stats::Failure;
 use crate::worker::{Conn, Ctx};
@@ -45,6 +52,8 @@ struct Queue {
 pub struct Consumer {
     conns: Vec<Conn>,
     queues: Vec<Queue>,
+    /// The route version the connections' addresses come from.
+    version: Cell<u64>,
 }
 
 /// What a pull body held.
@@ -89,13 +98,14 @@ impl Consumer {
         let shared = &ctx.shared;
         let cfg = &shared.cfg;
         let mut conns: Vec<Conn> = Vec::new();
-        let mut conn_of_target: Vec<Option<usize>> = vec![None; shared.plan.targets.len()];
+        let targets = &shared.plan.route.masters;
+        let mut conn_of_target: Vec<Option<usize>> = vec![None; targets.len()];
         let mut queues = Vec::new();
         for q in shared.plan.queues.iter().skip(index).step_by(cfg.consumers.max(1)) {
             let conn = match conn_of_target[q.target] {
                 Some(c) => c,
                 None => {
-                    let target = &shared.plan.targets[q.target];
+                    let target = &targets[q.target];
                     conns.push(Conn::open(&target.addr, &target.broker_name, cfg.timeout).await?);
                     conn_of_target[q.target] = Some(conns.len() - 1);
                     conns.len() - 1
@@ -106,7 +116,7 @@ impl Consumer {
         if queues.is_empty() {
             return Ok(None);
         }
-        let consumer = Consumer { conns, queues };
+        let consumer = Consumer { conns, queues, version: Cell::new(ctx.routes.version()) };
         consumer.heartbeat(ctx, index).await?;
         Ok(Some(consumer))
     }
@@ -146,25 +156,42 @@ impl Consumer {
         for conn in &self.conns {
             let cmd =
                 command(request::HEART_BEAT, ExtFields::new(), cfg.header.serialize_type()).with_body(json.clone());
-            let resp = conn.current().request(cmd, cfg.timeout).await?;
+            // Connected by `Conn::open` just before; a client that is gone already fails
+            // like a closed one would.
+            let client = conn.current().ok_or_else(|| rockshard::Error::Closed { peer: conn.addr() })?;
+            let resp = client.request(cmd, cfg.timeout).await?;
             if resp.code != response::SUCCESS {
                 eprintln!(
                     "rockshard-bench: broker {} answered the consumer heartbeat with {}; pulling anyway",
-                    conn.addr,
+                    conn.addr(),
                     Failure::Code(resp.code)
                 );
             }
-        }
-        // Requests the broker sends (NOTIFY_CONSUMER_IDS_CHANGED) need no action here:
-        // queues are assigned once, and a oneway request gets no answer.
-        for conn in &self.conns {
-            conn.current().on_server_request(|_| None);
+            // Requests the broker sends (NOTIFY_CONSUMER_IDS_CHANGED) need no action here:
+            // queues are assigned once, and a oneway request gets no answer.
+            client.on_server_request(|_| None);
         }
         Ok(())
     }
 
     pub fn queue_count(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Points each connection at its broker's current pull address if the route changed.
+    /// A broker name missing from the route keeps its address: its pulls fail, and ask
+    /// for the route again, until it is back.
+    fn follow_route(&self, routes: &Routes) {
+        if self.version.get() == routes.version() {
+            return;
+        }
+        let view = routes.view();
+        for conn in &self.conns {
+            if let Some(addr) = view.pull_addrs.get(&conn.broker_name) {
+                conn.retarget(addr);
+            }
+        }
+        self.version.set(routes.version());
     }
 
     /// Commits every queue's offset (oneway) and closes the connections; the close lets
@@ -184,10 +211,12 @@ impl Consumer {
             let cmd = command(request::UPDATE_CONSUMER_OFFSET, h.to_ext_fields(), cfg.header.serialize_type());
             // The run is over: a commit that cannot be sent only means a named group
             // resumes a little earlier next time.
-            let _ = self.conns[q.conn].current().oneway(cmd).await;
+            if let Some(client) = self.conns[q.conn].current() {
+                let _ = client.oneway(cmd).await;
+            }
         }
-        for conn in &self.conns {
-            conn.current().close().await;
+        for client in self.conns.iter().filter_map(Conn::current) {
+            client.close().await;
         }
     }
 }
@@ -203,10 +232,13 @@ pub async fn pull_loop(ctx: Rc<Ctx>, consumer: Rc<Consumer>, queue: usize) {
     let e2e = cfg.workload == Workload::E2e;
     let subscription = cfg.tag.clone().unwrap_or_else(|| "*".to_owned());
     while !ctx.stop_consume.is_set() {
+        consumer.follow_route(&ctx.routes);
+        let generation = conn.generation();
         let client = match conn.client(cfg.timeout).await {
             Ok(c) => c,
             Err(failure) => {
                 ctx.stats.borrow_mut().consume_failed(failure);
+                ctx.react(conn, generation, failure);
                 if !ctx.stop_consume.sleep(backoff).await {
                     return;
                 }
@@ -239,7 +271,9 @@ pub async fn pull_loop(ctx: Rc<Ctx>, consumer: Rc<Consumer>, queue: usize) {
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                ctx.stats.borrow_mut().consume_failed(Failure::of(&e));
+                let failure = Failure::of(&e);
+                ctx.stats.borrow_mut().consume_failed(failure);
+                ctx.react(conn, generation, failure);
                 if !ctx.stop_consume.sleep(backoff).await {
                     return;
                 }
@@ -281,6 +315,7 @@ pub async fn pull_loop(ctx: Rc<Ctx>, consumer: Rc<Consumer>, queue: usize) {
             code => {
                 // Including PULL_OFFSET_MOVED: counted, then continued where the broker says.
                 ctx.stats.borrow_mut().consume_failed(Failure::Code(code));
+                ctx.react(conn, generation, Failure::Code(code));
                 if let (response::PULL_OFFSET_MOVED, Ok(next)) = (code, next) {
                     q.offset.set(next);
                 }

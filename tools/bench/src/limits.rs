@@ -74,3 +74,30 @@ pub const LATENCY_MAX_US: u64 = 600_000_000;
 /// How long the main thread waits for per-second reports between checks of the stop
 /// conditions.
 pub const COORDINATOR_POLL_MS: u64 = 10;
+
+/// How often each executor reads the topic's route even when nothing failed: RocketMQ
+/// clients' `pollNameServerInterval` default, so queue changes made while a run goes on
+/// are picked up as a client would.
+pub const ROUTE_REFRESH_PERIOD_MS: u64 = 30_000;
+
+/// Shortest gap between two route lookups of one executor, however many workers ask:
+/// during an outage every failing request asks, and a few lookups per second already
+/// follow a failover (an election takes about a second) without flooding the NameServer.
+pub const ROUTE_REFRESH_BACKOFF_MS: u64 = 200;
+
+/// How often each executor reads the route while a broker of the topic has no master
+/// (an election under way): producers then send to the other brokers and no longer fail,
+/// so no failure would ask for the route, and the new master (registered within a second
+/// of its election) would wait for the 30 s poll.
+pub const ROUTE_MASTERLESS_POLL_MS: u64 = 500;
+
+/// How long a producer sends to other brokers' queues after a broker's connection was
+/// lost or it answered that it is not the master. Short against a run, so a broker that
+/// comes back at the same address is used again soon; long against a route lookup, so the
+/// new master is usually known before it ends. (RocketMQ's latency fault tolerance
+/// isolates for 30 s; a benchmark would then show an outage the broker did not have.)
+pub const BROKER_AVOID_MS: u64 = 1_000;
+
+/// Longest --warmup: far more than any cache, page cache or JIT needs to warm up; a
+/// value beyond it is a typo that would make the run look hung.
+pub const WARMUP_MAX_S: u64 = 3_600;

@@ -11,8 +11,9 @@
 //!
 //! Map: `args` (options, validation), `setup` (route, topic creation, start offsets),
 //! `run` (executors and the coordinating main thread), `produce` / `consume` (the
-//! workers), `worker` (what they share), `rate` (open-loop schedule, count budget),
-//! `stats` (counters and histograms), `report` (lines, summary, JSON).
+//! workers), `worker` (what they share), `routes` (following the route through a
+//! failover), `rate` (open-loop schedule, count budget), `stats` (counters and
+//! histograms), `report` (lines, summary, JSON).
 //!
 //! Exit status: 0 when the run completed (its errors, if any, are in the report), 1 when
 //! it could not run (no NameServer, no route, a broker refused topic creation), 2 for
@@ -25,6 +26,7 @@ mod limits;
 mod produce;
 mod rate;
 mod report;
+mod routes;
 mod run;
 mod setup;
 mod stats;
@@ -79,14 +81,15 @@ fn bench(cfg: args::Config) -> Result<(), BenchError> {
     let executor = glommio::LocalExecutorBuilder::default().make().map_err(|e| BenchError::Executor(e.to_string()))?;
     let plan = executor.run(setup::prepare(&cfg))?;
     drop(executor);
-    let brokers: Vec<String> = plan.targets.iter().map(|t| format!("{} {}", t.broker_name, t.addr)).collect();
+    let targets = &plan.route.masters;
+    let brokers: Vec<String> = targets.iter().map(|t| format!("{} {}", t.broker_name, t.addr)).collect();
     eprintln!(
         "rockshard-bench: topic {} on {} master broker(s) [{}], {} write / {} read queues; setup took {:.2} s",
         cfg.topic,
-        plan.targets.len(),
+        targets.len(),
         brokers.join(", "),
-        plan.targets.iter().map(|t| t.write_queues).sum::<i32>(),
-        plan.targets.iter().map(|t| t.read_queues).sum::<i32>(),
+        targets.iter().map(|t| t.write_queues).sum::<i32>(),
+        targets.iter().map(|t| t.read_queues).sum::<i32>(),
         setup_started.elapsed().as_secs_f64()
     );
     if cfg.workload.consumes() && cfg.consumers > plan.queues.len() {
@@ -97,10 +100,9 @@ fn bench(cfg: args::Config) -> Result<(), BenchError> {
             cfg.consumers - plan.queues.len()
         );
     }
-    let addrs = plan.targets.iter().map(|t| t.addr.clone()).collect();
     let (outcome, clock) = run::run(cfg.clone(), plan, interrupted, |line| println!("{}", line.line()))?;
     let started_at_unix_ms = u64::try_from(clock.unix_ms(clock.base())).unwrap_or(0);
-    let report = Report::build(&cfg, std::env::args().collect(), addrs, started_at_unix_ms, outcome);
+    let report = Report::build(&cfg, std::env::args().collect(), started_at_unix_ms, outcome);
     println!("{}", report.summary());
     if let Some(path) = &cfg.json {
         let json = serde_json::to_vec_pretty(&report)

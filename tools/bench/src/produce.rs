@@ -7,12 +7,20 @@
 //! latency; anything else → a failure of its kind. Failed sends are never retried: a
 //! retry would report a success the broker did not give the first time.
 //!
+//! Failover, as a RocketMQ producer: a send whose connection was lost or that a broker
+//! refused as not the master (SERVICE_NOT_AVAILABLE) makes the producer avoid that
+//! broker's queues for `BROKER_AVOID_MS` (its other queues still take sends; if no broker
+//! is left, one is tried anyway, as `MQFaultStrategy` does) and asks for the route again.
+//! Before each send the worker compares the executor's route version with the one its
+//! producer's broker list was built from, and rebuilds the list when the route moved:
+//! connections follow their broker name to the new master's address.
+//!
 //! Latency runs from the scheduled time (or the real send time, if earlier) to the answer,
 //! so a broker that falls behind an open-loop rate shows it as latency.
 //!
 //! Runs on one executor; a producer and its workers never leave it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -26,6 +34,7 @@ use rockshard_net::{batch, RemotingCommand};
 
 use crate::limits::{ERROR_BACKOFF_MS, OPEN_LOOP_SLACK_US};
 use crate::rate::Schedule;
+use crate::routes::Routes;
 use crate::setup::{command, DEFAULT_TOPIC};
 use crate::stats::Failure;
 use crate::worker::{Conn, Ctx};
@@ -35,15 +44,58 @@ const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
 
 pub struct Producer {
     index: usize,
-    conns: Vec<Conn>,
-    /// (connection, queue id) pairs, cycled through.
-    queues: Vec<(usize, i32)>,
+    /// Where sends go, as of one route version.
+    sending: RefCell<Sending>,
     cursor: Cell<usize>,
-    schedule: std::cell::RefCell<Schedule>,
+    schedule: RefCell<Schedule>,
     payload: Bytes,
     /// Hex of ip + pid + producer: the fixed first 20 characters of every UNIQ_KEY.
     uniq_prefix: String,
     sequence: Cell<u64>,
+}
+
+/// A producer's brokers and their queues, built from route version `version`.
+struct Sending {
+    version: u64,
+    /// One per master with writable queues.
+    conns: Vec<Rc<Conn>>,
+    /// (connection, queue id) pairs, cycled through.
+    queues: Vec<(usize, i32)>,
+}
+
+impl Sending {
+    /// The brokers of `routes`' current view, keeping the connection of every broker name
+    /// already in `old` (pointed at its new address if it moved).
+    fn of(routes: &Routes, old: &[Rc<Conn>]) -> Sending {
+        let view = routes.view();
+        let mut conns = Vec::new();
+        let mut queues = Vec::new();
+        for target in view.masters.iter().filter(|t| t.write_queues > 0) {
+            let conn = match old.iter().find(|c| c.broker_name == target.broker_name) {
+                Some(c) => {
+                    c.retarget(&target.addr);
+                    c.clone()
+                }
+                None => Rc::new(Conn::lazy(&target.addr, &target.broker_name)),
+            };
+            queues.extend((0..target.write_queues).map(|q| (conns.len(), q)));
+            conns.push(conn);
+        }
+        Sending { version: routes.version(), conns, queues }
+    }
+}
+
+/// The index into `queues` of the next queue to send to, starting at `start` and passing
+/// over queues of connections `usable` refuses; `start` itself when every one is refused
+/// (a send to an avoided broker may still succeed, none to no broker can). `None` when
+/// there is no queue.
+fn pick_queue(queues: &[(usize, i32)], start: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    let n = queues.len();
+    if n == 0 {
+        return None;
+    }
+    let start = start % n;
+    (0..n).map(|step| (start + step) % n).find(|at| usable(queues[*at].0)).or(Some(start))
 }
 
 impl Producer {
@@ -53,10 +105,10 @@ impl Producer {
         let cfg = &shared.cfg;
         let mut conns = Vec::new();
         let mut queues = Vec::new();
-        for target in shared.plan.targets.iter().filter(|t| t.write_queues > 0) {
+        for target in ctx.routes.view().masters.iter().filter(|t| t.write_queues > 0) {
             let conn = Conn::open(&target.addr, &target.broker_name, cfg.timeout).await?;
             queues.extend((0..target.write_queues).map(|q| (conns.len(), q)));
-            conns.push(conn);
+            conns.push(Rc::new(conn));
         }
         // Producers start at different queues so they do not move in lockstep.
         let cursor = Cell::new(index % queues.len().max(1));
@@ -68,10 +120,9 @@ impl Producer {
         let uniq_prefix = format!("7F000001{:04X}{:08X}", std::process::id() & 0xFFFF, index as u32);
         Ok(Producer {
             index,
-            conns,
-            queues,
+            sending: RefCell::new(Sending { version: ctx.routes.version(), conns, queues }),
             cursor,
-            schedule: std::cell::RefCell::new(schedule),
+            schedule: RefCell::new(schedule),
             payload,
             uniq_prefix,
             sequence: Cell::new(0),
@@ -87,10 +138,23 @@ impl Producer {
         }
     }
 
-    fn next_queue(&self) -> (usize, i32) {
-        let at = self.cursor.get();
-        self.cursor.set((at + 1) % self.queues.len());
-        self.queues[at]
+    /// Rebuilds the broker list if the route changed since it was built.
+    fn follow_route(&self, routes: &Routes) {
+        if self.sending.borrow().version == routes.version() {
+            return;
+        }
+        let mut sending = self.sending.borrow_mut();
+        *sending = Sending::of(routes, &sending.conns);
+    }
+
+    /// The next queue round robin, passing over avoided brokers; `None` when the route
+    /// has no writable queue.
+    fn next_queue(&self) -> Option<(Rc<Conn>, i32)> {
+        let sending = self.sending.borrow();
+        let at = pick_queue(&sending.queues, self.cursor.get(), |conn| sending.conns[conn].usable())?;
+        self.cursor.set((at + 1) % sending.queues.len());
+        let (conn, queue_id) = sending.queues[at];
+        Some((sending.conns[conn].clone(), queue_id))
     }
 
     /// Appends one message's properties: UNIQ_KEY (32 hex digits, RocketMQ's layout:
@@ -121,8 +185,8 @@ impl Producer {
         }
     }
 
-    /// The send request for `messages` messages to `queue_id` on connection `conn`.
-    fn request(&self, ctx: &Ctx, conn: usize, queue_id: i32, messages: u64, born_ms: i64) -> RemotingCommand {
+    /// The send request for `messages` messages to `queue_id` of broker `broker_name`.
+    fn request(&self, ctx: &Ctx, broker_name: &str, queue_id: i32, messages: u64, born_ms: i64) -> RemotingCommand {
         let cfg = &ctx.shared.cfg;
         let batched = cfg.batch > 1;
         let mut properties = String::with_capacity(96);
@@ -160,7 +224,7 @@ impl Producer {
             k: Some(false),
             l: None,
             m: Some(batched),
-            n: Some(self.conns[conn].broker_name.clone()),
+            n: Some(broker_name.to_owned()),
         };
         let code = if batched { request::SEND_BATCH_MESSAGE } else { request::SEND_MESSAGE_V2 };
         command(code, header.to_ext_fields(), cfg.header.serialize_type()).with_body(body)
@@ -168,8 +232,9 @@ impl Producer {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        for conn in &self.conns {
-            conn.current().close().await;
+        let conns = self.sending.borrow().conns.clone();
+        for client in conns.iter().filter_map(|c| c.current()) {
+            client.close().await;
         }
     }
 }
@@ -195,11 +260,23 @@ pub async fn send_loop(ctx: Rc<Ctx>, producer: Rc<Producer>) {
                 return;
             }
         }
-        let (conn, queue_id) = producer.next_queue();
-        let client = match producer.conns[conn].client(cfg.timeout).await {
+        producer.follow_route(&ctx.routes);
+        let Some((conn, queue_id)) = producer.next_queue() else {
+            // The route has no master with writable queues (all gone at once): what a
+            // RocketMQ producer reports as "no route info of this topic".
+            ctx.stats.borrow_mut().produce_failed(Failure::NoRoute);
+            ctx.routes.refresh_soon();
+            if !ctx.stop_produce.sleep(backoff).await {
+                return;
+            }
+            continue;
+        };
+        let generation = conn.generation();
+        let client = match conn.client(cfg.timeout).await {
             Ok(client) => client,
             Err(failure) => {
                 ctx.stats.borrow_mut().produce_failed(failure);
+                ctx.react(&conn, generation, failure);
                 if !ctx.stop_produce.sleep(backoff).await {
                     return;
                 }
@@ -209,26 +286,76 @@ pub async fn send_loop(ctx: Rc<Ctx>, producer: Rc<Producer>) {
         let sent_at = Instant::now();
         // Born at the scheduled time: end-to-end latency then also counts schedule lag.
         let born_ms = shared.clock.unix_ms(scheduled.map_or(sent_at, |at| at.min(sent_at)));
-        let req = producer.request(&ctx, conn, queue_id, messages, born_ms);
+        let req = producer.request(&ctx, &conn.broker_name, queue_id, messages, born_ms);
         let result = client.request(req, cfg.timeout).await;
         let latency = scheduled.map_or(sent_at, |at| at.min(sent_at)).elapsed();
-        match result {
+        let failure = match result {
             Ok(resp) if resp.code == response::SUCCESS => {
                 ctx.stats.borrow_mut().sent(messages, messages * cfg.size_bytes as u64, latency);
                 shared.produced_ok.fetch_add(messages, Ordering::Relaxed);
+                continue;
             }
-            Ok(resp) => {
-                ctx.stats.borrow_mut().produce_failed(Failure::Code(resp.code));
-                if !ctx.stop_produce.sleep(backoff).await {
-                    return;
-                }
-            }
-            Err(e) => {
-                ctx.stats.borrow_mut().produce_failed(Failure::of(&e));
-                if !ctx.stop_produce.sleep(backoff).await {
-                    return;
-                }
-            }
+            Ok(resp) => Failure::Code(resp.code),
+            Err(e) => Failure::of(&e),
+        };
+        ctx.stats.borrow_mut().produce_failed(failure);
+        ctx.react(&conn, generation, failure);
+        if !ctx.stop_produce.sleep(backoff).await {
+            return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_of_avoided_brokers_are_passed_over_unless_every_broker_is_avoided() {
+        // Broker 0 has queues 0..=1, broker 1 queues 0..=2.
+        let queues = [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)];
+        assert_eq!(pick_queue(&queues, 0, |_| true), Some(0));
+        assert_eq!(pick_queue(&queues, 7, |_| true), Some(2), "the cursor wraps");
+        assert_eq!(pick_queue(&queues, 0, |conn| conn != 0), Some(2), "broker 0 is avoided");
+        assert_eq!(pick_queue(&queues, 4, |conn| conn != 1), Some(0), "wrapping past broker 1");
+        assert_eq!(pick_queue(&queues, 3, |_| false), Some(3), "none usable: the next queue anyway");
+        assert_eq!(pick_queue(&[], 0, |_| true), None);
+    }
+
+    #[test]
+    fn a_new_route_moves_a_brokers_connection_and_keeps_the_others() {
+        use crate::routes::RouteView;
+        use crate::setup::Target;
+        let target = |name: &str, addr: &str, queues: i32| Target {
+            broker_name: name.to_owned(),
+            addr: addr.to_owned(),
+            write_queues: queues,
+            read_queues: queues,
+        };
+        let routes = Routes::new(RouteView {
+            masters: vec![target("g-s0", "a:1", 2), target("g-s1", "b:2", 2)],
+            ..Default::default()
+        });
+        let first = Sending::of(&routes, &[]);
+        assert_eq!(first.queues, [(0, 0), (0, 1), (1, 0), (1, 1)]);
+        first.conns[0].avoid_for(std::time::Duration::from_secs(60));
+        first.conns[1].avoid_for(std::time::Duration::from_secs(60));
+        routes.publish(RouteView {
+            masters: vec![target("g-s0", "c:1", 2), target("g-s1", "b:2", 2), target("g-s2", "c:3", 1)],
+            ..Default::default()
+        });
+        let second = Sending::of(&routes, &first.conns);
+        assert_eq!(second.version, 1);
+        assert!(Rc::ptr_eq(&second.conns[0], &first.conns[0]), "a broker keeps its connection");
+        assert_eq!(second.conns[0].addr(), "c:1", "moved to the new master");
+        assert!(second.conns[0].usable(), "the new address is not avoided");
+        assert!(!second.conns[1].usable(), "an unchanged broker stays avoided");
+        assert_eq!(second.conns[2].broker_name, "g-s2");
+        assert!(second.conns[2].current().is_none(), "a new broker connects on first use");
+        assert_eq!(second.queues.len(), 5);
+        let third = Sending::of(&routes, &second.conns);
+        assert!(third.conns.iter().zip(&second.conns).all(|(a, b)| Rc::ptr_eq(a, b)));
+        routes.publish(RouteView::default());
+        assert!(Sending::of(&routes, &third.conns).queues.is_empty(), "no master: no queue");
     }
 }

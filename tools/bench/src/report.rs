@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! { tool, version, command_line[], machine{cores, kernel, cpu}, config{...}, brokers[],
-//!   started_at_unix_ms, elapsed_s, ended_by,
+//!   started_at_unix_ms, warmup_s, elapsed_s, ended_by,
 //!   produce|null: { messages, bytes, requests, active_s, msgs_per_s, mb_per_s,
 //!                   latency_us{count,min,mean,p50,p90,p99,p99_9,p99_99,max},
 //!                   errors_total, errors{"SYSTEM_BUSY (2)": n, "timeout": n, ...} },
@@ -15,6 +15,13 @@
 //!   seconds: [ { elapsed_s, interval_s, produce|null{msgs_per_s, mb_per_s, p50_us, p99_us, errors},
 //!                consume|null{...}, e2e_p50_us|null, e2e_p99_us|null } ] }
 //! ```
+//!
+//! Warm-up: with `--warmup W` (`warmup_s`), the first W seconds are in none of the
+//! figures: not in `produce`/`consume`/`e2e_latency_us`, not in `seconds` (whose
+//! `elapsed_s` still count from the run's start, `started_at_unix_ms`), and `elapsed_s`
+//! and `active_s` are measured from the end of the warm-up. The summary's first line
+//! says so. `brokers` lists every address the run's routes named (a failover adds the
+//! new master's).
 //!
 //! Pure: built from merged [`Snapshot`]s and times the caller measured.
 
@@ -124,9 +131,17 @@ pub struct SecondReport {
     pub consume: Option<SecondSide>,
     pub e2e_p50_us: Option<u64>,
     pub e2e_p99_us: Option<u64>,
+    /// A second of the warm-up: printed, never reported.
+    #[serde(skip)]
+    pub warmup: bool,
 }
 
 impl SecondReport {
+    /// Marks the line as a warm-up second (or not).
+    pub fn in_warmup(self, warmup: bool) -> SecondReport {
+        SecondReport { warmup, ..self }
+    }
+
     pub fn of(workload: Workload, snap: &Snapshot, elapsed_s: f64, interval_s: f64) -> SecondReport {
         let side = |s: &Side| {
             let per_s = |n: f64| if interval_s > 0.0 { round2(n / interval_s) } else { 0.0 };
@@ -146,6 +161,7 @@ impl SecondReport {
             consume: workload.consumes().then(|| side(&snap.consume)),
             e2e_p50_us: e2e.map(|h| quantile(h, 0.5)),
             e2e_p99_us: e2e.map(|h| quantile(h, 0.99)),
+            warmup: false,
         }
     }
 
@@ -182,6 +198,9 @@ impl SecondReport {
                 _ => side(&mut out, "consume", c, "pull"),
             }
         }
+        if self.warmup {
+            out.push_str("  (warm-up)");
+        }
         out
     }
 }
@@ -214,9 +233,12 @@ pub struct Report {
     pub command_line: Vec<String>,
     pub machine: Machine,
     pub config: Config,
-    /// Broker addresses the run talked to.
+    /// Broker addresses the run's routes named: where it sent and pulled.
     pub brokers: Vec<String>,
     pub started_at_unix_ms: u64,
+    /// Seconds at the start left out of every figure here.
+    pub warmup_s: f64,
+    /// Seconds from the end of the warm-up to the end of the run.
     pub elapsed_s: f64,
     pub ended_by: EndedBy,
     pub produce: Option<SideReport>,
@@ -225,7 +247,7 @@ pub struct Report {
     pub seconds: Vec<SecondReport>,
 }
 
-/// What the run measured, as the caller hands it over.
+/// What the run measured, as the caller hands it over (all of it after the warm-up).
 pub struct Outcome {
     pub total: Snapshot,
     pub elapsed_s: f64,
@@ -233,16 +255,11 @@ pub struct Outcome {
     pub consume_active_s: f64,
     pub ended_by: EndedBy,
     pub seconds: Vec<SecondReport>,
+    pub brokers: Vec<String>,
 }
 
 impl Report {
-    pub fn build(
-        config: &Config,
-        command_line: Vec<String>,
-        brokers: Vec<String>,
-        started_at_unix_ms: u64,
-        outcome: Outcome,
-    ) -> Report {
+    pub fn build(config: &Config, command_line: Vec<String>, started_at_unix_ms: u64, outcome: Outcome) -> Report {
         let w = config.workload;
         Report {
             tool: "rockshard-bench",
@@ -250,8 +267,9 @@ impl Report {
             command_line,
             machine: Machine::describe(),
             config: config.clone(),
-            brokers,
+            brokers: outcome.brokers,
             started_at_unix_ms,
+            warmup_s: config.warmup.as_secs_f64(),
             elapsed_s: round3(outcome.elapsed_s),
             ended_by: outcome.ended_by,
             produce: w.produces().then(|| SideReport::of(&outcome.total.produce, outcome.produce_active_s)),
@@ -282,11 +300,15 @@ impl Report {
         if c.workload.consumes() {
             let _ = write!(setup, ", {} consumers from {}", c.consumers, name_of(&c.from));
         }
+        let measured = if self.warmup_s > 0.0 {
+            format!("{:.1} s measured after a {} s warm-up (not counted)", self.elapsed_s, self.warmup_s)
+        } else {
+            format!("{:.1} s", self.elapsed_s)
+        };
         let _ = writeln!(
             out,
-            "\nrockshard-bench {}: {:.1} s, ended by {}; {setup}, header {}, {} threads",
+            "\nrockshard-bench {}: {measured}, ended by {}; {setup}, header {}, {} threads",
             name_of(&c.workload),
-            self.elapsed_s,
             name_of(&self.ended_by),
             name_of(&c.header),
             c.threads
@@ -421,9 +443,9 @@ mod tests {
             consume_active_s: 2.5,
             ended_by: EndedBy::Count,
             seconds: vec![second],
+            brokers: vec!["127.0.0.1:1".into()],
         };
-        let report =
-            Report::build(&cfg, vec!["rockshard-bench".into(), "e2e".into()], vec!["127.0.0.1:1".into()], 7, outcome);
+        let report = Report::build(&cfg, vec!["rockshard-bench".into(), "e2e".into()], 7, outcome);
         let json: serde_json::Value = serde_json::to_value(&report).expect("serializes");
         for key in [
             "tool",
@@ -433,6 +455,7 @@ mod tests {
             "config",
             "brokers",
             "started_at_unix_ms",
+            "warmup_s",
             "elapsed_s",
             "ended_by",
             "produce",
@@ -472,6 +495,35 @@ mod tests {
     }
 
     #[test]
+    fn a_warmup_is_named_in_the_summary_and_the_report() {
+        let cfg = Args::try_parse_from(["rockshard-bench", "produce", "--warmup", "5", "--duration", "10s"])
+            .expect("parses")
+            .validate(2, "t")
+            .expect("valid");
+        let outcome = Outcome {
+            total: measured(),
+            elapsed_s: 10.0,
+            produce_active_s: 10.0,
+            consume_active_s: 0.0,
+            ended_by: EndedBy::Duration,
+            seconds: Vec::new(),
+            brokers: Vec::new(),
+        };
+        let report = Report::build(&cfg, Vec::new(), 0, outcome);
+        assert!(
+            report
+                .summary()
+                .contains("rockshard-bench produce: 10.0 s measured after a 5 s warm-up (not counted), ended by"),
+            "{}",
+            report.summary()
+        );
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(json["warmup_s"], 5.0);
+        assert_eq!(json["config"]["warmup"], 5.0);
+        assert_eq!(json["produce"]["msgs_per_s"], 200.0, "2000 messages over the 10 measured seconds");
+    }
+
+    #[test]
     fn sides_a_workload_does_not_run_are_null() {
         let cfg = config("produce");
         let outcome = Outcome {
@@ -481,8 +533,9 @@ mod tests {
             consume_active_s: 0.0,
             ended_by: EndedBy::Duration,
             seconds: Vec::new(),
+            brokers: Vec::new(),
         };
-        let json = serde_json::to_value(Report::build(&cfg, Vec::new(), Vec::new(), 0, outcome)).expect("serializes");
+        let json = serde_json::to_value(Report::build(&cfg, Vec::new(), 0, outcome)).expect("serializes");
         assert!(json["consume"].is_null());
         assert!(json["e2e_latency_us"].is_null());
         assert!(json["produce"].is_object());
@@ -504,12 +557,17 @@ mod tests {
             consume_active_s: 1.0,
             ended_by: EndedBy::Duration,
             seconds: Vec::new(),
+            brokers: Vec::new(),
         };
-        let summary = Report::build(&cfg, Vec::new(), Vec::new(), 0, outcome).summary();
+        let summary = Report::build(&cfg, Vec::new(), 0, outcome).summary();
         assert!(summary.contains("SYSTEM_BUSY (2): 2"), "{summary}");
         assert!(summary.contains("p99.99"), "{summary}");
         assert!(summary.contains("e2e latency"), "{summary}");
         assert!(summary.contains("rockshard-bench e2e: 1.0 s, ended by duration;"), "{summary}");
+        assert!(!line.contains("warm-up"), "{line}");
+        let warm = SecondReport::of(cfg.workload, &measured(), 1.0, 1.0).in_warmup(true);
+        assert!(warm.line().ends_with("(warm-up)"), "{}", warm.line());
+        assert!(serde_json::to_value(&warm).expect("serializes").get("warmup").is_none(), "warm-up is not a figure");
         assert_eq!(group_digits(0), "0");
         assert_eq!(group_digits(999), "999");
         assert_eq!(group_digits(1_234_567), "1,234,567");

@@ -8,13 +8,20 @@
 //! second's figures to the main thread, which merges them and prints one line per second.
 //! The main thread alone decides when to stop (duration, count, e2e drain, Ctrl-C) and
 //! says so through the atomics in [`Shared`]; executors finish their in-flight work,
-//! commit consumer offsets, close their connections and hand back their totals.
+//! commit consumer offsets, close their connections and hand back their totals. Each
+//! executor also runs its route refresh task (`routes`), which ends with the run.
+//!
+//! Warm-up (`--warmup W`): the run lasts W seconds more than --duration. Each executor
+//! starts its totals again at its tick of second W, in the same step that hands over
+//! that second's figures, so the totals are exactly the seconds after W; the main thread
+//! prints the first W per-second lines marked as warm-up and leaves them out of the
+//! report, and reports times measured from W on.
 //!
 //! Invariants: every run ends: the duration limit always applies, every wait of a worker
 //! is cut by its stop signal, and a request can only wait its timeout. Nothing on the hot
 //! path crosses threads except the budget and two counters (relaxed atomics).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -30,6 +37,7 @@ use crate::limits::COORDINATOR_POLL_MS;
 use crate::produce::{self, Producer};
 use crate::rate::Budget;
 use crate::report::{EndedBy, Outcome, SecondReport};
+use crate::routes::{self, Routes};
 use crate::setup::Plan;
 use crate::stats::{Snapshot, Stats};
 use crate::worker::{Clock, Ctx, Shared, Signal};
@@ -47,6 +55,8 @@ struct ThreadResult {
     total: Snapshot,
     produce_end: Option<Duration>,
     consume_end: Option<Duration>,
+    /// Every broker address its routes named.
+    brokers: BTreeSet<String>,
 }
 
 /// Executors arrive here once connected and wait until the main thread opens it with
@@ -102,6 +112,7 @@ pub fn run(
         produced_ok: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         producing_threads: AtomicUsize::new(0),
+        route_announced: Mutex::new(plan.route.clone()),
         clock: Clock::now(),
         cfg,
         plan,
@@ -160,7 +171,15 @@ pub fn run(
     let mut lines = Vec::new();
     let mut ended_by: Option<EndedBy> = None;
     let mut producers_done_at: Option<Instant> = None;
-    let deadline = start + cfg.duration;
+    let deadline = start + cfg.warmup + cfg.duration;
+    let warmup_s = cfg.warmup.as_secs_f64();
+    // Prints every line; the report keeps the measured ones.
+    let mut emit = |line: SecondReport| {
+        on_second(&line);
+        if !line.warmup {
+            lines.push(line);
+        }
+    };
     // Past this, everything is stopped whatever state the workers are in.
     let hard_deadline = deadline + cfg.drain + cfg.timeout;
     let stop_all = || {
@@ -185,9 +204,7 @@ pub fn run(
         while (0..done.len()).all(|t| done[t] || last_second[t] > printed) && seconds.contains_key(&(printed + 1)) {
             printed += 1;
             let snap = seconds.remove(&printed).unwrap_or_default();
-            let line = SecondReport::of(w, &snap, f64::from(printed), 1.0);
-            on_second(&line);
-            lines.push(line);
+            emit(SecondReport::of(w, &snap, f64::from(printed), 1.0).in_warmup(f64::from(printed) <= warmup_s));
         }
         let now = Instant::now();
         if interrupted.load(Ordering::Relaxed) {
@@ -245,33 +262,35 @@ pub fn run(
     }
     // Seconds some executor never completed (it finished first) still go in the report.
     for (index, snap) in std::mem::take(&mut seconds) {
-        let line = SecondReport::of(w, &snap, f64::from(index), 1.0);
-        on_second(&line);
-        lines.push(line);
+        emit(SecondReport::of(w, &snap, f64::from(index), 1.0).in_warmup(f64::from(index) <= warmup_s));
         printed = printed.max(index);
     }
     let tail = final_at.as_secs_f64() - f64::from(printed);
     if tail > 0.0005 {
-        let line = SecondReport::of(w, &final_snap, final_at.as_secs_f64(), tail);
-        on_second(&line);
-        lines.push(line);
+        let end = final_at.as_secs_f64();
+        emit(SecondReport::of(w, &final_snap, end, tail).in_warmup(end <= warmup_s));
     }
 
     let mut total = Snapshot::default();
     let (mut produce_active, mut consume_active) = (Duration::ZERO, Duration::ZERO);
+    let mut brokers = BTreeSet::new();
     for handle in handles {
         let result = handle.join().map_err(|e| BenchError::Executor(e.to_string()))?;
         total.merge(&result.total);
         produce_active = produce_active.max(result.produce_end.unwrap_or_default());
         consume_active = consume_active.max(result.consume_end.unwrap_or_default());
+        brokers.extend(result.brokers);
     }
+    // Times of the measured part: from the end of the warm-up.
+    let measured = |d: Duration| d.saturating_sub(cfg.warmup).as_secs_f64();
     let outcome = Outcome {
         total,
-        elapsed_s: start.elapsed().as_secs_f64(),
-        produce_active_s: produce_active.as_secs_f64(),
-        consume_active_s: consume_active.as_secs_f64(),
+        elapsed_s: measured(start.elapsed()),
+        produce_active_s: measured(produce_active),
+        consume_active_s: measured(consume_active),
         ended_by: ended_by.unwrap_or(EndedBy::Duration),
         seconds: lines,
+        brokers: brokers.into_iter().collect(),
     };
     Ok((outcome, shared.clock))
 }
@@ -288,9 +307,10 @@ async fn executor_main(
     let ctx = Rc::new(Ctx {
         thread,
         shared: shared.clone(),
-        stats: std::cell::RefCell::new(Stats::default()),
+        stats: std::cell::RefCell::new(Stats::new(!shared.cfg.warmup.is_zero())),
         stop_produce: Signal::default(),
         stop_consume: Signal::default(),
+        routes: Routes::new(shared.plan.route.clone()),
     });
     let cfg = &shared.cfg;
     let mut producers = Vec::new();
@@ -333,6 +353,7 @@ async fn executor_main(
     .detach();
     let finished = Rc::new(Signal::default());
     let ticker = glommio::spawn_local(tick_loop(ctx.clone(), start, finished.clone(), tx.clone()));
+    let route_task = glommio::spawn_local(routes::keep_fresh(ctx.clone()));
 
     let send_tasks: Vec<_> = producers
         .iter()
@@ -374,17 +395,29 @@ async fn executor_main(
     let last = ctx.stats.borrow_mut().take_interval();
     // The main thread may have gone (it only stops listening once every executor is done).
     let _ = tx.send(Msg::Done { thread, snap: last, at: start.elapsed() });
-    let total = std::mem::take(&mut ctx.stats.borrow_mut().total);
-    ThreadResult { total, produce_end, consume_end }
+    // It ends once the main thread has stopped both sides, which it always does (by the
+    // hard deadline at the latest) before it stops waiting for executors.
+    route_task.await;
+    let total = ctx.stats.borrow_mut().take_total();
+    ThreadResult { total, produce_end, consume_end, brokers: ctx.routes.brokers() }
 }
 
-/// Sends this executor's figures at every whole second after the start.
+/// Sends this executor's figures at every whole second after the start, and ends the
+/// warm-up at its last second.
 async fn tick_loop(ctx: Rc<Ctx>, start: Instant, finished: Rc<Signal>, tx: mpsc::Sender<Msg>) {
+    let warmup_s = ctx.shared.cfg.warmup.as_secs();
     for index in 1u32.. {
         if !finished.sleep_until(start + Duration::from_secs(u64::from(index))).await {
             return;
         }
-        let snap = ctx.stats.borrow_mut().take_interval();
+        let snap = {
+            let mut stats = ctx.stats.borrow_mut();
+            let snap = stats.take_interval();
+            if u64::from(index) == warmup_s {
+                stats.end_warmup();
+            }
+            snap
+        };
         if tx.send(Msg::Second { thread: ctx.thread, index, snap }).is_err() {
             return;
         }

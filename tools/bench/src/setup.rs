@@ -9,7 +9,8 @@
 //! run starting at `latest` misses nothing it sends.
 //!
 //! Runs once, on a glommio executor of the main thread. Deliberately not here: the
-//! workloads (`produce`, `consume`).
+//! workloads (`produce`, `consume`), and following the route while they run (`routes`,
+//! which reads it with [`route`] too).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use rockshard_net::{ExtFields, RemotingCommand, SerializeType};
 use crate::args::{Config, FlushMode, StartFrom};
 use crate::error::BenchError;
 use crate::limits::{ROUTE_POLL_MS, ROUTE_WAIT_MAX_MS};
+use crate::routes::RouteView;
 
 /// The template topic RocketMQ clients name in sends and creations.
 pub const DEFAULT_TOPIC: &str = "TBW102";
@@ -44,7 +46,7 @@ pub struct Target {
 /// One queue a consumer will pull, and where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueStart {
-    /// Index into the plan's targets.
+    /// Index into the plan's `route.masters`.
     pub target: usize,
     pub queue_id: i32,
     pub offset: i64,
@@ -53,7 +55,8 @@ pub struct QueueStart {
 /// What the run works on.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub targets: Vec<Target>,
+    /// The route as setup read it; `route.masters` are the targets.
+    pub route: RouteView,
     /// Every readable queue (consumers only), in target then queue order.
     pub queues: Vec<QueueStart>,
 }
@@ -110,20 +113,31 @@ struct Setup<'a> {
     serialize_type: SerializeType,
 }
 
+/// The topic's route from the NameServer `namesrv`, `None` when it does not know the
+/// topic. Setup's lookups and the run's refreshes ([`crate::routes`]) both use it.
+pub async fn route(
+    namesrv: &Client,
+    topic: &str,
+    timeout: Duration,
+    serialize_type: SerializeType,
+) -> Result<Option<TopicRouteData>, BenchError> {
+    let ext = GetRouteInfoRequestHeader { topic: topic.to_owned(), ..Default::default() }.to_ext_fields();
+    let cmd = command(request::GET_ROUTEINFO_BY_TOPIC, ext, serialize_type);
+    let context = || format!("route of {topic} from NameServer {}", namesrv.peer());
+    let resp = namesrv.request(cmd, timeout).await.map_err(BenchError::remote(context()))?;
+    match resp.code {
+        response::SUCCESS => body::from_json(&resp.body)
+            .map(Some)
+            .map_err(|e| BenchError::Setup(format!("{}: undecodable route: {e}", context()))),
+        response::TOPIC_NOT_EXIST => Ok(None),
+        code => Err(remote_code(context(), &resp, code)),
+    }
+}
+
 impl Setup<'_> {
     /// The topic's route, `None` when the NameServer does not know it.
     async fn route(&self, topic: &str) -> Result<Option<TopicRouteData>, BenchError> {
-        let ext = GetRouteInfoRequestHeader { topic: topic.to_owned(), ..Default::default() }.to_ext_fields();
-        let cmd = command(request::GET_ROUTEINFO_BY_TOPIC, ext, self.serialize_type);
-        let context = || format!("route of {topic} from NameServer {}", self.namesrv.peer());
-        let resp = self.namesrv.request(cmd, self.cfg.timeout).await.map_err(BenchError::remote(context()))?;
-        match resp.code {
-            response::SUCCESS => body::from_json(&resp.body)
-                .map(Some)
-                .map_err(|e| BenchError::Setup(format!("{}: undecodable route: {e}", context()))),
-            response::TOPIC_NOT_EXIST => Ok(None),
-            code => Err(remote_code(context(), &resp, code)),
-        }
+        route(&self.namesrv, topic, self.cfg.timeout, self.serialize_type).await
     }
 
     /// The masters to create the topic on: the cluster's, or TBW102's route's.
@@ -253,15 +267,16 @@ pub async fn prepare(cfg: &Config) -> Result<Plan, BenchError> {
         })?
     };
     setup.namesrv.close().await;
-    let targets = masters(&route);
+    let view = RouteView::of(&route);
+    let targets = &view.masters;
     if cfg.workload.produces() && targets.iter().all(|t| t.write_queues == 0) {
         return Err(BenchError::Setup(format!("topic {}: no master broker has a writable queue", cfg.topic)));
     }
-    let queues = if cfg.workload.consumes() { start_offsets(cfg, &targets).await? } else { Vec::new() };
+    let queues = if cfg.workload.consumes() { start_offsets(cfg, targets).await? } else { Vec::new() };
     if cfg.workload.consumes() && queues.is_empty() {
         return Err(BenchError::Setup(format!("topic {}: no master broker has a readable queue", cfg.topic)));
     }
-    Ok(Plan { targets, queues })
+    Ok(Plan { route: view, queues })
 }
 
 /// Where each readable queue starts: the group's committed offset, else --from.

@@ -33,6 +33,8 @@ pub enum Failure {
     Protocol,
     /// A pull response whose stored records did not decode.
     BadRecord,
+    /// The route had no master with a writable queue to send to.
+    NoRoute,
 }
 
 impl Failure {
@@ -59,6 +61,7 @@ impl fmt::Display for Failure {
             Failure::Io => f.write_str("i/o error"),
             Failure::Protocol => f.write_str("protocol error"),
             Failure::BadRecord => f.write_str("undecodable record"),
+            Failure::NoRoute => f.write_str("no route (no master with writable queues)"),
         }
     }
 }
@@ -126,14 +129,39 @@ impl Snapshot {
     }
 }
 
-/// A thread's running figures: the current second and the whole run.
+/// A thread's running figures: the current second and the whole run (after the
+/// warm-up, if there is one).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub interval: Snapshot,
     pub total: Snapshot,
+    /// While set, `total` holds warm-up figures that the run will throw away.
+    warming_up: bool,
 }
 
 impl Stats {
+    /// Figures of a run that starts with a warm-up (`true`) or is measured from the start.
+    pub fn new(warming_up: bool) -> Stats {
+        Stats { warming_up, ..Stats::default() }
+    }
+
+    /// The warm-up is over: the totals start again from here. Intervals go on as they
+    /// were (the current one is the caller's to take first).
+    pub fn end_warmup(&mut self) {
+        self.total = Snapshot::default();
+        self.warming_up = false;
+    }
+
+    /// The totals measured after the warm-up; empty if the run ended before it was over.
+    pub fn take_total(&mut self) -> Snapshot {
+        let total = std::mem::take(&mut self.total);
+        if self.warming_up {
+            Snapshot::default()
+        } else {
+            total
+        }
+    }
+
     pub fn sent(&mut self, messages: u64, bytes: u64, latency: Duration) {
         let us = micros(latency);
         for s in [&mut self.interval.produce, &mut self.total.produce] {
@@ -215,6 +243,28 @@ mod tests {
     }
 
     #[test]
+    fn warm_up_figures_stay_out_of_the_totals() {
+        let mut s = Stats::new(true);
+        s.sent(10, 1000, Duration::from_micros(100));
+        s.produce_failed(Failure::NoRoute);
+        let warm = s.take_interval();
+        assert_eq!(warm.produce.messages, 10, "the warm-up second still has its figures");
+        s.end_warmup();
+        s.sent(3, 300, Duration::from_micros(200));
+        let total = s.take_total();
+        assert_eq!((total.produce.messages, total.produce.requests), (3, 1));
+        assert_eq!(total.produce.failures_total(), 0);
+        assert_eq!(total.produce.latency.len(), 1);
+
+        let mut cut_short = Stats::new(true);
+        cut_short.sent(5, 500, Duration::from_micros(100));
+        assert_eq!(cut_short.take_total().produce.messages, 0, "a run that never left its warm-up measured nothing");
+        let mut measured = Stats::new(false);
+        measured.sent(5, 500, Duration::from_micros(100));
+        assert_eq!(measured.take_total().produce.messages, 5);
+    }
+
+    #[test]
     fn latencies_are_clamped_into_the_histogram() {
         assert_eq!(micros(Duration::ZERO), 1);
         assert_eq!(micros(Duration::from_secs(100_000)), LATENCY_MAX_US);
@@ -229,6 +279,7 @@ mod tests {
         assert_eq!(Failure::Code(10).to_string(), "FLUSH_DISK_TIMEOUT (10)");
         assert_eq!(Failure::Code(9999).to_string(), "code 9999");
         assert_eq!(Failure::Timeout.to_string(), "timeout");
+        assert_eq!(Failure::NoRoute.to_string(), "no route (no master with writable queues)");
         let closed = rockshard::Error::Closed { peer: "x".into() };
         assert_eq!(Failure::of(&closed), Failure::Closed);
     }

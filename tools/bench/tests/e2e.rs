@@ -2,41 +2,26 @@
 //! runs whose JSON reports must agree with each other and with what was asked.
 //!
 //! The broker binary is `$ROCKSHARD_BIN` when set, else `rockshard` next to this crate's
-//! own binary (cargo puts every workspace binary in `<target>/<profile>/`; `cargo test
-//! --workspace` builds it, `cargo build -p rockshard --bin rockshard` does it alone).
+//! own binary (see `common::broker_bin`).
 //!
 //! Everything runs on 127.0.0.1 with ports found free just before; every process is
 //! killed by pid when its guard drops (also when a test panics), and every wait is
 //! bounded.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{bench, broker_bin, float, number};
+
 /// How long the broker may take to print `ready:`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest any single bench run here may take (runs are limited to seconds by their
-/// own options; this only guards against a hang).
-const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 /// Start attempts: a port found free can be taken by someone else before the broker binds it.
 const START_ATTEMPTS: usize = 3;
-
-fn broker_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("ROCKSHARD_BIN") {
-        return path.into();
-    }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_rockshard-bench")).with_file_name("rockshard");
-    assert!(
-        sibling.exists(),
-        "no broker binary at {}: run `cargo build -p rockshard --bin rockshard` (cargo test --workspace does), or set \
-         ROCKSHARD_BIN",
-        sibling.display()
-    );
-    sibling
-}
 
 /// Two consecutive free ports (the broker's two shards) and one for its NameServer.
 fn free_ports() -> (u16, u16) {
@@ -125,53 +110,6 @@ impl Broker {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
     }
-}
-
-/// A finished bench run.
-struct Run {
-    status: ExitStatus,
-    output: String,
-    report: Option<serde_json::Value>,
-}
-
-/// Runs the bench with `args` (plus `--json`), bounded by [`RUN_TIMEOUT`].
-fn bench(dir: &Path, name: &str, args: &[&str]) -> Run {
-    let json = dir.join(format!("{name}.json"));
-    let out_path = dir.join(format!("{name}.out"));
-    let out = std::fs::File::create(&out_path).expect("output file");
-    let err = out.try_clone().expect("output file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rockshard-bench"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .expect("spawn rockshard-bench");
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for rockshard-bench") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rockshard-bench {args:?} ran past {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let report = std::fs::read(&json).ok().map(|bytes| serde_json::from_slice(&bytes).expect("the report is JSON"));
-    Run { status, output, report }
-}
-
-fn number(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut at = v;
-    for key in path {
-        at = &at[*key];
-    }
-    at.as_u64().unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
 }
 
 #[test]
@@ -304,4 +242,64 @@ fn unusable_setups_fail_with_a_reason_and_no_report() {
     let bad = bench(work.path(), "bad", &["produce", "--batch", "0"]);
     assert_eq!(bad.status.code(), Some(2), "{}", bad.output);
     assert!(bad.output.contains("--batch"), "{}", bad.output);
+}
+
+#[test]
+fn warmup_seconds_run_but_are_left_out_of_the_summary_and_the_report() {
+    let broker = Broker::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    // Open loop at 500 msg/s: two seconds of warm-up, then two measured seconds. The whole
+    // run sends about 2000 messages; the report may hold only the measured 1000 or so.
+    let run = bench(
+        work.path(),
+        "warmup",
+        &[
+            "produce",
+            "--namesrv",
+            &broker.namesrv,
+            "--topic",
+            "BenchWarmup",
+            "--warmup",
+            "2",
+            "--duration",
+            "2s",
+            "--rate",
+            "500",
+            "--size",
+            "64",
+            "--connections",
+            "1",
+            "--inflight",
+            "8",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(run.status.success(), "warm-up run failed:\n{}\nbroker log:\n{}", run.output, broker.log());
+    let r = run.report.expect("report");
+    assert_eq!(float(&r, &["warmup_s"]), 2.0, "{r}");
+    assert_eq!(float(&r, &["config", "warmup"]), 2.0, "{r}");
+    let measured = number(&r, &["produce", "messages"]);
+    assert!(
+        (500..=1500).contains(&measured),
+        "500 msg/s for 2 measured seconds, but the report counts {measured}: {r}"
+    );
+    assert!(float(&r, &["produce", "active_s"]) < 3.0, "active time excludes the warm-up: {r}");
+    assert!(float(&r, &["elapsed_s"]) < 3.5, "elapsed time excludes the warm-up: {r}");
+    assert_eq!(number(&r, &["produce", "latency_us", "count"]), number(&r, &["produce", "requests"]));
+
+    // The report's seconds are the measured ones only, and add up to the summary's count.
+    let seconds = r["seconds"].as_array().expect("seconds");
+    assert!(!seconds.is_empty(), "{r}");
+    for s in seconds {
+        assert!(float(s, &["elapsed_s"]) > 2.0, "a warm-up second is in the report: {s}");
+    }
+    let summed: f64 = seconds.iter().map(|s| float(s, &["produce", "msgs_per_s"]) * float(s, &["interval_s"])).sum();
+    assert!((summed - measured as f64).abs() <= 2.0, "seconds add up to {summed}, the summary says {measured}: {r}");
+
+    // The warm-up still ran, and the per-second lines show it as such.
+    let warmup_lines: Vec<&str> = run.output.lines().filter(|l| l.ends_with("(warm-up)")).collect();
+    assert_eq!(warmup_lines.len(), 2, "two warm-up lines expected:\n{}", run.output);
+    assert!(warmup_lines.iter().all(|l| !l.contains(" 0 msg/s")), "the warm-up sends:\n{}", run.output);
+    assert!(run.output.contains("after a 2 s warm-up"), "the summary names the warm-up:\n{}", run.output);
 }
