@@ -30,12 +30,12 @@ use rockshard_net::body::{
     self, ConsumeFromWhere, ConsumeStats, ConsumeType, ConsumerConnection, ConsumerData, ConsumerListBody,
     HeartbeatData, KVTable, MessageModel, ResetOffsetBody, SubscriptionData, TopicStatsTable,
 };
-use rockshard_net::code::{flag, pull_sys_flag, request, response};
+use rockshard_net::code::{flag, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::frame::encode_frame_to_vec;
 use rockshard_net::headers::{
     CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader,
-    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SendMessageResponseHeader,
+    QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SendMessageResponseHeader,
     UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rockshard_net::properties::java_string_hash;

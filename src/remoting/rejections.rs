@@ -7,9 +7,9 @@
 //! of which answer codes are rejections ([`is_rejection`]).
 //!
 //! Invariants: at most [`REJECTION_LOG_LINES_MAX`] lines per
-//! [`REJECTION_LOG_INTERVAL_MS`] per listener, so a misbehaving client cannot flood the
-//! log; what was held back is counted and the count is logged with the next line let
-//! through. The limiter is pure over the time it is given.
+//! [`REJECTION_LOG_INTERVAL_MS`] per listener (a [`RateLimited`] with that burst), so a
+//! misbehaving client cannot flood the log; what was held back is counted and the count
+//! ends the next line let through.
 //!
 //! Runs on the listener's executor (a shard or the NameServer); `Cell`s, no locks.
 //!
@@ -17,7 +17,6 @@
 //! are part of normal operation (see [`is_rejection`]), and malformed frames (the
 //! server closes those connections and logs them itself).
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use rockshard_net::{LanguageCode, RemotingCommand};
 use tracing::warn;
 
 use crate::limits::{REJECTION_LOG_INTERVAL_MS, REJECTION_LOG_LINES_MAX};
+use crate::logs::RateLimited;
 
 /// Whether an answer with `code` refuses its request: the request could not be read or
 /// served as sent. These are the codes a client incompatibility produces: SYSTEM_ERROR
@@ -77,53 +77,29 @@ impl RequestSummary {
     }
 }
 
-/// What the limiter decided for one rejection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    /// Log it; `held_back` rejections were not logged since the last line let through.
-    Log { held_back: u64 },
-    /// The listener's budget for this interval is spent: count it only.
-    HoldBack,
-}
-
 /// Rate-limited WARN lines for one listener's rejected requests.
 pub struct RejectionLog {
     /// Names the listener in every line (`broker-a-s0`, `namesrv 127.0.0.1:9876`).
     listener: String,
-    /// Start of the current interval; `None` before the first rejection.
-    interval_start: Cell<Option<Instant>>,
-    /// Lines logged in the current interval.
-    logged: Cell<u32>,
-    /// Rejections not logged since the last line let through.
-    held_back: Cell<u64>,
+    /// A few lines per interval in full (each names its client), the rest counted.
+    limit: RateLimited,
 }
 
 impl RejectionLog {
     pub fn new(listener: impl Into<String>) -> RejectionLog {
         RejectionLog {
             listener: listener.into(),
-            interval_start: Cell::new(None),
-            logged: Cell::new(0),
-            held_back: Cell::new(0),
+            limit: RateLimited::with_burst(Duration::from_millis(REJECTION_LOG_INTERVAL_MS), REJECTION_LOG_LINES_MAX),
         }
     }
 
     /// Logs `answer` at WARN when it rejects `request` (see [`is_rejection`]), within the
-    /// listener's rate limit.
+    /// listener's rate limit; a line let through after some were held back says how many.
     pub fn note(&self, request: RequestSummary, answer: &RemotingCommand, peer: SocketAddr) {
         if !is_rejection(answer.code) {
             return;
         }
-        let held_back = match self.admit(Instant::now()) {
-            Admission::HoldBack => return,
-            Admission::Log { held_back } => held_back,
-        };
-        if held_back > 0 {
-            warn!(
-                listener = %self.listener, held_back, limit = REJECTION_LOG_LINES_MAX,
-                interval_ms = REJECTION_LOG_INTERVAL_MS, "rejected requests not logged (rate limit)"
-            );
-        }
+        let Some(held) = self.limit.allow(Instant::now()) else { return };
         warn!(
             listener = %self.listener,
             %peer,
@@ -135,26 +111,8 @@ impl RejectionLog {
             response = %response::name(answer.code).unwrap_or("?"),
             // Quoted (Debug), so where a remark with spaces ends is plain.
             remark = answer.remark.as_deref().unwrap_or(""),
-            "request rejected"
+            "request rejected{held}"
         );
-    }
-
-    /// The limiter: the first [`REJECTION_LOG_LINES_MAX`] rejections of each interval are
-    /// logged, the rest counted. An interval starts with the first rejection after the
-    /// previous one ended, so a quiet listener costs nothing.
-    fn admit(&self, now: Instant) -> Admission {
-        let interval = Duration::from_millis(REJECTION_LOG_INTERVAL_MS);
-        let expired = self.interval_start.get().is_none_or(|start| now.saturating_duration_since(start) >= interval);
-        if expired {
-            self.interval_start.set(Some(now));
-            self.logged.set(0);
-        }
-        if self.logged.get() >= REJECTION_LOG_LINES_MAX {
-            self.held_back.set(self.held_back.get().saturating_add(1));
-            return Admission::HoldBack;
-        }
-        self.logged.set(self.logged.get() + 1);
-        Admission::Log { held_back: self.held_back.replace(0) }
     }
 }
 
@@ -188,27 +146,5 @@ mod tests {
         ] {
             assert!(!is_rejection(code), "{code}");
         }
-    }
-
-    #[test]
-    fn the_limiter_lets_a_bounded_number_through_per_interval_and_counts_the_rest() {
-        let log = RejectionLog::new("test");
-        let t0 = Instant::now();
-        let interval = Duration::from_millis(REJECTION_LOG_INTERVAL_MS);
-        for i in 0..REJECTION_LOG_LINES_MAX {
-            assert_eq!(log.admit(t0), Admission::Log { held_back: 0 }, "line {i}");
-        }
-        for _ in 0..5 {
-            assert_eq!(log.admit(t0 + interval / 2), Admission::HoldBack);
-        }
-        // The next interval lets lines through again; its first carries the count.
-        assert_eq!(log.admit(t0 + interval), Admission::Log { held_back: 5 });
-        assert_eq!(log.admit(t0 + interval), Admission::Log { held_back: 0 });
-        // A long quiet spell: a fresh interval starts at the next rejection.
-        let later = t0 + interval * 10;
-        for _ in 0..REJECTION_LOG_LINES_MAX {
-            assert!(matches!(log.admit(later), Admission::Log { .. }));
-        }
-        assert_eq!(log.admit(later + interval - Duration::from_millis(1)), Admission::HoldBack);
     }
 }

@@ -79,6 +79,7 @@ use crate::limits::{
     CONNECTION_SWEEP_INTERVAL_MIN_MS, FRAME_TIMEOUT_DEFAULT_MS, LISTENER_UNWRITTEN_BYTES_MAX, LISTEN_BACKLOG,
     PARTIAL_FRAME_BYTES_MAX, PARTIAL_FRAME_UNCOUNTED_BYTES, REFUSAL_WARN_INTERVAL_MS, SHUTDOWN_DRAIN_MAX_MS,
 };
+use crate::logs::RateLimited;
 use crate::{Error, Result};
 
 /// A level-triggered signal many tasks can wait on: once set it stays set. Used for
@@ -432,27 +433,24 @@ impl Refusal {
     }
 }
 
-/// At most one WARN per reason per `REFUSAL_WARN_INTERVAL_MS`, carrying the count of
-/// those not logged since: a flood of hostile connections must not flood the log too.
-#[derive(Default)]
+/// One WARN per reason per `REFUSAL_WARN_INTERVAL_MS`, carrying the count of those not
+/// logged since: a flood of hostile connections must not flood the log too.
 struct RefusalWarnings {
-    last: [Cell<Option<Instant>>; Refusal::COUNT],
-    quiet: [Cell<u64>; Refusal::COUNT],
+    limits: [RateLimited; Refusal::COUNT],
+}
+
+impl Default for RefusalWarnings {
+    fn default() -> RefusalWarnings {
+        RefusalWarnings {
+            limits: std::array::from_fn(|_| RateLimited::new(Duration::from_millis(REFUSAL_WARN_INTERVAL_MS))),
+        }
+    }
 }
 
 impl RefusalWarnings {
     fn warn(&self, why: Refusal, local: &str, peer: SocketAddr) {
-        let i = why as usize;
-        let now = Instant::now();
-        let due = self.last[i]
-            .get()
-            .map_or(true, |t| now.duration_since(t) >= Duration::from_millis(REFUSAL_WARN_INTERVAL_MS));
-        if due {
-            let not_logged = self.quiet[i].replace(0);
-            self.last[i].set(Some(now));
-            warn!(listen = %local, %peer, not_logged, "{}", why.what());
-        } else {
-            self.quiet[i].set(self.quiet[i].get() + 1);
+        if let Some(held) = self.limits[why as usize].allow(Instant::now()) {
+            warn!(listen = %local, %peer, "{}{held}", why.what());
         }
     }
 }

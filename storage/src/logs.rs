@@ -38,13 +38,18 @@ use std::time::{Duration, Instant};
 
 use crate::limits::LOG_REPEAT_INTERVAL_MS;
 
-/// Lets a repeating log line through at most once per interval and counts the rest.
+/// Lets a repeating log line through at most `burst` times per interval (once, unless
+/// made [`RateLimited::with_burst`]) and counts the rest.
 #[derive(Debug)]
 pub struct RateLimited {
     interval: Duration,
-    /// When the last line was let through; `None` before the first.
-    last_logged: Cell<Option<Instant>>,
-    /// Occurrences held back since then.
+    /// Lines let through per interval.
+    burst: u32,
+    /// When the current interval began (its first line); `None` before the first.
+    window_start: Cell<Option<Instant>>,
+    /// Lines let through in the current interval.
+    in_window: Cell<u32>,
+    /// Occurrences held back since the last line let through.
     held: Cell<u64>,
 }
 
@@ -62,15 +67,36 @@ impl RateLimited {
     /// Lets at most one line through per `interval`; a zero interval lets every one
     /// through.
     pub const fn new(interval: Duration) -> Self {
-        RateLimited { interval, last_logged: Cell::new(None), held: Cell::new(0) }
+        RateLimited::with_burst(interval, 1)
+    }
+
+    /// Lets the first `burst` lines of each `interval` through (at least one): for a
+    /// site whose lines differ in detail worth seeing (which client, which request), so
+    /// that a few of a burst are shown whole.
+    pub const fn with_burst(interval: Duration, burst: u32) -> Self {
+        RateLimited {
+            interval,
+            burst: if burst == 0 { 1 } else { burst },
+            window_start: Cell::new(None),
+            in_window: Cell::new(0),
+            held: Cell::new(0),
+        }
     }
 
     /// One occurrence at `now`. `Some` (with what was held back since the last line) if
-    /// it should be logged: the first ever, or the first once `interval` has passed since
-    /// the last line. `None` if it should not: it is counted instead.
+    /// it should be logged: the first ever, one of the first `burst` of an interval, or
+    /// the first once `interval` has passed since the interval began. `None` if it
+    /// should not: it is counted instead.
     pub fn allow(&self, now: Instant) -> Option<Suppressed> {
-        match self.last_logged.get() {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
+        match self.window_start.get() {
+            Some(start) if now.saturating_duration_since(start) < self.interval => {
+                if self.in_window.get() < self.burst {
+                    self.in_window.set(self.in_window.get() + 1);
+                    return Some(Suppressed {
+                        count: self.held.replace(0),
+                        over: now.saturating_duration_since(start),
+                    });
+                }
                 self.held.set(self.held.get().saturating_add(1));
                 None
             }
@@ -78,21 +104,26 @@ impl RateLimited {
         }
     }
 
-    /// The count of occurrences held back, once `interval` has passed since the last
-    /// line and none came to carry it; `None` otherwise. For a periodic task, so that
-    /// the tail of a burst that stopped is reported too. The next occurrence after a
-    /// report is counted against the report's time, like after any other line.
+    /// The count of occurrences held back, once `interval` has passed since the current
+    /// interval began and none came to carry it; `None` otherwise. For a periodic task,
+    /// so that the tail of a burst that stopped is reported too. The next occurrence
+    /// after a report is counted against the report's time, like after any other line.
     pub fn take_quiet(&self, now: Instant) -> Option<Suppressed> {
-        let last = self.last_logged.get()?;
+        let last = self.window_start.get()?;
         if self.held.get() == 0 || now.saturating_duration_since(last) < self.interval {
             return None;
         }
-        Some(self.let_through(Some(last), now))
+        let held = self.let_through(Some(last), now);
+        // The report counts as the new interval's lines, all of them.
+        self.in_window.set(self.burst);
+        Some(held)
     }
 
+    /// Starts a new interval at `now` with this line as its first.
     fn let_through(&self, last: Option<Instant>, now: Instant) -> Suppressed {
         let over = last.map_or(Duration::ZERO, |l| now.saturating_duration_since(l));
-        self.last_logged.set(Some(now));
+        self.window_start.set(Some(now));
+        self.in_window.set(1);
         Suppressed { count: self.held.replace(0), over }
     }
 }
@@ -174,6 +205,27 @@ mod tests {
         // An occurrence right after the report is counted against it.
         assert_eq!(limited.allow(t0 + 31 * SECOND), None);
         assert_eq!(limited.allow(t0 + 40 * SECOND), Some(Suppressed { count: 1, over: 10 * SECOND }));
+    }
+
+    #[test]
+    fn a_burst_lets_the_first_lines_of_each_interval_through() {
+        let t0 = Instant::now();
+        let limited = RateLimited::with_burst(10 * SECOND, 3);
+        for i in 0..3 {
+            assert_eq!(limited.allow(t0 + i * SECOND).map(|s| s.count), Some(0), "line {i}");
+        }
+        for i in 3..8 {
+            assert_eq!(limited.allow(t0 + i * SECOND), None, "occurrence {i}");
+        }
+        // The next interval starts with the first line after it; it carries the count.
+        assert_eq!(limited.allow(t0 + 10 * SECOND), Some(Suppressed { count: 5, over: 10 * SECOND }));
+        assert_eq!(limited.allow(t0 + 11 * SECOND), Some(Suppressed { count: 0, over: SECOND }));
+        assert_eq!(limited.allow(t0 + 12 * SECOND).map(|s| s.count), Some(0));
+        assert_eq!(limited.allow(t0 + 13 * SECOND), None);
+        // The tail is reported, and then that interval has no room left.
+        assert_eq!(limited.take_quiet(t0 + 20 * SECOND), Some(Suppressed { count: 1, over: 10 * SECOND }));
+        assert_eq!(limited.allow(t0 + 21 * SECOND), None);
+        assert_eq!(RateLimited::with_burst(SECOND, 0).burst, 1, "a burst of 0 would log nothing");
     }
 
     #[test]
