@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_new_route_moves_a_brokers_connection_and_keeps_the_others() {
-        use crate::routes::RouteView;
+        use crate::setup::RouteView;
         use crate::setup::Target;
         let target = |name: &str, addr: &str, queues: i32| Target {
             broker_name: name.to_owned(),

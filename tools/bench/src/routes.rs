@@ -28,7 +28,7 @@
 //! picks and how long it avoids a failed broker (`produce`), and setup's first lookup.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
@@ -39,69 +39,10 @@ use rockshard::remoting::client::Client;
 use rockshard_net::body::TopicRouteData;
 use rockshard_net::code::response;
 
+use crate::args::Config;
 use crate::limits::{ROUTE_MASTERLESS_POLL_MS, ROUTE_REFRESH_BACKOFF_MS, ROUTE_REFRESH_PERIOD_MS};
-use crate::setup::{self, Target};
+use crate::setup::{self, RouteView};
 use crate::stats::Failure;
-use crate::worker::Ctx;
-
-/// What the workers need of a route.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RouteView {
-    /// Brokers with a master (brokerId 0), with the queues the master serves, by name.
-    pub masters: Vec<Target>,
-    /// For every broker name, where consumers pull: the master, else the replica with
-    /// the lowest brokerId (a RocketMQ consumer pulls from a slave while its master is
-    /// gone; a Rockshard follower serves committed messages).
-    pub pull_addrs: BTreeMap<String, String>,
-}
-
-impl RouteView {
-    pub fn of(route: &TopicRouteData) -> RouteView {
-        let pull_addrs = route
-            .broker_datas
-            .iter()
-            .filter_map(|b| {
-                let addr = b.broker_addrs.get(&0).or_else(|| b.broker_addrs.values().next())?;
-                Some((b.broker_name.clone(), addr.clone()))
-            })
-            .collect();
-        RouteView { masters: setup::masters(route), pull_addrs }
-    }
-
-    /// Whether some broker of the topic is in the route without a master (its replicas
-    /// are, so a new master is expected).
-    pub fn masterless(&self) -> bool {
-        self.pull_addrs.keys().any(|name| !self.masters.iter().any(|t| t.broker_name == *name))
-    }
-
-    /// One line naming what changed from `old` to `self`, for the run's log.
-    pub fn describe_change(&self, old: &RouteView) -> String {
-        let mut changes = Vec::new();
-        for t in &self.masters {
-            match old.masters.iter().find(|o| o.broker_name == t.broker_name) {
-                Some(o) if o.addr != t.addr => {
-                    changes.push(format!("{} master {} (was {})", t.broker_name, t.addr, o.addr))
-                }
-                Some(o) if o.write_queues != t.write_queues || o.read_queues != t.read_queues => changes.push(format!(
-                    "{} queues {} write / {} read (were {} / {})",
-                    t.broker_name, t.write_queues, t.read_queues, o.write_queues, o.read_queues
-                )),
-                Some(_) => {}
-                None => changes.push(format!("{} master {}", t.broker_name, t.addr)),
-            }
-        }
-        for o in &old.masters {
-            if !self.masters.iter().any(|t| t.broker_name == o.broker_name) {
-                changes.push(format!("{} has no master (was {})", o.broker_name, o.addr));
-            }
-        }
-        if changes.is_empty() {
-            // Only a replica's address moved: it matters to consumers pulling from it.
-            changes.push("replica addresses".to_owned());
-        }
-        changes.join(", ")
-    }
-}
 
 /// What a failed request means for the broker it went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,11 +167,19 @@ enum Wake {
 
 /// The refresh task of one executor: reads the route when asked and every
 /// `ROUTE_REFRESH_PERIOD_MS`, until the run stops producing and consuming.
-pub async fn keep_fresh(ctx: Rc<Ctx>) {
-    let cfg = &ctx.shared.cfg;
-    let routes = &ctx.routes;
+///
+/// `thread` 0 says what happens to the lookups (once for the run); `announced` is the
+/// view last announced by any executor; `run_over` ends when the run stops producing and
+/// consuming.
+pub async fn keep_fresh(
+    routes: &Routes,
+    cfg: &Config,
+    thread: usize,
+    announced: &Mutex<RouteView>,
+    run_over: impl std::future::Future<Output = ()>,
+) {
     let backoff = Duration::from_millis(ROUTE_REFRESH_BACKOFF_MS);
-    let mut run_over = std::pin::pin!(ctx.run_over());
+    let mut run_over = std::pin::pin!(run_over);
     let mut namesrv: Option<Client> = None;
     // The NameServer to try next: a failed one is passed over for the next in the list.
     let mut next_namesrv = 0usize;
@@ -279,20 +228,20 @@ pub async fn keep_fresh(ctx: Rc<Ctx>) {
             None
         };
         let Some(result) = futures_lite::future::or(over, async { Some(lookup.await) }).await else { break };
-        if result.is_ok() && std::mem::take(&mut failing) && ctx.thread == 0 {
+        if result.is_ok() && std::mem::take(&mut failing) && thread == 0 {
             eprintln!("rockshard-bench: route lookups work again");
         }
         match result {
             Ok(Some(route)) => {
                 if routes.publish(RouteView::of(&route)).is_some() {
-                    announce(&ctx.shared.route_announced, &cfg.topic, &routes.view());
+                    announce(announced, &cfg.topic, &routes.view());
                 }
             }
             // The topic is not (or no longer) known: keep sending where we did, and let
             // the failures say so.
             Ok(None) => {}
             Err(e) => {
-                if !std::mem::replace(&mut failing, true) && ctx.thread == 0 {
+                if !std::mem::replace(&mut failing, true) && thread == 0 {
                     eprintln!("rockshard-bench: route lookup failed ({e}); trying again on the next failure or poll");
                 }
                 if let Some(client) = namesrv.take() {
@@ -319,7 +268,7 @@ fn announce(announced: &Mutex<RouteView>, topic: &str, view: &RouteView) {
 
 /// One route lookup, connecting to the next NameServer first when there is no connection.
 async fn lookup(
-    cfg: &crate::args::Config,
+    cfg: &Config,
     namesrv: &mut Option<Client>,
     next_namesrv: &mut usize,
 ) -> Result<Option<TopicRouteData>, crate::error::BenchError> {

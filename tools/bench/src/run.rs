@@ -353,7 +353,13 @@ async fn executor_main(
     .detach();
     let finished = Rc::new(Signal::default());
     let ticker = glommio::spawn_local(tick_loop(ctx.clone(), start, finished.clone(), tx.clone()));
-    let route_task = glommio::spawn_local(routes::keep_fresh(ctx.clone()));
+    let route_task = {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let shared = &ctx.shared;
+            routes::keep_fresh(&ctx.routes, &shared.cfg, ctx.thread, &shared.route_announced, ctx.run_over()).await
+        })
+    };
 
     let send_tasks: Vec<_> = producers
         .iter()

@@ -29,7 +29,6 @@ use rockshard_net::{ExtFields, RemotingCommand, SerializeType};
 use crate::args::{Config, FlushMode, StartFrom};
 use crate::error::BenchError;
 use crate::limits::{ROUTE_POLL_MS, ROUTE_WAIT_MAX_MS};
-use crate::routes::RouteView;
 
 /// The template topic RocketMQ clients name in sends and creations.
 pub const DEFAULT_TOPIC: &str = "TBW102";
@@ -41,6 +40,65 @@ pub struct Target {
     pub addr: String,
     pub write_queues: i32,
     pub read_queues: i32,
+}
+
+/// What the workers need of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteView {
+    /// Brokers with a master (brokerId 0), with the queues the master serves, by name.
+    pub masters: Vec<Target>,
+    /// For every broker name, where consumers pull: the master, else the replica with
+    /// the lowest brokerId (a RocketMQ consumer pulls from a slave while its master is
+    /// gone; a Rockshard follower serves committed messages).
+    pub pull_addrs: BTreeMap<String, String>,
+}
+
+impl RouteView {
+    pub fn of(route: &TopicRouteData) -> RouteView {
+        let pull_addrs = route
+            .broker_datas
+            .iter()
+            .filter_map(|b| {
+                let addr = b.broker_addrs.get(&0).or_else(|| b.broker_addrs.values().next())?;
+                Some((b.broker_name.clone(), addr.clone()))
+            })
+            .collect();
+        RouteView { masters: masters(route), pull_addrs }
+    }
+
+    /// Whether some broker of the topic is in the route without a master (its replicas
+    /// are, so a new master is expected).
+    pub fn masterless(&self) -> bool {
+        self.pull_addrs.keys().any(|name| !self.masters.iter().any(|t| t.broker_name == *name))
+    }
+
+    /// One line naming what changed from `old` to `self`, for the run's log.
+    pub fn describe_change(&self, old: &RouteView) -> String {
+        let mut changes = Vec::new();
+        for t in &self.masters {
+            match old.masters.iter().find(|o| o.broker_name == t.broker_name) {
+                Some(o) if o.addr != t.addr => {
+                    changes.push(format!("{} master {} (was {})", t.broker_name, t.addr, o.addr))
+                }
+                Some(o) if o.write_queues != t.write_queues || o.read_queues != t.read_queues => changes.push(format!(
+                    "{} queues {} write / {} read (were {} / {})",
+                    t.broker_name, t.write_queues, t.read_queues, o.write_queues, o.read_queues
+                )),
+                Some(_) => {}
+                None => changes.push(format!("{} master {}", t.broker_name, t.addr)),
+            }
+        }
+        for o in &old.masters {
+            if !self.masters.iter().any(|t| t.broker_name == o.broker_name) {
+                changes.push(format!("{} has no master (was {})", o.broker_name, o.addr));
+            }
+        }
+        if changes.is_empty() {
+            // Only a replica's address moved: it matters to consumers pulling from it.
+            changes.push("replica addresses".to_owned());
+        }
+        changes.join(", ")
+    }
 }
 
 /// One queue a consumer will pull, and where it starts.

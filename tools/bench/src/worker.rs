@@ -23,8 +23,9 @@ use rockshard::remoting::client::Client;
 use crate::args::Config;
 use crate::limits::BROKER_AVOID_MS;
 use crate::rate::Budget;
-use crate::routes::{reaction, Reaction, RouteView, Routes};
+use crate::routes::{reaction, Reaction, Routes};
 use crate::setup::Plan;
+use crate::setup::RouteView;
 use crate::stats::{Failure, Stats};
 
 /// Run-wide state, shared by every executor and the main thread.
