@@ -175,7 +175,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             Ok(ShardEvent::Opened) => opened += 1,
             Ok(ShardEvent::Ready) => {}
             Ok(ShardEvent::Failed(id, e)) => failure = Some(format!("shard {id}: {e}")),
-            Err(_) => failure = Some("a shard ended while starting".to_string()),
+            Err(_) => failure = Some(SHARD_ENDED_STARTING.to_string()),
         }
     }
     gate.open(failure.is_none());
@@ -205,8 +205,12 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         let _ = out.flush();
     }
     for (id, h) in handles.into_iter().enumerate() {
-        if h.join().is_err() {
-            warn!(shard = id, "shard executor ended abnormally");
+        if let Err(e) = h.join() {
+            let e = executor_error(&e.to_string());
+            warn!(shard = id, error = %e, "shard executor ended abnormally");
+            if failure.as_deref() == Some(SHARD_ENDED_STARTING) {
+                failure = Some(format!("shard {id}: {e}"));
+            }
         }
     }
     NAMESRV_STOP.store(true, Ordering::SeqCst);
@@ -216,6 +220,20 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     match failure {
         Some(e) => Err(Error::Usage(e)),
         None => Ok(()),
+    }
+}
+
+/// What a failed start says until a shard's executor tells why it ended.
+const SHARD_ENDED_STARTING: &str = "a shard ended while starting";
+
+/// An executor's failure in words an operator can act on: io_uring rings live in locked
+/// memory, and a small `ulimit -l` (RLIMIT_MEMLOCK) is the usual reason one cannot start.
+fn executor_error(e: &str) -> String {
+    let lower = e.to_ascii_lowercase();
+    if lower.contains("cannot allocate memory") || lower.contains("enomem") || lower.contains("memlock") {
+        format!("{e} (io_uring needs locked memory: raise `ulimit -l`, e.g. LimitMEMLOCK=infinity under systemd)")
+    } else {
+        e.to_string()
     }
 }
 
