@@ -11,7 +11,7 @@
 //! clustering with 10,000 messages sent four ways and a lite-pull re-read from offset 0,
 //! broadcasting, orderly consumption, tag filtering, a restart that resumes from the
 //! committed offset, retry → DLQ, a level-2 delayed message, and sync/async flush
-//! topics.
+//! topics; and the client's create-topic path with auto-create off (issue 12).
 //!
 //! Deliberately not here: anything that looks inside the broker. What is checked is
 //! what a RocketMQ user of this client sees.
@@ -1240,5 +1240,40 @@ fn sync_and_async_flush_topics_both_work() {
             assert_eq!(&d.topic, want, "message {i} on the wrong topic");
         }
         assert_eq!(recorder.duplicate_count(), 0, "one consumer, no rebalance: no duplicates");
+    });
+}
+
+/// Issue 12, item 6: with auto-create off, the client's own create-topic path works,
+/// keyed by TBW102 or by the cluster name (it looks up the key topic's route and sends
+/// UPDATE_AND_CREATE_TOPIC to every master in it), and a send to a topic made either
+/// way is SEND_OK.
+#[test]
+fn create_topic_through_the_client_with_auto_create_off() {
+    let _serial = serial();
+    let broker = Broker::start_with(&["--auto-create-topic", "false"]);
+    let clients = Clients::new("create");
+    let rt = clients.runtime();
+    clients.run(Duration::from_secs(120), async {
+        let mut producer = start_producer(rt.clone(), &broker, &unique("prod")).await;
+        for key in [AUTO_CREATE_KEY, "DefaultCluster"] {
+            let topic = unique("compat_made");
+            producer
+                .create_topic(key, &topic, TOPIC_QUEUES as i32, HashMap::new())
+                .await
+                .unwrap_or_else(|e| panic!("create {topic} keyed by {key}: {e}; {}", log_hint(&broker)));
+            let queues = wait_for_route(&mut producer, &broker, &topic).await;
+            assert_eq!(queues.len(), TOPIC_QUEUES as usize, "{topic} keyed by {key}: {queues:?}");
+            let result = producer
+                .send_with_timeout(message(&topic, "t", "made", 0), SEND_TIMEOUT_MS)
+                .await
+                .unwrap_or_else(|e| panic!("send to {topic}: {e}; {}", log_hint(&broker)))
+                .expect("sync send result");
+            assert_send_ok(&result, "send to a topic the client created");
+        }
+        // Auto-create is still off: a send to a topic nobody created fails.
+        let unknown = unique("compat_never_made");
+        let refused = producer.send_with_timeout(message(&unknown, "t", "x", 0), SEND_TIMEOUT_MS).await;
+        assert!(refused.is_err(), "a send to {unknown} with auto-create off: {refused:?}");
+        producer.shutdown().await;
     });
 }
