@@ -39,27 +39,31 @@
 
 pub mod checkpoint;
 pub mod commitlog;
+pub mod config;
 mod config_file;
 pub mod consume_queue;
 pub mod disk;
 pub mod error;
 pub mod fuzzing;
 pub mod inspect;
+pub mod layout;
 pub mod limits;
 pub mod logs;
 pub mod offset;
 pub mod read_cache;
+pub mod record;
 pub mod recovery;
 pub mod store;
 pub mod sync;
 pub mod topics;
 
+pub use config::StoreConfig;
+pub use consume_queue::QueueInfo;
 pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk, SimStats, SimWrite};
 pub use error::{Result, StorageError};
 pub use inspect::{inspect, Inspection};
 pub use offset::{PhysicalOffset, QueueOffset};
+pub use record::TagCodeRule;
 pub use recovery::{RecoveryReport, ScanStop};
-pub use store::{
-    AppendResult, AppendWait, AppendedRecord, Boundary, GetResult, GetStatus, Store, StoreConfig, StoreStats,
-};
+pub use store::{AppendResult, AppendWait, AppendedRecord, Boundary, GetResult, GetStatus, Store, StoreStats};
 pub use topics::{FlushMode, TopicConfig};

@@ -26,18 +26,20 @@
 //! Runs on the executor of the shard that opens the store (or of `store inspect`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use rockshard_net::stored::{self, Record};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::consume_queue::{self, ConsumeQueue, CqEntry, ENTRY_BYTES};
+use crate::config::StoreConfig;
+use crate::consume_queue::{self, new_queue, ConsumeQueue, CqEntry, ENTRY_BYTES};
 use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::error::{Result, StorageError};
+use crate::layout::{commitlog_dir, config_dir, consumequeue_dir, queue_dir};
 use crate::limits::RECOVERY_READ_BYTES;
 use crate::offset::{PhysicalOffset, QueueOffset};
-use crate::store::{dispatchable, tags_code_of, valid_properties, valid_topic, StoreConfig};
+use crate::record::{dispatchable, tag_code, valid_properties, valid_topic};
 
 /// What recovery found, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,16 +74,6 @@ pub struct Recovered<F> {
     pub checkpoint: Checkpoint,
     pub checkpoint_file: F,
     pub report: RecoveryReport,
-}
-
-pub fn commitlog_dir(root: &Path) -> PathBuf {
-    root.join("commitlog")
-}
-pub fn consumequeue_dir(root: &Path) -> PathBuf {
-    root.join("consumequeue")
-}
-pub fn config_dir(root: &Path) -> PathBuf {
-    root.join("config")
 }
 
 /// What recovery may do to the directory it reads.
@@ -373,7 +365,12 @@ async fn scan<D: Disk>(
                         q.recover_entry(CqEntry {
                             physical_offset: here,
                             size: h.total_size,
-                            tags_code: tags_code_of(view.topic, view.properties, h.store_timestamp_ms),
+                            tags_code: tag_code(
+                                config.tag_code_rule,
+                                view.topic,
+                                view.properties,
+                                h.store_timestamp_ms,
+                            ),
                         });
                     }
                     replayed += 1;
@@ -402,22 +399,6 @@ async fn scan<D: Disk>(
     let report =
         RecoveryReport { checkpoint: start, end, scanned_bytes: end.0 - start.0, records_replayed: replayed, stop };
     Ok(Scanned { segments, min, end, queues, checkpoint: saved, report })
-}
-
-pub fn queue_dir(config: &StoreConfig, topic: &str, queue_id: i32) -> PathBuf {
-    consumequeue_dir(&config.dir).join(topic).join(queue_id.to_string())
-}
-
-pub fn new_queue<F>(config: &StoreConfig, topic: &str, queue_id: i32) -> ConsumeQueue<F> {
-    ConsumeQueue::new(
-        topic.to_string(),
-        queue_id,
-        queue_dir(config, topic, queue_id),
-        config.cq_file_entries,
-        BTreeMap::new(),
-        QueueOffset(0),
-        QueueOffset(0),
-    )
 }
 
 /// Opens every ConsumeQueue and cuts each back to its plausible entries for records in
@@ -454,7 +435,7 @@ async fn open_queue<D: Disk>(
     cl_min: PhysicalOffset,
     access: Access,
 ) -> Result<ConsumeQueue<D::File>> {
-    let dir = queue_dir(config, topic, queue_id);
+    let dir = queue_dir(&config.dir, topic, queue_id);
     let per_file = config.cq_file_entries;
     let mut firsts: Vec<u64> = disk
         .list_dir(&dir)

@@ -34,7 +34,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -42,149 +42,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use glommio::Task;
-use rockshard_net::properties::{self, keys};
-use rockshard_net::stored::{self, sys_flag, RecordFields, HEADER_SIZE_MAX_BYTES};
+use rockshard_net::stored::{self, RecordFields, HEADER_SIZE_MAX_BYTES};
 
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::{segment_name, CommitLog, Dispatch, Waiter};
+use crate::config::StoreConfig;
 use crate::config_file::ConfigFiles;
-use crate::consume_queue::{self, ConsumeQueue, CqEntry, EntrySource, ENTRY_BYTES};
+use crate::consume_queue::{self, new_queue, ConsumeQueue, CqEntry, EntrySource, QueueInfo, ENTRY_BYTES};
 use crate::disk::{read_exact, Disk, DiskFile, GlommioDisk, OpenMode};
 use crate::error::{Result, StorageError};
+use crate::layout::{commitlog_dir, config_dir};
 use crate::limits::*;
 use crate::logs::RateLimited;
 use crate::offset::{PhysicalOffset, QueueOffset};
 use crate::read_cache::{ColdCache, CqBlock, CqCache, Window};
+use crate::record::{dispatchable, tag_code, valid_properties, valid_queue_id, valid_topic};
 use crate::recovery::{self, RecoveryReport};
 use crate::sync::{completion, Completion, Notify};
-use crate::topics::{FlushMode, TopicConfig, TopicTable};
-
-/// The topic RocketMQ parks delayed messages in; its tag-hash slot holds the delivery
-/// time instead of a tag hash.
-pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
-
-/// The topic table's file under `config/`.
-const TOPICS_FILE: &str = "topics.json";
-
-/// RocketMQ's default `messageDelayLevel`: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
-/// 20m 30m 1h 2h, in milliseconds. Level n (1-based) is entry n − 1.
-pub const DELAY_LEVELS_MS: [i64; 18] = [
-    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000, 480_000, 540_000,
-    600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
-];
-
-/// The ConsumeQueue tag hash of a record: the delivery time for the delay topic, the
-/// Java hash of TAGS otherwise. Appends and recovery both use this, so a rebuilt entry
-/// equals the original.
-pub fn tags_code_of(topic: &[u8], properties: &[u8], store_timestamp_ms: i64) -> i64 {
-    if topic == SCHEDULE_TOPIC.as_bytes() {
-        if let Some(level) = properties::get(properties, keys::DELAY).and_then(|l| l.parse::<usize>().ok()) {
-            let level = level.clamp(1, DELAY_LEVELS_MS.len());
-            return store_timestamp_ms + DELAY_LEVELS_MS[level - 1];
-        }
-    }
-    tags_code_fast(properties)
-}
-
-/// `properties::tags_code`, found without decoding every property as UTF-8: the last
-/// well-formed `TAGS` property (a segment `TAGS 0x01 value`, value not empty and UTF-8)
-/// wins, as there. An append spends this per record, so it is worth the few lines; the
-/// test below holds it equal to the general one.
-fn tags_code_fast(properties: &[u8]) -> i64 {
-    const PREFIX: &[u8] = b"TAGS\x01";
-    const _: () = assert!(PREFIX.len() == keys::TAGS.len() + 1);
-    properties
-        .rsplit(|&b| b == properties::PROPERTY_SEPARATOR)
-        .filter_map(|segment| segment.strip_prefix(PREFIX))
-        .find_map(|value| (!value.is_empty()).then(|| std::str::from_utf8(value).ok()).flatten())
-        .map_or(0, |tags| i64::from(properties::java_string_hash(tags)))
-}
-
-/// Whether a topic name is one RocketMQ accepts: `[%|a-zA-Z0-9_-]`, not empty. Recovery
-/// relies on it too: a zeroed (torn) topic byte can never pass.
-pub fn valid_topic(topic: &[u8]) -> bool {
-    !topic.is_empty() && topic.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
-}
-
-/// Property strings never hold NUL bytes (appends refuse them). BODYCRC covers only the
-/// body, so this is what lets recovery tell a record whose properties were torn to zeros
-/// from an intact one.
-pub fn valid_properties(properties: &[u8]) -> bool {
-    !properties.contains(&0)
-}
-
-/// Half (prepared) and rolled-back transactional records are stored but never indexed
-/// in a ConsumeQueue, as in RocketMQ.
-pub fn dispatchable(sys: i32) -> bool {
-    matches!(sys & sys_flag::TRANSACTION_MASK, sys_flag::TRANSACTION_NOT_TYPE | sys_flag::TRANSACTION_COMMIT)
-}
+use crate::topics::{load_topics, FlushMode, TopicConfig, TopicTable, TOPICS_FILE};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// The shard's data directory.
-    pub dir: PathBuf,
-    pub segment_size_bytes: u64,
-    pub cq_file_entries: u64,
-    pub flush_interval_ms: u64,
-    pub flush_dirty_bytes: u64,
-    pub sync_flush_timeout_ms: u64,
-    pub checkpoint_interval_ms: u64,
-    pub hot_window_bytes: u64,
-    /// Segments whose last write is older than this are deleted; 0 keeps them forever.
-    pub retention_hours: u64,
-    /// The CommitLog is kept below this many bytes by deleting its oldest segments.
-    pub retention_bytes: Option<u64>,
-    pub retention_check_interval_ms: u64,
-    /// The flush mode of topics the topic table does not know.
-    pub default_flush: FlushMode,
-    /// A failure that repeats (every append on a full disk) is logged in full once, then
-    /// as a count at most this often; 0 logs every occurrence (see `logs.rs`).
-    pub log_repeat_interval_ms: u64,
-}
-
-impl StoreConfig {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StoreConfig {
-            dir: dir.into(),
-            segment_size_bytes: SEGMENT_SIZE_DEFAULT_BYTES,
-            cq_file_entries: CONSUME_QUEUE_FILE_ENTRIES_DEFAULT,
-            flush_interval_ms: FLUSH_INTERVAL_DEFAULT_MS,
-            flush_dirty_bytes: FLUSH_DIRTY_DEFAULT_BYTES,
-            sync_flush_timeout_ms: SYNC_FLUSH_TIMEOUT_DEFAULT_MS,
-            checkpoint_interval_ms: CHECKPOINT_INTERVAL_DEFAULT_MS,
-            hot_window_bytes: HOT_WINDOW_DEFAULT_BYTES,
-            retention_hours: RETENTION_DEFAULT_HOURS,
-            retention_bytes: None,
-            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_DEFAULT_MS,
-            default_flush: FlushMode::Async,
-            log_repeat_interval_ms: LOG_REPEAT_INTERVAL_MS,
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let bad = |key, detail: String| Err(StorageError::Config { key, detail });
-        if self.segment_size_bytes < SEGMENT_SIZE_MIN_BYTES {
-            return bad("segment_size_bytes", format!("must be at least {SEGMENT_SIZE_MIN_BYTES}"));
-        }
-        if self.cq_file_entries == 0 {
-            return bad("cq_file_entries", "must be at least 1".into());
-        }
-        for (key, v) in [
-            ("flush_interval_ms", self.flush_interval_ms),
-            ("sync_flush_timeout_ms", self.sync_flush_timeout_ms),
-            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
-            ("retention_check_interval_ms", self.retention_check_interval_ms),
-        ] {
-            if v == 0 {
-                return bad(key, "must be at least 1".into());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Where one appended record went.
@@ -276,15 +154,6 @@ pub struct StoreStats {
     pub cold_reads: u64,
     pub checkpoints: u64,
     pub segments_deleted: u64,
-}
-
-/// Min and max offset of one queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueInfo {
-    pub topic: String,
-    pub queue_id: i32,
-    pub min_offset: QueueOffset,
-    pub max_offset: QueueOffset,
 }
 
 type ArrivalListener = Box<dyn Fn(&str, i32, QueueOffset)>;
@@ -500,13 +369,7 @@ impl<D: Disk> Store<D> {
         tracing::info!(dir = %config.dir.display(), report = ?rec.report, "store opened");
         let topics = load_topics(&disk, &config.dir).await?;
         let queues = Queues::new(rec.queues);
-        let log = CommitLog::new(
-            recovery::commitlog_dir(&config.dir),
-            config.segment_size_bytes,
-            rec.segments,
-            rec.min,
-            rec.end,
-        );
+        let log = CommitLog::new(commitlog_dir(&config.dir), config.segment_size_bytes, rec.segments, rec.min, rec.end);
         let inner = Rc::new(Inner {
             disk,
             log: RefCell::new(log),
@@ -628,13 +491,13 @@ impl<D: Disk> Store<D> {
     /// of one file are serialised and the newest call's bytes win (`config_file.rs`); a
     /// failed attempt is retried before the error is returned.
     pub async fn save_config_file(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
-        let dir = recovery::config_dir(&self.inner.config.dir);
+        let dir = config_dir(&self.inner.config.dir);
         self.inner.config_files.save(&self.inner.disk, &dir, name, bytes).await
     }
 
     /// Reads `config/<name>`, or `None` when it was never saved.
     pub async fn load_config_file(&self, name: &str) -> Result<Option<Bytes>> {
-        let path = recovery::config_dir(&self.inner.config.dir).join(name);
+        let path = config_dir(&self.inner.config.dir).join(name);
         if !self.inner.disk.exists(&path).await {
             return Ok(None);
         }
@@ -694,7 +557,7 @@ impl<D: Disk> Store<D> {
         let mut sync = false;
         let mut last_topic: Option<&[u8]> = None;
         for r in records {
-            if !valid_topic(r.topic) || r.queue_id < 0 {
+            if !valid_topic(r.topic) || !valid_queue_id(r.queue_id) {
                 return Err(StorageError::InvalidArgument(format!(
                     "topic {:?} queue {}: a record needs a topic of [%|a-zA-Z0-9_-] and a queue id >= 0",
                     String::from_utf8_lossy(r.topic),
@@ -738,7 +601,7 @@ impl<D: Disk> Store<D> {
                 let entry = CqEntry {
                     physical_offset: at,
                     size: len as u32,
-                    tags_code: tags_code_of(r.topic, r.properties, store_timestamp_ms),
+                    tags_code: tag_code(inner.config.tag_code_rule, r.topic, r.properties, store_timestamp_ms),
                 };
                 chunk.dispatch.push(Dispatch { queue, offset: queue_offset, entry });
             }
@@ -777,7 +640,7 @@ impl<D: Disk> Store<D> {
         if let Some(i) = self.inner.queues.borrow().find(topic, queue_id) {
             return i;
         }
-        let q = recovery::new_queue(&self.inner.config, topic, queue_id);
+        let q = new_queue(&self.inner.config, topic, queue_id);
         self.inner.queues.borrow_mut().push(q)
     }
 
@@ -1233,14 +1096,7 @@ impl<D: Disk> Store<D> {
     /// Every queue with its min and max offset.
     pub fn queue_infos(&self) -> Vec<QueueInfo> {
         let queues = self.inner.queues.borrow();
-        queues
-            .list
-            .iter()
-            .map(|q| {
-                let q = q.borrow();
-                QueueInfo { topic: q.topic.clone(), queue_id: q.queue_id, min_offset: q.min, max_offset: q.visible }
-            })
-            .collect()
+        queues.list.iter().map(|q| q.borrow().info()).collect()
     }
 
     async fn entry_at(&self, q: &Rc<RefCell<ConsumeQueue<D::File>>>, at: QueueOffset) -> Result<Option<CqEntry>> {
@@ -1758,11 +1614,11 @@ impl<D: Disk> Inner<D> {
     /// Saves a snapshot of the topic table, taken now (see `config_file.rs`).
     async fn save_topics(&self) -> Result<()> {
         let json = self.topics.borrow().to_json();
-        self.config_files.save(&self.disk, &recovery::config_dir(&self.config.dir), TOPICS_FILE, json).await
+        self.config_files.save(&self.disk, &config_dir(&self.config.dir), TOPICS_FILE, json).await
     }
 
     fn segment_path(&self, base: u64) -> PathBuf {
-        recovery::commitlog_dir(&self.config.dir).join(segment_name(base))
+        commitlog_dir(&self.config.dir).join(segment_name(base))
     }
 
     /// The open segment holding `at`: one in use, or the one the preparer created
@@ -1804,7 +1660,7 @@ impl<D: Disk> Inner<D> {
             let _ = self.disk.remove_file(&path).await;
             return Err(StorageError::io("allocate", &path, base, e));
         }
-        let dir = recovery::commitlog_dir(&self.config.dir);
+        let dir = commitlog_dir(&self.config.dir);
         self.disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
         Ok(f)
     }
@@ -2024,7 +1880,7 @@ impl<D: Disk> Inner<D> {
             self.disk.remove_file(&path).await.map_err(|e| StorageError::io("remove", &path, *b, e))?;
         }
         if !later.is_empty() {
-            let dir = recovery::commitlog_dir(&self.config.dir);
+            let dir = commitlog_dir(&self.config.dir);
             self.disk.sync_dir(&dir).await.map_err(|e| StorageError::io("sync directory", &dir, 0, e))?;
         }
         // 4. ConsumeQueue files holding entries of cut records. Their durability does not
@@ -2543,7 +2399,7 @@ impl<D: Disk> Inner<D> {
         if deleted == 0 {
             return Ok(0);
         }
-        let cl_dir = recovery::commitlog_dir(&self.config.dir);
+        let cl_dir = commitlog_dir(&self.config.dir);
         self.disk.sync_dir(&cl_dir).await.map_err(|e| StorageError::io("sync directory", &cl_dir, 0, e))?;
         let mut stats = self.stats.get();
         stats.segments_deleted += deleted;
@@ -2590,19 +2446,6 @@ impl<D: Disk> Inner<D> {
         }
         Ok(deleted)
     }
-}
-
-/// The topic table in `root`, empty when none was saved. Read through a read-only file:
-/// `store inspect` uses this too.
-pub(crate) async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
-    let path = recovery::config_dir(root).join(TOPICS_FILE);
-    if !disk.exists(&path).await {
-        return Ok(TopicTable::default());
-    }
-    let file = disk.open(&path, OpenMode::ReadOnly).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
-    let len = file.size().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
-    let bytes = read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
-    TopicTable::from_json(&bytes).map_err(|e| StorageError::Corrupt { path, offset: 0, detail: e.to_string() })
 }
 
 #[cfg(test)]
@@ -2677,42 +2520,5 @@ mod tests {
             let store = Store::open_on(disk.clone(), config).await.unwrap();
             assert_eq!(bodies(&store).await, expected, "every acknowledged record survives, nothing else");
         });
-    }
-
-    #[test]
-    fn the_fast_tag_hash_equals_the_general_one() {
-        let fixed: [&[u8]; 12] = [
-            b"",
-            b"TAGS\x01TagA\x02",
-            b"KEYS\x01k\x02TAGS\x01TagA\x02WAIT\x01true\x02",
-            b"TAGS\x01a\x02TAGS\x01b\x02",
-            b"TAGS\x01a\x02TAGS\x01\x02",
-            b"TAGS\x01a\x02TAGS\x01\xff\x02",
-            b"TAGS\x01a\x01b\x02",
-            b"XTAGS\x01a\x02",
-            b"TAGS\x02\x01a",
-            b"TAGS\x01\xf0\x9f\x98\x80",
-            b"\x02\x02TAGS\x01z",
-            b"TAG\x01S\x02",
-        ];
-        for p in fixed {
-            assert_eq!(tags_code_fast(p), properties::tags_code(p), "{p:?}");
-        }
-        // Seeded random property strings built of pieces rich in names and separators.
-        let pieces: [&[u8]; 8] = [b"TAGS\x01", b"TAGS", b"\x01", b"\x02", b"a", b"Tag", b"\xff", b"\xc3\xa9"];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut matched = 0;
-        for _ in 0..20_000 {
-            let mut p = Vec::new();
-            for _ in 0..8 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                p.extend_from_slice(pieces[(state % pieces.len() as u64) as usize]);
-            }
-            matched += usize::from(properties::tags_code(&p) != 0);
-            assert_eq!(tags_code_fast(&p), properties::tags_code(&p), "{p:?}");
-        }
-        assert!(matched > 1_000, "the strings hold tags often enough to test: {matched}");
     }
 }

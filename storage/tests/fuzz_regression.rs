@@ -196,7 +196,7 @@ fn valid_store_images() -> Vec<Vec<u8>> {
         assert!(commitlog.len() > 2 * fuzzing::FUZZ_SEGMENT_BYTES as usize, "the image spans several segments");
         let checkpoint = disk.contents(&root.join("checkpoint")).unwrap_or_default();
         for queue_id in 0..3u8 {
-            let dir = rockshard_storage::recovery::queue_dir(&config, fuzzing::FUZZ_TOPIC, i32::from(queue_id));
+            let dir = rockshard_storage::layout::queue_dir(&config.dir, fuzzing::FUZZ_TOPIC, i32::from(queue_id));
             let mut cq = Vec::new();
             for first in (0..fuzzing::FUZZ_CQ_FILES_MAX as u64).map(|i| i * fuzzing::FUZZ_CQ_FILE_ENTRIES) {
                 let Some(file) = disk.contents(&dir.join(rockshard_storage::consume_queue::file_name(first))) else {

@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use rockshard_storage::disk::OpenMode;
-use rockshard_storage::store::QueueInfo;
 use rockshard_storage::{
-    inspect, Disk, DiskFile, FlushMode, Inspection, PhysicalOffset, ScanStop, SimDisk, SimStats, Store, StoreConfig,
-    TopicConfig,
+    inspect, Disk, DiskFile, FlushMode, Inspection, PhysicalOffset, QueueInfo, ScanStop, SimDisk, SimStats, Store,
+    StoreConfig, TopicConfig,
 };
 
 const DIR: &str = "/data";
