@@ -44,7 +44,6 @@ mod config_file;
 pub mod consume_queue;
 pub mod disk;
 pub mod error;
-pub mod fuzzing;
 pub mod inspect;
 pub mod layout;
 pub mod limits;
@@ -55,11 +54,13 @@ pub mod record;
 pub mod recovery;
 pub mod store;
 pub mod sync;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod topics;
 
 pub use config::StoreConfig;
 pub use consume_queue::QueueInfo;
-pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk, SimStats, SimWrite};
+pub use disk::{Disk, DiskFile, GlommioDisk};
 pub use error::{Result, StorageError};
 pub use inspect::{inspect, Inspection};
 pub use offset::{PhysicalOffset, QueueOffset};

@@ -2451,7 +2451,7 @@ impl<D: Disk> Inner<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SimDisk;
+    use crate::testing::SimDisk;
 
     fn record<'a>(topic: &'a str, body: &'a [u8]) -> RecordFields<'a> {
         let host: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();

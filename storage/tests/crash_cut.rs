@@ -15,9 +15,8 @@ use std::path::PathBuf;
 use common::*;
 use rockshard_net::properties;
 use rockshard_net::stored::FIXED_PREFIX_V4_BYTES;
-use rockshard_storage::{
-    AppendedRecord, GetStatus, PhysicalOffset, QueueOffset, ScanStop, SimDisk, Store, StoreConfig,
-};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{AppendedRecord, GetStatus, PhysicalOffset, QueueOffset, ScanStop, Store, StoreConfig};
 
 const DIR: &str = "/data";
 const SEGMENT: u64 = 4096;

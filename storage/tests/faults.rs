@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rockshard_storage::{FlushMode, GetStatus, SimDisk, StorageError, Store, StoreConfig, TopicConfig};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{FlushMode, GetStatus, StorageError, Store, StoreConfig, TopicConfig};
 
 const DIR: &str = "/data";
 const SEGMENT: u64 = 8192;

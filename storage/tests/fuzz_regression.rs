@@ -1,5 +1,5 @@
 //! The fuzz targets' properties in the everyday `cargo test`, without libFuzzer: the
-//! entry points in `rockshard_storage::fuzzing` run over a few thousand seeded
+//! entry points in `rockshard_storage::testing::fuzzing` run over a few thousand seeded
 //! pseudo-random inputs and mutations of valid ones (records from the real encoder, store
 //! images written by the real store on a SimDisk, crashed and cleanly closed).
 //!
@@ -20,8 +20,9 @@ use std::path::Path;
 
 use common::*;
 use rockshard_net::stored::{self, RecordFields};
-use rockshard_storage::fuzzing::{self, FLAG_NO_CHECKPOINT, FLAG_REPAIR_RECORDS, FLAG_VALID_CHECKPOINT};
-use rockshard_storage::{FlushMode, SimDisk, Store, TopicConfig};
+use rockshard_storage::testing::fuzzing::{self, FLAG_NO_CHECKPOINT, FLAG_REPAIR_RECORDS, FLAG_VALID_CHECKPOINT};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{FlushMode, Store, TopicConfig};
 
 /// Inputs per property: enough to hit every mutation kind on every seed image many
 /// times, few enough to keep this test a few seconds in a debug build.

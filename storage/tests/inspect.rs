@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use rockshard_storage::disk::OpenMode;
+use rockshard_storage::testing::{SimDisk, SimStats};
 use rockshard_storage::{
-    inspect, Disk, DiskFile, FlushMode, Inspection, PhysicalOffset, QueueInfo, ScanStop, SimDisk, SimStats, Store,
-    StoreConfig, TopicConfig,
+    inspect, Disk, DiskFile, FlushMode, Inspection, PhysicalOffset, QueueInfo, ScanStop, Store, StoreConfig,
+    TopicConfig,
 };
 
 const DIR: &str = "/data";

@@ -14,7 +14,8 @@
 //! Runs on any thread, without glommio: recovery on a [`SimDisk`] never awaits anything
 //! that needs a reactor, so `futures_lite::future::block_on` drives it.
 //! Deliberately not here: anything the store needs at run time. Nothing in the store
-//! calls this module.
+//! calls this module, and it is compiled only with the `testing` feature (or for the
+//! crate's own tests): the fuzz crate and `tests/fuzz_regression.rs` enable it.
 
 use std::path::{Path, PathBuf};
 
@@ -24,10 +25,11 @@ use rockshard_net::stored::{self, Record, RecordFields, MAGIC_V2};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::StoreConfig;
 use crate::consume_queue::{self, ENTRY_BYTES};
-use crate::disk::{Disk, DiskFile, OpenMode, SimDisk};
+use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::layout;
 use crate::offset::PhysicalOffset;
 use crate::recovery;
+use crate::testing::SimDisk;
 
 /// Where the fuzzed store lives on its [`SimDisk`].
 pub const FUZZ_ROOT: &str = "/fuzz";
