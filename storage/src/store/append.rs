@@ -1,20 +1,39 @@
-//! Appending: checks a batch, assigns its queue and physical offsets, encodes its
-//! records into write chunks and queues their answers (see the header of `mod.rs`).
+//! Appending: checks a batch against the record rules (`record.rs`), assigns its queue
+//! and physical offsets, encodes its records into the CommitLog's pending write chunks
+//! with their ConsumeQueue entries (tag codes from the config's rule), and queues their
+//! answers for the writer (`async`) or the flusher (`sync`). `append_replicated` is the
+//! same path keeping each record's store time.
+//!
+//! Owns [`Traffic`], the pattern of recent appends, written only here; the preparer
+//! reads whether `sync` appends stream in ([`Traffic::steady_sync`]), the flusher
+//! whether appends that skip the flush have stopped ([`Traffic::unflushed_quiet`]).
+//! Writes to the shared CommitLog (reserving bytes, queueing waiters), to the queues
+//! (assigning offsets, creating a queue on its first record) and to `stats`.
+//!
+//! Invariants: a batch is checked whole before anything changes, so a rejected batch
+//! leaves no trace; the pending bytes stay within `PENDING_WRITE_MAX_BYTES`; offsets and
+//! bytes are assigned in one borrow of the CommitLog, so records of concurrent appends
+//! never interleave. Nothing here awaits: the caller awaits the returned [`AppendWait`].
+//!
+//! Runs on the store's executor, in the appending task. Deliberately not here: writing
+//! (the writer task), flushing (the flusher) and any broker policy (the tag-code rule is
+//! the owner's).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use rockshard_net::stored::{self, RecordFields};
 
-use crate::commitlog::{Dispatch, Waiter};
+use crate::commitlog::{CommitLog, Dispatch, Waiter};
 use crate::consume_queue::{new_queue, CqEntry};
 use crate::disk::Disk;
 use crate::error::{Result, StorageError};
 use crate::limits::*;
 use crate::offset::{PhysicalOffset, QueueOffset};
 use crate::record::{dispatchable, tag_code, valid_properties, valid_queue_id, valid_topic};
-use crate::sync::{completion, Completion};
+use crate::sync::{completion, Completer, Completion};
 use crate::topics::FlushMode;
 
 use super::{now_ms, Store};
@@ -67,6 +86,63 @@ pub(super) enum Stamp {
     Keep,
 }
 
+impl Stamp {
+    fn of(self, r: &RecordFields<'_>, now_ms: i64) -> i64 {
+        match self {
+            Stamp::Now => now_ms,
+            Stamp::Keep => r.store_timestamp_ms,
+        }
+    }
+}
+
+/// The pattern of recent appends, by the clock (not the records' stamps: replicated ones
+/// may be old). Written only by the append path.
+pub(super) struct Traffic {
+    /// When the latest `sync` append that waits for its flush came, and how many came
+    /// without a pause longer than PREPARE_SYNC_RECENT_MS: the preparer works only
+    /// during a steady stream of them.
+    last_sync_append_ms: Cell<i64>,
+    sync_streak: Cell<u32>,
+    /// When an append that does not wait for a flush last came (DURABLE_WRITE_QUIET_MS).
+    last_unflushed_append_ms: Cell<i64>,
+}
+
+impl Traffic {
+    pub(super) fn new() -> Self {
+        Traffic {
+            last_sync_append_ms: Cell::new(i64::MIN),
+            sync_streak: Cell::new(0),
+            last_unflushed_append_ms: Cell::new(i64::MIN),
+        }
+    }
+
+    fn note_sync_append(&self, now_ms: i64) {
+        if now_ms.saturating_sub(self.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
+            self.sync_streak.set(0);
+        }
+        self.sync_streak.set(self.sync_streak.get().saturating_add(1));
+        self.last_sync_append_ms.set(now_ms);
+    }
+
+    fn note_unflushed_append(&self, now_ms: i64) {
+        self.last_unflushed_append_ms.set(now_ms);
+    }
+
+    /// Whether `sync` appends arrive in a steady stream (PREPARE_SYNC_STREAK_MIN of them,
+    /// the latest within PREPARE_SYNC_RECENT_MS): the preparer's cue. Reads the clock
+    /// only when the streak is long enough.
+    pub(super) fn steady_sync(&self) -> bool {
+        self.sync_streak.get() >= PREPARE_SYNC_STREAK_MIN
+            && now_ms().saturating_sub(self.last_sync_append_ms.get()) <= PREPARE_SYNC_RECENT_MS
+    }
+
+    /// Whether no append that skips the flush came for DURABLE_WRITE_QUIET_MS (reads the
+    /// clock): the flusher's condition for an O_DSYNC group commit.
+    pub(super) fn unflushed_quiet(&self) -> bool {
+        now_ms().saturating_sub(self.last_unflushed_append_ms.get()) > DURABLE_WRITE_QUIET_MS
+    }
+}
+
 impl<D: Disk> Store<D> {
     /// Appends records. Offsets are assigned and the bytes encoded before this returns;
     /// the returned [`AppendWait`] resolves when the records are written (`async`
@@ -84,12 +160,7 @@ impl<D: Disk> Store<D> {
         self.append_stamped(records, wait_store, Stamp::Keep)
     }
 
-    pub(super) fn append_stamped(
-        &self,
-        records: &[RecordFields<'_>],
-        wait_store: bool,
-        stamp: Stamp,
-    ) -> Result<AppendWait> {
+    fn append_stamped(&self, records: &[RecordFields<'_>], wait_store: bool, stamp: Stamp) -> Result<AppendWait> {
         let inner = &self.inner;
         if inner.closing.get() {
             return Err(StorageError::Closed);
@@ -98,19 +169,32 @@ impl<D: Disk> Store<D> {
         if let Some(e) = &log.fenced {
             return Err(e.clone());
         }
-        if inner.truncating.get() {
+        if inner.truncation.running() {
             return Err(StorageError::Truncated { offset: log.pos.appended().0 });
         }
         // Check everything before changing anything: a rejected batch leaves no trace.
         let now = now_ms();
-        let stamp_of = |r: &RecordFields<'_>| match stamp {
-            Stamp::Now => now,
-            Stamp::Keep => r.store_timestamp_ms,
-        };
-        let store_timestamp_ms = records.first().map_or(now, stamp_of);
+        let store_timestamp_ms = records.first().map_or(now, |r| stamp.of(r, now));
+        let sync = self.check_batch(&log, records)?;
+        let appended = self.encode_batch(&mut log, records, stamp, now);
+        let (done, wait) = completion();
+        let wake_preparer = self.queue_answer(&mut log, done, sync && wait_store, now);
+        drop(log);
+        inner.count(|s| s.appended_records += records.len() as u64);
+        inner.writer.wake.notify();
+        if wake_preparer {
+            inner.preparer.wake.notify();
+        }
+        Ok(AppendWait { result: Some(AppendResult { records: appended, store_timestamp_ms }), done: wait })
+    }
+
+    /// Checks every record of a batch against the record rules and the CommitLog's room;
+    /// returns whether any of its topics is `sync`.
+    fn check_batch(&self, log: &CommitLog<D::File>, records: &[RecordFields<'_>]) -> Result<bool> {
         // Two passes over the records rather than a list of checked ones: a batch is
         // usually one record, and the list was one of its three allocations. The second
-        // pass recomputes each length and topic (arithmetic and a short UTF-8 check).
+        // pass (`encode_batch`) recomputes each length and topic (arithmetic and a short
+        // UTF-8 check).
         let mut total = 0usize;
         let mut sync = false;
         let mut last_topic: Option<&[u8]> = None;
@@ -140,7 +224,18 @@ impl<D: Disk> Store<D> {
         if log.pending_bytes + total > PENDING_WRITE_MAX_BYTES {
             return Err(StorageError::Busy { pending_bytes: log.pending_bytes, limit_bytes: PENDING_WRITE_MAX_BYTES });
         }
+        Ok(sync)
+    }
 
+    /// Assigns each record of a checked batch its offsets and encodes it into the
+    /// CommitLog's pending chunks, with its ConsumeQueue entry to publish once written.
+    fn encode_batch(
+        &self,
+        log: &mut CommitLog<D::File>,
+        records: &[RecordFields<'_>],
+        stamp: Stamp,
+        now: i64,
+    ) -> Vec<AppendedRecord> {
         let mut appended = Vec::with_capacity(records.len());
         for r in records {
             let topic = std::str::from_utf8(r.topic).expect("checked above");
@@ -151,50 +246,43 @@ impl<D: Disk> Store<D> {
                 None => QueueOffset(0),
             };
             let (at, chunk) = log.reserve(len);
-            let store_timestamp_ms = stamp_of(r);
+            let store_timestamp_ms = stamp.of(r, now);
             let fields = RecordFields { store_timestamp_ms, ..*r };
             stored::encode(&fields, queue_offset.0 as i64, at.0 as i64, &mut chunk.data)
                 .expect("encoded_len accepted these fields");
             if let Some(queue) = index {
+                let rule = self.inner.config.tag_code_rule;
                 let entry = CqEntry {
                     physical_offset: at,
                     size: len as u32,
-                    tags_code: tag_code(inner.config.tag_code_rule, r.topic, r.properties, store_timestamp_ms),
+                    tags_code: tag_code(rule, r.topic, r.properties, store_timestamp_ms),
                 };
                 chunk.dispatch.push(Dispatch { queue, offset: queue_offset, entry });
             }
             appended.push(AppendedRecord { physical_offset: at, queue_offset, size: len as u32 });
         }
-        let (done, wait) = completion();
+        appended
+    }
+
+    /// Queues the batch's answer behind everything appended: for the flusher when it
+    /// waits for a flush, else for the writer. Returns whether the preparer should wake.
+    fn queue_answer(&self, log: &mut CommitLog<D::File>, done: Completer<Result<()>>, flush: bool, now: i64) -> bool {
         let end = log.pos.appended();
-        let mut wake_preparer = false;
-        if sync && wait_store {
+        if flush {
             // No deadline yet: the sweeper gives one at its next tick (see sweeper_loop),
             // which saves a clock read per append.
             log.flush_waiters.push_back(Waiter { end, deadline: None, done });
-            wake_preparer = log.preparing.is_none() && log.prepared_to.0 < end.0 + PREPARE_AHEAD_BYTES / 2;
-            // The clock, not the records' stamps: replicated ones may be old.
-            if now.saturating_sub(inner.last_sync_append_ms.get()) > PREPARE_SYNC_RECENT_MS {
-                inner.sync_streak.set(0);
-            }
-            inner.sync_streak.set(inner.sync_streak.get().saturating_add(1));
-            inner.last_sync_append_ms.set(now);
+            self.inner.traffic.note_sync_append(now);
+            log.preparing.is_none() && log.prepared_to.0 < end.0 + PREPARE_AHEAD_BYTES / 2
         } else {
             log.write_waiters.push_back(Waiter { end, deadline: None, done });
-            inner.last_unflushed_append_ms.set(now);
+            self.inner.traffic.note_unflushed_append(now);
+            false
         }
-        drop(log);
-        let mut stats = inner.stats.get();
-        stats.appended_records += records.len() as u64;
-        inner.stats.set(stats);
-        inner.writer_wake.notify();
-        if wake_preparer {
-            inner.preparer_wake.notify();
-        }
-        Ok(AppendWait { result: Some(AppendResult { records: appended, store_timestamp_ms }), done: wait })
     }
 
-    pub(super) fn queue_index(&self, topic: &str, queue_id: i32) -> usize {
+    /// The slot of a queue, created (empty, files to come) on its first record.
+    fn queue_index(&self, topic: &str, queue_id: i32) -> usize {
         if let Some(i) = self.inner.queues.borrow().find(topic, queue_id) {
             return i;
         }

@@ -1,6 +1,22 @@
-//! Cold reads: records below the hot window read with O_DIRECT through read-ahead
-//! windows (`read_cache.rs`), so a lagging consumer does not evict hot data.
+//! Cold reads: a pull whose records lie below the hot window (and fill enough of the
+//! span they lie in) reads them with O_DIRECT through aligned windows (`read_cache.rs`),
+//! reading the windows after it ahead, so a lagging consumer neither evicts what live
+//! consumers read nor pays one small O_DIRECT read per record.
+//!
+//! Owns [`ColdReads`], the cache of windows, which only this part fills (and empties of
+//! windows whose read failed); a truncate drops the windows it cut
+//! ([`ColdReads::drop_from`]). Reads the CommitLog's positions and segments; bumps the
+//! `cold_reads` counter.
+//!
+//! Invariants: a window never reaches past the written end it was cut at, nor across a
+//! segment's end; a failed window is read again, never served. A window's read runs in
+//! a detached task that holds only a weak handle to the store. No `RefCell` borrow is
+//! held across an `.await`.
+//!
+//! Runs on the store's executor, in the pulling task. Deliberately not here: deciding
+//! which entries a pull takes (`read.rs`) and page-cache reads.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -13,6 +29,19 @@ use crate::offset::PhysicalOffset;
 use crate::read_cache::{ColdCache, Window};
 
 use super::Store;
+
+/// The windows of cold reads, cached and in flight.
+#[derive(Default)]
+pub(super) struct ColdReads {
+    windows: RefCell<ColdCache>,
+}
+
+impl ColdReads {
+    /// Forgets every window reaching past `from`: a truncate cut what it holds there.
+    pub(super) fn drop_from(&self, from: u64) {
+        self.windows.borrow_mut().drop_from(from);
+    }
+}
 
 impl<D: Disk> Store<D> {
     /// Whether a pull's records are read through cold windows: they start below the hot
@@ -69,7 +98,7 @@ impl<D: Disk> Store<D> {
 
     /// The cold window holding CommitLog offset `at` (which must be written), read if
     /// needed; also starts reading the windows after it.
-    pub(super) async fn cold_window(&self, at: u64) -> Result<(Rc<Window>, Bytes)> {
+    async fn cold_window(&self, at: u64) -> Result<(Rc<Window>, Bytes)> {
         let (written, size) = (self.inner.log.borrow().pos.written().0, self.inner.config.segment_size_bytes);
         let geometry = |start: u64| {
             let base = start - start % size;
@@ -78,7 +107,7 @@ impl<D: Disk> Store<D> {
             (from, (aligned + COLD_WINDOW_BYTES).min(base + size))
         };
         let (start, nominal_end) = geometry(at);
-        let cached = self.inner.cold.borrow_mut().get(start);
+        let cached = self.inner.cold.windows.borrow_mut().get(start);
         // A window cut at an older written end may not reach `at`; a failed one is
         // read again.
         let window = match cached {
@@ -92,7 +121,7 @@ impl<D: Disk> Store<D> {
                 break;
             }
             let (start, end) = geometry(next);
-            let present = self.inner.cold.borrow_mut().get(start).is_some_and(|w| !w.is_failed());
+            let present = self.inner.cold.windows.borrow_mut().get(start).is_some_and(|w| !w.is_failed());
             // Read-ahead is an optimization: any trouble there is the demand read's to find.
             if !present && !matches!(self.read_window(start, end.min(written), false), Ok(Some(_))) {
                 break;
@@ -106,7 +135,7 @@ impl<D: Disk> Store<D> {
     /// Starts reading the cold window `[start, end)` with O_DIRECT. A demand read that
     /// finds the cache full of windows being read still reads, uncached; a read-ahead
     /// gives up (`None`).
-    pub(super) fn read_window(&self, start: u64, end: u64, demand: bool) -> Result<Option<Rc<Window>>> {
+    fn read_window(&self, start: u64, end: u64, demand: bool) -> Result<Option<Rc<Window>>> {
         let (file, pos) = {
             let log = self.inner.log.borrow();
             let base = log.segment_base(PhysicalOffset(start));
@@ -115,14 +144,12 @@ impl<D: Disk> Store<D> {
                 None => return Err(StorageError::InvalidArgument(format!("no segment holds offset {start}"))),
             }
         };
-        let window = match self.inner.cold.borrow_mut().insert(start, end) {
+        let window = match self.inner.cold.windows.borrow_mut().insert(start, end) {
             Some(w) => w,
             None if demand => ColdCache::uncached(start, end),
             None => return Ok(None),
         };
-        let mut stats = self.inner.stats.get();
-        stats.cold_reads += 1;
-        self.inner.stats.set(stats);
+        self.inner.count(|s| s.cold_reads += 1);
         let w = window.clone();
         let inner = Rc::downgrade(&self.inner);
         glommio::spawn_local(async move {
@@ -131,7 +158,7 @@ impl<D: Disk> Store<D> {
                 .map_err(|e| StorageError::io("read", file.path(), w.start, e));
             if result.is_err() {
                 if let Some(inner) = inner.upgrade() {
-                    inner.cold.borrow_mut().remove(&w);
+                    inner.cold.windows.borrow_mut().remove(&w);
                 }
             }
             w.finish(result);

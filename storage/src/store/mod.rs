@@ -1,56 +1,62 @@
 //! The store of one shard: its CommitLog, its ConsumeQueues and its topic table, and the
-//! tasks that write, flush, checkpoint and clean them.
+//! tasks that write, flush, checkpoint and clean them. This module holds the [`Store`]
+//! handle (open, close, the shared state); each of its parts has one job and a file:
+//!
+//! | part             | job                                                            | owns              |
+//! | ---------------- | -------------------------------------------------------------- | ----------------- |
+//! | `append.rs`      | check a batch, assign offsets, encode write chunks, queue answers | `traffic`      |
+//! | `read.rs`        | raw and record reads, `get_messages`, offsets, search by time  | `entry_cache`     |
+//! | `cold.rs`        | O_DIRECT read-ahead windows for reads below the hot window     | `cold`            |
+//! | `writer.rs`      | writer task: chunks to the kernel in order, publish, answer    | `writer`          |
+//! | `flusher.rs`     | flusher and sweeper tasks: group commit, O_DSYNC, fence, timeouts | `flusher`      |
+//! | `preparer.rs`    | preparer task: zeros and the next segment ahead of `sync` data | `preparer`        |
+//! | `segments.rs`    | creating segment files, on demand or ahead                     | `segments`        |
+//! | `visibility.rs`  | replication's visible limit, publishing entries, arrivals      | `visibility`      |
+//! | `truncate.rs`    | cutting the log and queues back, durably; reads it overlapped  | `truncation`      |
+//! | `maintenance.rs` | maintenance task: checkpoint, retention                        | `maintenance`     |
+//! | `topic_table.rs` | topic table and the owner's `config/` files                    | `config_state`    |
+//! | `repeated.rs`    | the rate-limited log lines of the retry loops                  | `repeated`        |
+//!
+//! Each part's state is a struct of its own inside [`Inner`], defined in the part's
+//! file with private fields, so only that part writes them; others read them through
+//! the methods it offers, and each part's header says who does. Shared by several parts,
+//! each change keeping the invariants written on its type: the CommitLog (`log`,
+//! `commitlog.rs`: positions, pending chunks, waiters, segments), the ConsumeQueues
+//! (`queues`, `consume_queue.rs`), the counters (`stats`, each part bumps its own), the
+//! arrival listener (set through the API, called by `visibility.rs`) and `closing`
+//! (set once by [`Store::close`]). Set at open and only read: `config`, `disk`,
+//! `recovery`.
 //!
 //! Lives on the shard's glommio executor and is not `Send`: every state change happens
 //! there, and other shards talk to it through the broker's channels. Clones of a
 //! [`Store`] are handles to the same store; the background tasks stop when the last
 //! handle is dropped (a crash, as far as the disk can tell) or after [`Store::close`]
-//! (a clean shutdown: everything written, flushed and checkpointed).
+//! (a clean shutdown: everything written, flushed and checkpointed). Tasks (writer,
+//! flusher, sweeper, preparer, maintenance) each sleep on a `Notify` (`sync.rs`) or a timer, never
+//! spinning.
 //!
-//! Tasks, each sleeping on a [`Notify`] or a timer, never spinning:
-//! - writer: hands pending chunks to the kernel in order, up to [`WRITES_IN_FLIGHT_MAX`]
-//!   at once; as each completes in order, publishes their ConsumeQueue entries and
-//!   answers `async` appends. A chunk `sync` appends wait on, with everything before it
-//!   durable and no `async` traffic about, goes out as one O_DSYNC write that answers
-//!   them itself (`Inner::durable_group_commit`).
-//! - flusher: fdatasyncs the written range when a `sync` append waits, when too many
-//!   bytes are dirty, or every flush interval; answers `sync` appends. Appends that arrive
-//!   while an fdatasync runs are covered by the next one (group commit), and their writes
-//!   run while it does.
-//! - preparer: while `sync` appends arrive in small group commits, writes zeros ahead of
-//!   the appended end and creates the next segment before it is needed (see
-//!   `commitlog.rs`).
-//! - sweeper: answers `sync` appends that waited past the flush timeout with an error.
-//! - maintenance: persists ConsumeQueue tails, writes the checkpoint, applies retention,
-//!   saves the topic table again when its last save failed, and reports how often a
-//!   repeated failure recurred once it stops (`RepeatedLogs`).
-//!
-//! Reads: hot data through the page cache; cold data (older than the hot window) with
-//! O_DIRECT, through read-ahead windows when a pull is sequential enough, and
-//! ConsumeQueue entries through a small block cache (`read_cache.rs`).
-//!
-//! Invariant: no `RefCell` borrow is held across an `.await`.
+//! Invariants (the crate's header lists the durability ones): CommitLog positions keep
+//! flushed ≤ written ≤ appended, checked in release builds; no `RefCell` borrow is held
+//! across an `.await`. Deliberately not here: recovery (`recovery.rs`, run by
+//! [`Store::open_on`] before any part starts), the record rules (`record.rs`), and any
+//! broker policy.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::Task;
 
-use crate::checkpoint::Checkpoint;
 use crate::commitlog::CommitLog;
 use crate::config::StoreConfig;
-use crate::config_file::ConfigFiles;
 use crate::consume_queue::ConsumeQueue;
 use crate::disk::{Disk, GlommioDisk};
 use crate::error::Result;
 use crate::layout::commitlog_dir;
-use crate::offset::{PhysicalOffset, QueueOffset};
-use crate::read_cache::{ColdCache, CqCache};
+use crate::offset::QueueOffset;
 use crate::recovery::{self, RecoveryReport};
-use crate::sync::Notify;
-use crate::topics::{load_topics, TopicTable, TOPICS_FILE};
+use crate::topics::load_topics;
 
 mod append;
 mod cold;
@@ -68,12 +74,18 @@ mod writer;
 pub use append::{AppendResult, AppendWait, AppendedRecord};
 pub use read::{Boundary, GetResult, GetStatus};
 
-use flusher::{flusher_loop, sweeper_loop};
-use maintenance::maintenance_loop;
-use preparer::preparer_loop;
+use append::Traffic;
+use cold::ColdReads;
+use flusher::{flusher_loop, sweeper_loop, FlusherState};
+use maintenance::{maintenance_loop, Maintenance};
+use preparer::{preparer_loop, PreparerState};
+use read::EntryCache;
 use repeated::RepeatedLogs;
-use visibility::Unseen;
-use writer::writer_loop;
+use segments::Segments;
+use topic_table::ConfigState;
+use truncate::Truncation;
+use visibility::Visibility;
+use writer::{writer_loop, WriterState};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -96,12 +108,15 @@ type ArrivalListener = Box<dyn Fn(&str, i32, QueueOffset)>;
 /// A queue of the store, shared by the store's tasks and readers.
 type QueueRef<F> = Rc<RefCell<ConsumeQueue<F>>>;
 
+/// Every ConsumeQueue of the store, by slot. The append path adds queues; the writer,
+/// visibility, truncate and maintenance change a queue's counters and files (each under
+/// the rules in `consume_queue.rs`); readers read them.
 struct Queues<F> {
     /// Topic, then queue id, to the slot in `list`: two lookups that need no owned key,
     /// so finding a record's queue allocates nothing.
     index: HashMap<String, HashMap<i32, usize>>,
     /// Only grows: a queue's slot never changes.
-    list: Vec<Rc<RefCell<ConsumeQueue<F>>>>,
+    list: Vec<QueueRef<F>>,
 }
 
 impl<F> Queues<F> {
@@ -125,65 +140,47 @@ impl<F> Queues<F> {
     }
 }
 
+/// The store's state, shared by its handles and its tasks. See the module header for
+/// who writes what.
 struct Inner<D: Disk> {
+    // Set at open, then only read.
     config: StoreConfig,
     disk: D,
+    recovery: RecoveryReport,
+
+    // Shared: several parts change these, each keeping the invariants of its type.
     log: RefCell<CommitLog<D::File>>,
     queues: RefCell<Queues<D::File>>,
-    topics: RefCell<TopicTable>,
-    /// Orders the saves of `config/` files: one at a time per file, newest snapshot wins.
-    config_files: ConfigFiles,
-    checkpoint: Cell<Checkpoint>,
-    checkpoint_file: D::File,
-    writer_wake: Notify,
-    flusher_wake: Notify,
-    maintenance_wake: Notify,
-    preparer_wake: Notify,
-    /// One segment creation at a time: the writer and the preparer may both want the
-    /// next one.
-    segment_lock: glommio::sync::Semaphore,
-    /// Store time of the latest `sync` append that waits for its flush, and how many
-    /// came without a pause longer than PREPARE_SYNC_RECENT_MS: the preparer works only
-    /// during a steady stream of them.
-    last_sync_append_ms: Cell<i64>,
-    /// Moving mean of the bytes each group commit made durable (PREPARE_GROUP_MAX_BYTES).
-    group_bytes_mean: Cell<u64>,
-    /// When an append that does not wait for a flush last came (DURABLE_WRITE_QUIET_MS).
-    last_unflushed_append_ms: Cell<i64>,
-    sync_streak: Cell<u32>,
-    cold: RefCell<ColdCache>,
-    cq_cache: RefCell<CqCache>,
-    /// One checkpoint at a time: two would persist the same ConsumeQueue tail twice.
-    /// Retention, a truncate and moving entries back from files take it too: each
-    /// changes what the ConsumeQueue files hold.
-    checkpoint_lock: glommio::sync::Semaphore,
-    /// One fdatasync pass at a time, and none while a truncate cuts the log.
-    flush_lock: glommio::sync::Semaphore,
+    /// Set once, by `close`: appends are refused, the tasks wind down.
     closing: Cell<bool>,
+    /// Counters; each part bumps its own (see [`Inner::count`]).
     stats: Cell<StoreStats>,
+    /// Set through the API; called as entries become visible (`visibility.rs`).
     arrival: RefCell<Option<ArrivalListener>>,
-    recovery: RecoveryReport,
-    /// Replication: readers see only records ending at or before this; `None`: every
-    /// written record.
-    visible_limit: Cell<Option<PhysicalOffset>>,
-    /// Published entries not yet visible, in CommitLog order (always empty without a
-    /// limit).
-    unseen: RefCell<VecDeque<Unseen>>,
-    /// The lowest visible end since the running checkpoint began (`u64::MAX`: none
-    /// lowered it): a checkpoint never claims entries a lowering kept out of the files.
-    visible_low: Cell<u64>,
-    /// A truncate runs: appends are refused, the writer and the preparer stay idle.
-    truncating: Cell<bool>,
-    /// Truncates so far, and (count after it, cut) of the last [`TRUNCATE_HISTORY`].
-    truncations: Cell<u64>,
-    cuts: RefCell<VecDeque<(u64, PhysicalOffset)>>,
-    /// Writes in flight plus the writer's own awaits (creating a segment, zeroing).
-    writer_busy: Cell<usize>,
-    /// The writer went idle (nothing pending, nothing in flight).
-    writer_idle: Notify,
-    /// The preparer finished a step.
-    prepared_wake: Notify,
+    /// The rate-limited log lines, one per retry loop.
     repeated: RepeatedLogs,
+
+    // One per part, written only by its part.
+    traffic: Traffic,
+    entry_cache: EntryCache,
+    cold: ColdReads,
+    writer: WriterState,
+    flusher: FlusherState,
+    preparer: PreparerState,
+    segments: Segments,
+    visibility: Visibility,
+    truncation: Truncation,
+    maintenance: Maintenance<D::File>,
+    config_state: ConfigState,
+}
+
+impl<D: Disk> Inner<D> {
+    /// Bumps counters: each part its own.
+    fn count(&self, bump: impl FnOnce(&mut StoreStats)) {
+        let mut stats = self.stats.get();
+        bump(&mut stats);
+        self.stats.set(stats);
+    }
 }
 
 #[derive(Default)]
@@ -223,39 +220,24 @@ impl<D: Disk> Store<D> {
         let log = CommitLog::new(commitlog_dir(&config.dir), config.segment_size_bytes, rec.segments, rec.min, rec.end);
         let inner = Rc::new(Inner {
             disk,
+            recovery: rec.report,
             log: RefCell::new(log),
             queues: RefCell::new(queues),
-            topics: RefCell::new(topics),
-            config_files: ConfigFiles::default(),
-            checkpoint: Cell::new(rec.checkpoint),
-            checkpoint_file: rec.checkpoint_file,
-            writer_wake: Notify::default(),
-            flusher_wake: Notify::default(),
-            maintenance_wake: Notify::default(),
-            preparer_wake: Notify::default(),
-            segment_lock: glommio::sync::Semaphore::new(1),
-            last_sync_append_ms: Cell::new(i64::MIN),
-            last_unflushed_append_ms: Cell::new(i64::MIN),
-            group_bytes_mean: Cell::new(0),
-            sync_streak: Cell::new(0),
-            cold: RefCell::new(ColdCache::default()),
-            cq_cache: RefCell::new(CqCache::default()),
-            checkpoint_lock: glommio::sync::Semaphore::new(1),
-            flush_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
             stats: Cell::new(StoreStats::default()),
             arrival: RefCell::new(None),
-            recovery: rec.report,
-            visible_limit: Cell::new(None),
-            unseen: RefCell::new(VecDeque::new()),
-            visible_low: Cell::new(u64::MAX),
-            truncating: Cell::new(false),
-            truncations: Cell::new(0),
-            cuts: RefCell::new(VecDeque::new()),
-            writer_busy: Cell::new(0),
-            writer_idle: Notify::default(),
-            prepared_wake: Notify::default(),
             repeated: RepeatedLogs::new(config.log_repeat_interval_ms),
+            traffic: Traffic::new(),
+            entry_cache: EntryCache::default(),
+            cold: ColdReads::default(),
+            writer: WriterState::default(),
+            flusher: FlusherState::new(),
+            preparer: PreparerState::default(),
+            segments: Segments::new(),
+            visibility: Visibility::new(),
+            truncation: Truncation::new(),
+            maintenance: Maintenance::new(rec.checkpoint, rec.checkpoint_file),
+            config_state: ConfigState::new(topics),
             config,
         });
         // Persist the replayed ConsumeQueue entries and move the checkpoint to the
@@ -296,7 +278,7 @@ impl<D: Disk> Store<D> {
         queues.find(topic, queue_id).map(|i| (i, queues.list[i].clone()))
     }
 
-    pub(super) fn queue(&self, topic: &str, queue_id: i32) -> Option<Rc<RefCell<ConsumeQueue<D::File>>>> {
+    pub(super) fn queue(&self, topic: &str, queue_id: i32) -> Option<QueueRef<D::File>> {
         self.queue_slot(topic, queue_id).map(|(_, q)| q)
     }
 
@@ -307,14 +289,14 @@ impl<D: Disk> Store<D> {
         if inner.closing.replace(true) {
             return Ok(());
         }
-        inner.writer_wake.notify();
+        inner.writer.wake.notify();
         let writer = self.tasks.writer.borrow_mut().take();
         if let Some(writer) = writer {
             writer.await;
         }
         inner.flush_written().await?;
         inner.checkpoint().await?;
-        if inner.config_files.unsaved(TOPICS_FILE) {
+        if inner.topics_unsaved() {
             inner.save_topics().await?;
         }
         for task in self.tasks.others.borrow_mut().drain(..) {

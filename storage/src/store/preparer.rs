@@ -1,5 +1,21 @@
-//! The preparer task: zeros ahead of the appended end and the next segment created
-//! ahead of need, while `sync` appends come in small group commits.
+//! The preparer task: while `sync` appends arrive in small group commits, writes zeros
+//! ahead of the appended end (so the fdatasyncs of group commits have no allocation
+//! state to commit) and creates the next segment before it is needed (see
+//! `commitlog.rs` and `DiskFile::prepare_range`).
+//!
+//! Owns [`PreparerState`]: its wake-up (the append path wakes it when a `sync` append
+//! comes close to the prepared end) and the notification that a step finished (a
+//! truncate waits for one under way). Writes to the shared CommitLog only what it
+//! prepares: `prepared_to` and the range `preparing`. Reads the append traffic
+//! (`append.rs`) and the size of group commits (`flusher.rs`) to decide whether to work.
+//!
+//! Invariants: zeros never land on bytes any append has reached: a prepared range lies
+//! past the CommitLog's high-water mark, and it is marked `preparing` in the same borrow
+//! that chose it, so no write starts in it unnoticed (the writer waits). Idle while the
+//! store closes, while a truncate runs, and without steady `sync` traffic.
+//!
+//! Runs as one task on the store's executor. Deliberately not here: the segment
+//! creation itself (`segments.rs`), and any write of data.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -7,12 +23,30 @@ use std::time::{Duration, Instant};
 use crate::disk::{Disk, DiskFile};
 use crate::limits::*;
 use crate::offset::PhysicalOffset;
+use crate::sync::{Notified, Notify};
 
 use super::repeated::{BLOCKS_AHEAD_FAILED, SEGMENT_AHEAD_FAILED};
-use super::{now_ms, Inner};
+use super::Inner;
+
+/// The preparer's state others see.
+#[derive(Default)]
+pub(super) struct PreparerState {
+    /// Wakes the preparer: a `sync` append came close to the prepared end.
+    pub(super) wake: Notify,
+    /// The preparer finished a step.
+    stepped: Notify,
+}
+
+impl PreparerState {
+    /// Resolves when the preparer next finishes a step (at once if it did since the last
+    /// call).
+    pub(super) fn stepped(&self) -> Notified<'_> {
+        self.stepped.notified()
+    }
+}
 
 /// The preparer's next piece of work.
-pub(super) enum PrepareStep<F> {
+enum PrepareStep<F> {
     Idle,
     /// Create the segment at this base (the one after the last in use) ahead of need.
     CreateNext(u64),
@@ -33,7 +67,7 @@ pub(super) async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
         let step = inner.plan_prepare();
         match step {
             PrepareStep::Idle => {
-                futures_lite::future::or(inner.preparer_wake.notified(), glommio::timer::sleep(IDLE_CHECK)).await;
+                futures_lite::future::or(inner.preparer.wake.notified(), glommio::timer::sleep(IDLE_CHECK)).await;
             }
             PrepareStep::CreateNext(base) => {
                 if let Err(e) = inner.create_next_segment(base).await {
@@ -52,8 +86,8 @@ pub(super) async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
                         log.prepared_to = log.prepared_to.max(to);
                     }
                 }
-                inner.writer_wake.notify();
-                inner.prepared_wake.notify();
+                inner.writer.wake.notify();
+                inner.preparer.stepped.notify();
                 if let Err(e) = result {
                     if let Some(held) = inner.repeated.blocks_ahead_failed.allow(Instant::now()) {
                         tracing::warn!(error = %e, from = from.0, to = to.0, "{BLOCKS_AHEAD_FAILED}{held}");
@@ -68,11 +102,10 @@ pub(super) async fn preparer_loop<D: Disk>(inner: Rc<Inner<D>>) {
 impl<D: Disk> Inner<D> {
     /// Decides the preparer's next step and, for a zeroing step, marks its range as
     /// being prepared in the same borrow, so no write can start in it unnoticed.
-    pub(super) fn plan_prepare(&self) -> PrepareStep<D::File> {
-        let sync_traffic = self.sync_streak.get() >= PREPARE_SYNC_STREAK_MIN
-            && now_ms().saturating_sub(self.last_sync_append_ms.get()) <= PREPARE_SYNC_RECENT_MS;
-        let small_groups = self.group_bytes_mean.get() < PREPARE_GROUP_MAX_BYTES;
-        if self.closing.get() || self.truncating.get() || !sync_traffic || !small_groups {
+    fn plan_prepare(&self) -> PrepareStep<D::File> {
+        let sync_traffic = self.traffic.steady_sync();
+        let small_groups = self.flusher.small_groups();
+        if self.closing.get() || self.truncation.running() || !sync_traffic || !small_groups {
             return PrepareStep::Idle;
         }
         let mut log = self.log.borrow_mut();

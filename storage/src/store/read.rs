@@ -1,5 +1,21 @@
-//! Reads through the page cache: raw CommitLog ranges, whole records, a queue's
-//! messages (`get_messages`), queue offsets and the search by store time.
+//! Reads: raw CommitLog ranges (`read_log`, for replication), whole records
+//! (`read_message`), a queue's messages (`get_messages`, a pull), queue offsets and the
+//! search by store time. Hot data is read through the page cache; a pull's records below
+//! the hot window go through `cold.rs`.
+//!
+//! Owns [`EntryCache`], the cache of ConsumeQueue file blocks (`read_cache.rs`), which
+//! only reads fill; a truncate drops what it cut ([`EntryCache::drop_from`]). Reads
+//! nothing else's fields but through their owners: the visible end (`visibility.rs`)
+//! and the truncate count and cuts (`truncate.rs`); bumps its own `stats` counters.
+//!
+//! Invariants: a read never returns a record ending past the visible end, nor bytes a
+//! truncate overlapping it may have cut (it reads again, or fails with `Truncated`); a
+//! block read across a truncate is never cached. No `RefCell` borrow is held across an
+//! `.await`.
+//!
+//! Runs on the store's executor, in the reading task. Deliberately not here: O_DIRECT
+//! windows (`cold.rs`), and any decision about what a consumer should read next (the
+//! broker).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -7,14 +23,14 @@ use std::rc::Rc;
 use bytes::Bytes;
 use rockshard_net::stored::{self, HEADER_SIZE_MAX_BYTES};
 
-use crate::consume_queue::{ConsumeQueue, CqEntry, EntrySource, QueueInfo, ENTRY_BYTES};
+use crate::consume_queue::{CqEntry, EntrySource, QueueInfo, ENTRY_BYTES};
 use crate::disk::{read_exact, Disk, DiskFile};
 use crate::error::{Result, StorageError};
 use crate::limits::*;
 use crate::offset::{PhysicalOffset, QueueOffset};
-use crate::read_cache::CqBlock;
+use crate::read_cache::{CqBlock, CqCache};
 
-use super::Store;
+use super::{QueueRef, Store};
 
 /// How a read against a ConsumeQueue went (RocketMQ's `GetMessageStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +73,32 @@ pub enum Boundary {
 }
 
 /// How often a read that raced a truncate is retried before it answers "nothing yet".
-pub(super) const READ_RETRIES_AFTER_TRUNCATE: usize = 3;
+const READ_RETRIES_AFTER_TRUNCATE: usize = 3;
+
+/// Blocks of ConsumeQueue files recently read, by queue slot. Filled only by reads.
+#[derive(Default)]
+pub(super) struct EntryCache {
+    blocks: RefCell<CqCache>,
+}
+
+impl EntryCache {
+    /// Forgets the cached entries of queue `slot` from entry `from` on: a truncate cut
+    /// them.
+    pub(super) fn drop_from(&self, slot: usize, from: u64) {
+        self.blocks.borrow_mut().drop_from(slot, from);
+    }
+}
+
+/// The entries a pull takes, and what it passed over.
+struct Picked {
+    wanted: Vec<CqEntry>,
+    /// Where the next read starts.
+    next: QueueOffset,
+    /// Entries passed over because retention deleted their records.
+    removed: usize,
+    /// The scan stopped at an entry past the visible end.
+    invisible: bool,
+}
 
 impl<D: Disk> Store<D> {
     /// CommitLog positions: (min, flushed, written, appended).
@@ -73,15 +114,15 @@ impl<D: Disk> Store<D> {
     /// entries back with it, committed or not. A truncate that cuts into the range while
     /// the read runs makes it fail with [`StorageError::Truncated`].
     pub async fn read_log(&self, at: PhysicalOffset, len: usize) -> Result<Bytes> {
-        let since = self.inner.truncations.get();
+        let since = self.inner.truncation.count();
         let bytes = self.read_log_once(at, len).await?;
-        match self.inner.cut_since(since) {
+        match self.inner.truncation.cut_since(since) {
             Some(cut) if at.0 + len as u64 > cut.0 => Err(StorageError::Truncated { offset: cut.0 }),
             _ => Ok(bytes),
         }
     }
 
-    pub(super) async fn read_log_once(&self, at: PhysicalOffset, len: usize) -> Result<Bytes> {
+    async fn read_log_once(&self, at: PhysicalOffset, len: usize) -> Result<Bytes> {
         let (file, pos, direct) = {
             let log = self.inner.log.borrow();
             let written = log.pos.written();
@@ -105,13 +146,13 @@ impl<D: Disk> Store<D> {
             let direct = at.0 < written.0.saturating_sub(self.inner.config.hot_window_bytes);
             (file, at.0 - base, direct)
         };
-        let mut stats = self.inner.stats.get();
-        if direct {
-            stats.cold_reads += 1;
-        } else {
-            stats.hot_reads += 1;
-        }
-        self.inner.stats.set(stats);
+        self.inner.count(|s| {
+            if direct {
+                s.cold_reads += 1;
+            } else {
+                s.hot_reads += 1;
+            }
+        });
         read_exact(&*file, pos, len, direct).await.map_err(|e| StorageError::io("read", file.path(), at.0, e))
     }
 
@@ -135,12 +176,7 @@ impl<D: Disk> Store<D> {
         self.read_log(at, header.total_size as usize).await
     }
 
-    pub(super) async fn entries(
-        &self,
-        q: &Rc<RefCell<ConsumeQueue<D::File>>>,
-        from: QueueOffset,
-        max: u64,
-    ) -> Result<Vec<CqEntry>> {
+    async fn entries(&self, q: &QueueRef<D::File>, from: QueueOffset, max: u64) -> Result<Vec<CqEntry>> {
         let source = q.borrow().locate(from, max);
         match source {
             EntrySource::Empty => Ok(Vec::new()),
@@ -169,20 +205,20 @@ impl<D: Disk> Store<D> {
         max_bytes: usize,
         filter: Option<&dyn Fn(i64) -> bool>,
     ) -> Result<GetResult> {
-        let mut since = self.inner.truncations.get();
+        let mut since = self.inner.truncation.count();
         for _ in 0..READ_RETRIES_AFTER_TRUNCATE {
             let got = self.get_messages_once(topic, queue_id, offset, max_messages, max_bytes, filter).await;
             // Whatever a read that a truncate overlapped found (records, or an error
             // about a range that moved), it may be stale: read again.
-            if self.inner.cut_since(since).is_none() {
+            if self.inner.truncation.cut_since(since).is_none() {
                 return got;
             }
-            since = self.inner.truncations.get();
+            since = self.inner.truncation.count();
         }
         Err(StorageError::Truncated { offset: self.inner.log.borrow().pos.written().0 })
     }
 
-    pub(super) async fn get_messages_once(
+    async fn get_messages_once(
         &self,
         topic: &str,
         queue_id: i32,
@@ -224,8 +260,46 @@ impl<D: Disk> Store<D> {
             return Ok(answer(GetStatus::OffsetOverflowBadly, max));
         }
 
-        // Pick the entries: examine at most GET_ENTRIES_MAX, keep what passes the filter
-        // until enough messages or bytes.
+        let Picked { wanted, next, removed, invisible } =
+            self.pick_entries(slot, &q, offset, max, max_messages, max_bytes, filter).await?;
+        let messages = if self.use_cold_windows(&wanted) {
+            self.read_cold_windowed(&wanted).await?
+        } else {
+            self.read_runs(&wanted).await?
+        };
+        if messages.is_empty() && removed == 0 && invisible && next == offset {
+            return Ok(GetResult {
+                status: GetStatus::OffsetOverflowOne,
+                next_begin_offset: offset,
+                min_offset: min,
+                max_offset: offset,
+                messages,
+            });
+        }
+        let status = if !messages.is_empty() {
+            GetStatus::Found
+        } else if removed > 0 {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+    }
+
+    /// Picks a pull's entries of queue `slot` from `offset` (below `max`): examines at
+    /// most GET_ENTRIES_MAX, keeps what passes the filter until enough messages or bytes,
+    /// and stops at the first entry past the visible end.
+    #[allow(clippy::too_many_arguments)] // The pull's own parameters, passed on as they came.
+    async fn pick_entries(
+        &self,
+        slot: usize,
+        q: &QueueRef<D::File>,
+        offset: QueueOffset,
+        max: QueueOffset,
+        max_messages: u32,
+        max_bytes: usize,
+        filter: Option<&dyn Fn(i64) -> bool>,
+    ) -> Result<Picked> {
         let log_min = self.inner.log.borrow().min;
         // Counts may briefly include entries past the visible end (a lowered limit, a
         // truncate under way): each entry is checked, one comparison.
@@ -237,7 +311,7 @@ impl<D: Disk> Store<D> {
         let mut removed = 0usize;
         let limit = QueueOffset(offset.0 + GET_ENTRIES_MAX);
         'scan: while next < max && next < limit {
-            let (block, range) = self.scan_entries(slot, &q, next, (limit.0 - next.0).min(max.0 - next.0)).await?;
+            let (block, range) = self.scan_entries(slot, q, next, (limit.0 - next.0).min(max.0 - next.0)).await?;
             if range.is_empty() {
                 break;
             }
@@ -263,36 +337,15 @@ impl<D: Disk> Store<D> {
             }
         }
 
-        let messages = if self.use_cold_windows(&wanted) {
-            self.read_cold_windowed(&wanted).await?
-        } else {
-            self.read_runs(&wanted).await?
-        };
-        if messages.is_empty() && removed == 0 && invisible && next == offset {
-            return Ok(GetResult {
-                status: GetStatus::OffsetOverflowOne,
-                next_begin_offset: offset,
-                min_offset: min,
-                max_offset: offset,
-                messages,
-            });
-        }
-        let status = if !messages.is_empty() {
-            GetStatus::Found
-        } else if removed > 0 {
-            GetStatus::MessageWasRemoving
-        } else {
-            GetStatus::NoMatchedMessage
-        };
-        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+        Ok(Picked { wanted, next, removed, invisible })
     }
 
     /// Up to `max` entries of queue `slot` from `from`, as a block and the range of it
     /// that holds them. Entries in files come through the ConsumeQueue block cache.
-    pub(super) async fn scan_entries(
+    async fn scan_entries(
         &self,
         slot: usize,
-        q: &Rc<RefCell<ConsumeQueue<D::File>>>,
+        q: &QueueRef<D::File>,
         from: QueueOffset,
         max: u64,
     ) -> Result<(Rc<[CqEntry]>, std::ops::Range<usize>)> {
@@ -314,11 +367,11 @@ impl<D: Disk> Store<D> {
                 (block_first + CQ_CACHE_BLOCK_ENTRIES).min(file_first + q.entries_per_file).min(q.file_end.0);
             (block_first, block_end, file_first)
         };
-        let cached = self.inner.cq_cache.borrow_mut().get(slot, block_first, from.0);
+        let cached = self.inner.entry_cache.blocks.borrow_mut().get(slot, block_first, from.0);
         let block = match cached {
             Some(b) => b,
             None => {
-                let since = self.inner.truncations.get();
+                let since = self.inner.truncation.count();
                 let pos = (block_first - file_first) * ENTRY_BYTES as u64;
                 let bytes = file
                     .read_at(pos, (block_end - block_first) as usize * ENTRY_BYTES)
@@ -327,8 +380,8 @@ impl<D: Disk> Store<D> {
                 let block = CqBlock { first: block_first, entries: Rc::from(CqEntry::decode_all(&bytes)) };
                 // A block read across a truncate may hold entries it cut: never cache it
                 // (the caller reads again).
-                if self.inner.truncations.get() == since {
-                    self.inner.cq_cache.borrow_mut().insert(slot, block.clone());
+                if self.inner.truncation.count() == since {
+                    self.inner.entry_cache.blocks.borrow_mut().insert(slot, block.clone());
                 }
                 block
             }
@@ -339,7 +392,7 @@ impl<D: Disk> Store<D> {
     }
 
     /// Reads the records of `wanted` in one I/O per contiguous run.
-    pub(super) async fn read_runs(&self, wanted: &[CqEntry]) -> Result<Vec<Bytes>> {
+    async fn read_runs(&self, wanted: &[CqEntry]) -> Result<Vec<Bytes>> {
         let mut messages = Vec::with_capacity(wanted.len());
         let mut i = 0;
         while i < wanted.len() {
@@ -378,15 +431,11 @@ impl<D: Disk> Store<D> {
         queues.list.iter().map(|q| q.borrow().info()).collect()
     }
 
-    pub(super) async fn entry_at(
-        &self,
-        q: &Rc<RefCell<ConsumeQueue<D::File>>>,
-        at: QueueOffset,
-    ) -> Result<Option<CqEntry>> {
+    async fn entry_at(&self, q: &QueueRef<D::File>, at: QueueOffset) -> Result<Option<CqEntry>> {
         Ok(self.entries(q, at, 1).await?.into_iter().next())
     }
 
-    pub(super) async fn store_time_of(&self, e: &CqEntry) -> Result<i64> {
+    async fn store_time_of(&self, e: &CqEntry) -> Result<i64> {
         let head = self.read_log(e.physical_offset, (e.size as usize).min(HEADER_SIZE_MAX_BYTES)).await?;
         let h = stored::decode_header(&head)?
             .ok_or_else(|| StorageError::InvalidArgument(format!("short record at {}", e.physical_offset)))?;

@@ -1,5 +1,15 @@
-//! The log lines the store's retry loops repeat while their cause lasts, each rate
-//! limited (`logs.rs`).
+//! The log lines the store's retry loops repeat while their cause lasts (a full disk
+//! fails every append, a fenced store every flush), each rate limited (`logs.rs`): logged
+//! in full the first time, then as a count at most once per `log_repeat_interval_ms`.
+//!
+//! Owns [`RepeatedLogs`], one limiter per line; each part logs through its own line
+//! (the writer `write_failed`, the flusher `flush_failed`, and so on), and the
+//! maintenance task reports the count of a burst once it stops
+//! ([`RepeatedLogs::report_quiet`]). The texts are the store's log texts and stay as
+//! they are.
+//!
+//! Runs on the store's executor; limiters use `Cell`s, no locks. Deliberately not here:
+//! the rate limiting itself (`logs.rs`).
 
 use std::time::{Duration, Instant};
 

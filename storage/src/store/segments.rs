@@ -1,8 +1,24 @@
-//! Segment files: opening the one holding an offset, creating one on demand or ahead
-//! of need, one creation at a time.
+//! CommitLog segment files: finding the open one holding an offset, creating one when
+//! the writer needs it or ahead of need for the preparer, fully allocated and with its
+//! name durable before use.
+//!
+//! Owns [`Segments`], the lock that lets one segment creation run at a time (the
+//! writer and the preparer may both want the next one; a truncate takes it too).
+//! Writes to the shared CommitLog: its map of open segments and `next_segment`, the
+//! one created ahead.
+//!
+//! Invariants: a segment in use is allocated to the full segment size (a short one
+//! would trip recovery, so a failed allocation removes the file); only the segment right
+//! after the last in use is created ahead. No `RefCell` borrow is held across an
+//! `.await`.
+//!
+//! Runs on the store's executor, in the writer's or the preparer's task. Deliberately
+//! not here: deleting segments (retention in `maintenance.rs`, `truncate.rs`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
+
+use glommio::sync::{Permit, Semaphore};
 
 use crate::commitlog::segment_name;
 use crate::disk::{Disk, DiskFile, OpenMode};
@@ -11,6 +27,25 @@ use crate::layout::commitlog_dir;
 use crate::offset::PhysicalOffset;
 
 use super::Inner;
+
+/// The lock of segment creation.
+pub(super) struct Segments {
+    /// One segment creation at a time: the writer and the preparer may both want the
+    /// next one.
+    lock: Semaphore,
+}
+
+impl Segments {
+    pub(super) fn new() -> Self {
+        Segments { lock: Semaphore::new(1) }
+    }
+
+    /// Waits until no segment is being created, and keeps creations out while the permit
+    /// lives.
+    pub(super) async fn exclusive(&self) -> Result<Permit<'_>> {
+        self.lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)
+    }
+}
 
 impl<D: Disk> Inner<D> {
     pub(super) fn segment_path(&self, base: u64) -> PathBuf {
@@ -36,7 +71,7 @@ impl<D: Disk> Inner<D> {
 
     /// Creates (and fully allocates) the segment holding `at` and puts it in use.
     pub(super) async fn create_segment(&self, at: PhysicalOffset) -> Result<Rc<D::File>> {
-        let _one = self.segment_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        let _one = self.segments.exclusive().await?;
         // The preparer may have created it while this waited for the lock.
         if let Some(f) = self.open_segment(at) {
             return Ok(f);
@@ -48,7 +83,7 @@ impl<D: Disk> Inner<D> {
     }
 
     /// Creates the file of the segment at `base`, fully allocated, its name durable.
-    pub(super) async fn new_segment_file(&self, base: u64) -> Result<D::File> {
+    async fn new_segment_file(&self, base: u64) -> Result<D::File> {
         let path = self.segment_path(base);
         let f = self.disk.open(&path, OpenMode::Create).await.map_err(StorageError::at("create", &path, base))?;
         if let Err(e) = f.allocate(self.config.segment_size_bytes).await {
@@ -63,7 +98,7 @@ impl<D: Disk> Inner<D> {
 
     /// Creates the segment at `base` ahead of need, for the writer to take.
     pub(super) async fn create_next_segment(&self, base: u64) -> Result<()> {
-        let _one = self.segment_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        let _one = self.segments.exclusive().await?;
         {
             let log = self.log.borrow();
             if log.segments.contains_key(&base) || log.next_segment.is_some() {

@@ -1,6 +1,26 @@
 //! Truncate: cutting the CommitLog and the ConsumeQueues back to a record boundary,
-//! durably, and telling readers which reads a cut overlapped.
+//! durably (replication removes a follower's entries the leader does not have), and
+//! telling readers which of their reads a cut overlapped.
+//!
+//! Owns [`Truncation`]: whether a truncate runs (appends, the writer, the flusher and
+//! the preparer hold still meanwhile) and the count and cuts of recent truncates
+//! (readers compare counts before and after a read, [`Truncation::cut_since`]). Only a
+//! truncate writes them. A truncate takes the maintenance, segment and flush locks, so
+//! nothing else changes the files under it; it cuts the shared CommitLog, the queues and
+//! every part's cached or pending view of what it removes (`cold.rs`, `read.rs`,
+//! `visibility.rs`).
+//!
+//! Invariants: when `truncate(from)` returns, no record at or past `from` is readable,
+//! and none can come back: the checkpoint (lowered to at most `from`) and the zeroed
+//! CommitLog past `from` are durable first. A read that a truncate overlapped is read
+//! again (or fails with `Truncated`) rather than return cut bytes; a truncate that fails
+//! half way fences the store. No `RefCell` borrow is held across an `.await`.
+//!
+//! Runs on the store's executor, in the caller's task. Deliberately not here: where to
+//! cut (the raft crate decides).
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -17,16 +37,65 @@ use super::{Inner, QueueRef, Store};
 
 /// How many recent truncates readers can tell apart; a read that overlapped more than
 /// this many assumes the worst and reads again.
-pub(super) const TRUNCATE_HISTORY: usize = 64;
+const TRUNCATE_HISTORY: usize = 64;
+
+/// What readers and the other parts know of truncates.
+pub(super) struct Truncation {
+    /// A truncate runs: appends are refused, the writer and the preparer stay idle.
+    running: Cell<bool>,
+    /// Truncates so far, and (count after it, cut) of the last [`TRUNCATE_HISTORY`].
+    count: Cell<u64>,
+    cuts: RefCell<VecDeque<(u64, PhysicalOffset)>>,
+}
+
+impl Truncation {
+    pub(super) fn new() -> Self {
+        Truncation { running: Cell::new(false), count: Cell::new(0), cuts: RefCell::new(VecDeque::new()) }
+    }
+
+    /// Whether a truncate runs now.
+    pub(super) fn running(&self) -> bool {
+        self.running.get()
+    }
+
+    /// How many truncates cut so far: a reader notes it before a read.
+    pub(super) fn count(&self) -> u64 {
+        self.count.get()
+    }
+
+    /// The lowest cut of the truncates after the `since`-th, if any (zero when too many
+    /// ran to tell): a read that began before them may hold bytes they cut.
+    pub(super) fn cut_since(&self, since: u64) -> Option<PhysicalOffset> {
+        if self.count.get() == since {
+            return None;
+        }
+        let cuts = self.cuts.borrow();
+        if cuts.front().is_none_or(|&(n, _)| n > since + 1) {
+            return Some(PhysicalOffset::ZERO);
+        }
+        cuts.iter().filter(|&&(n, _)| n > since).map(|&(_, cut)| cut).min()
+    }
+
+    /// Counts a cut at `from`, remembering the last TRUNCATE_HISTORY.
+    fn note_cut(&self, from: PhysicalOffset) {
+        let n = self.count.get() + 1;
+        self.count.set(n);
+        let mut cuts = self.cuts.borrow_mut();
+        cuts.push_back((n, from));
+        if cuts.len() > TRUNCATE_HISTORY {
+            cuts.pop_front();
+        }
+    }
+}
 
 /// Ends a truncate however it ends: appends and the writer resume.
-pub(super) struct TruncateGuard<'a, D: Disk>(&'a Rc<Inner<D>>);
+struct TruncateGuard<'a, D: Disk>(&'a Rc<Inner<D>>);
 
 impl<D: Disk> Drop for TruncateGuard<'_, D> {
     fn drop(&mut self) {
-        self.0.truncating.set(false);
-        self.0.writer_wake.notify();
-        self.0.flusher_wake.notify();
+        self.0.truncation.running.set(false);
+        self.0.writer.wake.notify();
+        self.0.flusher.wake.notify();
     }
 }
 
@@ -50,20 +119,20 @@ impl<D: Disk> Store<D> {
             return Err(StorageError::Closed);
         }
         inner.check_truncate_range(from)?;
-        let _checkpoints = inner.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        inner.truncating.set(true);
+        let _checkpoints = inner.maintenance.exclusive().await?;
+        inner.truncation.running.set(true);
         let _resume = TruncateGuard(inner);
-        inner.writer_wake.notify();
+        inner.writer.wake.notify();
         // Let everything appended be written (appends are refused now): the cut then
         // deals with bytes on disk only, and every waiter before it keeps its answer.
-        while !(inner.log.borrow().pending.is_empty() && inner.writer_busy.get() == 0) {
-            inner.writer_idle.notified().await;
+        while !inner.log.borrow().pending.is_empty() || inner.writer.is_busy() {
+            inner.writer.went_idle().await;
         }
         while inner.log.borrow().preparing.is_some() {
-            inner.prepared_wake.notified().await;
+            inner.preparer.stepped().await;
         }
-        let _segments = inner.segment_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        let _flushes = inner.flush_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        let _segments = inner.segments.exclusive().await?;
+        let _flushes = inner.flusher.exclusive().await?;
         // A failed write may have abandoned what was appended meanwhile.
         inner.check_truncate_range(from)?;
         let written = inner.log.borrow().pos.written();
@@ -75,7 +144,7 @@ impl<D: Disk> Store<D> {
 }
 
 impl<D: Disk> Inner<D> {
-    pub(super) fn check_truncate_range(&self, from: PhysicalOffset) -> Result<()> {
+    fn check_truncate_range(&self, from: PhysicalOffset) -> Result<()> {
         let log = self.log.borrow();
         if let Some(e) = &log.fenced {
             return Err(e.clone());
@@ -92,7 +161,7 @@ impl<D: Disk> Inner<D> {
 
     /// Whether a record or a BLANK starts at `at` (below `written`): a truncate must cut
     /// between records, or recovery would later find half of one.
-    pub(super) async fn check_record_boundary(&self, at: PhysicalOffset) -> Result<()> {
+    async fn check_record_boundary(&self, at: PhysicalOffset) -> Result<()> {
         let (file, base, written) = {
             let log = self.log.borrow();
             let base = log.segment_base(at);
@@ -116,7 +185,7 @@ impl<D: Disk> Inner<D> {
 
     /// The cut of a truncate, with everything appended written and nothing running that
     /// writes the CommitLog or the ConsumeQueue files.
-    pub(super) async fn cut(self: &Rc<Self>, from: PhysicalOffset) -> Result<()> {
+    async fn cut(self: &Rc<Self>, from: PhysicalOffset) -> Result<()> {
         let err = StorageError::Truncated { offset: from.0 };
         // 1. In memory, at once: positions, waiters, queue tails, caches. Readers from
         //    here on see nothing past `from` (they check entries against the visible end).
@@ -126,10 +195,9 @@ impl<D: Disk> Inner<D> {
             CommitLog::<D::File>::fail_after(&mut log.write_waiters, from, &err);
             CommitLog::<D::File>::fail_after(&mut log.flush_waiters, from, &err);
             drop(log);
-            self.cold.borrow_mut().drop_from(from.0);
-            self.unseen.borrow_mut().retain(|u| u.end <= from);
+            self.cold.drop_from(from.0);
+            self.visibility.forget_from(from);
             let queues = self.queues.borrow();
-            let mut cq_cache = self.cq_cache.borrow_mut();
             let mut in_files = Vec::new();
             for (slot, rc) in queues.list.iter().enumerate() {
                 let mut q = rc.borrow_mut();
@@ -141,20 +209,12 @@ impl<D: Disk> Inner<D> {
                 let end = QueueOffset(q.file_end.0 + keep as u64);
                 if end < q.published {
                     q.cut_tail(end);
-                    cq_cache.drop_from(slot, end.0);
+                    self.entry_cache.drop_from(slot, end.0);
                 }
             }
             in_files
         };
-        let n = self.truncations.get() + 1;
-        self.truncations.set(n);
-        {
-            let mut cuts = self.cuts.borrow_mut();
-            cuts.push_back((n, from));
-            if cuts.len() > TRUNCATE_HISTORY {
-                cuts.pop_front();
-            }
-        }
+        self.truncation.note_cut(from);
         let durable = self.cut_on_disk(from, &in_files).await;
         self.recompute_visibility();
         if let Err(e) = durable {
@@ -166,14 +226,10 @@ impl<D: Disk> Inner<D> {
     }
 
     /// The durable part of a cut: checkpoint, CommitLog, then the ConsumeQueue files.
-    pub(super) async fn cut_on_disk(
-        &self,
-        from: PhysicalOffset,
-        in_files: &[(usize, QueueRef<D::File>)],
-    ) -> Result<()> {
+    async fn cut_on_disk(&self, from: PhysicalOffset, in_files: &[(usize, QueueRef<D::File>)]) -> Result<()> {
         // 2. The checkpoint first: recovery starting past the cut would take the zeros
         //    there for data's end and keep ConsumeQueue entries of cut records.
-        if self.checkpoint.get().commitlog > from {
+        if self.maintenance.checkpoint().commitlog > from {
             self.write_checkpoint(from).await?;
         }
         // 3. The CommitLog: zeros from the cut to its segment's end, no later segments.
@@ -227,7 +283,7 @@ impl<D: Disk> Inner<D> {
                     .collect();
                 (doomed, shorten)
             };
-            self.cq_cache.borrow_mut().drop_from(*slot, end.0);
+            self.entry_cache.drop_from(*slot, end.0);
             for (file, len) in shorten {
                 file.truncate(len).await.map_err(|e| StorageError::io("truncate", file.path(), len, e))?;
             }
@@ -236,18 +292,5 @@ impl<D: Disk> Inner<D> {
             }
         }
         Ok(())
-    }
-
-    /// The lowest cut of the truncates after the `since`-th, if any (zero when too many
-    /// ran to tell): a read that began before them may hold bytes they cut.
-    pub(super) fn cut_since(&self, since: u64) -> Option<PhysicalOffset> {
-        if self.truncations.get() == since {
-            return None;
-        }
-        let cuts = self.cuts.borrow();
-        if cuts.front().is_none_or(|&(n, _)| n > since + 1) {
-            return Some(PhysicalOffset::ZERO);
-        }
-        cuts.iter().filter(|&&(n, _)| n > since).map(|&(_, cut)| cut).min()
     }
 }

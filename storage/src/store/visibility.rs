@@ -1,9 +1,29 @@
-//! Replication's visible limit: which published entries readers see, and moving
+//! Visibility: which written records readers see. Without a limit, every written
+//! record; with replication's visible limit, only records ending at or before it. Also
+//! publishing a written chunk's ConsumeQueue entries (called by the writer), and moving
 //! file entries past a lowered limit back into memory.
+//!
+//! Owns [`Visibility`]: the limit (written only by `set_visible_limit`), the published
+//! entries not yet visible (`unseen`: pushed by publishing, drained as the limit rises,
+//! rebuilt on a recount, cut by a truncate through [`Visibility::forget_from`]), and the
+//! lowest visible end since the running checkpoint began (read by the checkpoint,
+//! `maintenance.rs`). Writes each queue's visible count, and calls the arrival listener.
+//!
+//! Invariants: with a limit, no reader sees a record that ends past min(limit, written);
+//! only visible ConsumeQueue entries reach the files, and the checkpoint never passes
+//! the visible end. The arrival listener hears of each record once it is visible, once,
+//! in order. No `RefCell` borrow is held across an `.await`.
+//!
+//! Runs on the store's executor: in the caller's task (`set_visible_limit`), the
+//! writer's (publishing), and a background task per queue being reloaded. Deliberately
+//! not here: which limit to set (replication, in the raft crate and the broker).
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::commitlog::Dispatch;
 use crate::consume_queue::{CqEntry, EntrySource, ENTRY_BYTES};
 use crate::disk::{read_exact, Disk, DiskFile};
 use crate::error::{Result, StorageError};
@@ -15,16 +35,51 @@ use super::{Inner, QueueRef, Store};
 
 /// A published ConsumeQueue entry whose record lies past the visible limit.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Unseen {
-    pub(super) end: PhysicalOffset,
-    pub(super) slot: usize,
-    pub(super) offset: QueueOffset,
+struct Unseen {
+    end: PhysicalOffset,
+    slot: usize,
+    offset: QueueOffset,
+}
+
+/// What readers may see.
+pub(super) struct Visibility {
+    /// Replication: readers see only records ending at or before this; `None`: every
+    /// written record.
+    limit: Cell<Option<PhysicalOffset>>,
+    /// Published entries not yet visible, in CommitLog order (always empty without a
+    /// limit).
+    unseen: RefCell<VecDeque<Unseen>>,
+    /// The lowest visible end since the running checkpoint began (`u64::MAX`: none
+    /// lowered it): a checkpoint never claims entries a lowering kept out of the files.
+    low: Cell<u64>,
+}
+
+impl Visibility {
+    pub(super) fn new() -> Self {
+        Visibility { limit: Cell::new(None), unseen: RefCell::new(VecDeque::new()), low: Cell::new(u64::MAX) }
+    }
+
+    /// Forgets the unseen entries of records reaching past `from`: a truncate cut them.
+    pub(super) fn forget_from(&self, from: PhysicalOffset) {
+        self.unseen.borrow_mut().retain(|u| u.end <= from);
+    }
+
+    /// A checkpoint begins: from now on, note the lowest visible end.
+    pub(super) fn begin_checkpoint(&self) {
+        self.low.set(u64::MAX);
+    }
+
+    /// The lowest visible end a lowering of the limit set since the running checkpoint
+    /// began (`u64::MAX`: none).
+    pub(super) fn lowest_since_checkpoint(&self) -> PhysicalOffset {
+        PhysicalOffset(self.low.get())
+    }
 }
 
 /// Moves a queue's file entries past the visible end back into memory; retries (the
 /// queue's readers meanwhile see only its files, and check every entry) until it works or
 /// the store is gone.
-pub(super) async fn reload_invisible<D: Disk>(inner: std::rc::Weak<Inner<D>>, slot: usize) {
+async fn reload_invisible<D: Disk>(inner: std::rc::Weak<Inner<D>>, slot: usize) {
     let retry = Duration::from_millis(RELOAD_RETRY_MS);
     loop {
         let Some(strong) = inner.upgrade() else { return };
@@ -65,19 +120,20 @@ impl<D: Disk> Store<D> {
     pub fn set_visible_limit(&self, limit: Option<PhysicalOffset>) {
         let inner = &self.inner;
         let before = inner.visible_end();
-        inner.visible_limit.set(limit);
+        inner.visibility.limit.set(limit);
         let after = inner.visible_end();
         if after >= before {
             inner.advance_visible(after);
         } else {
-            inner.visible_low.set(inner.visible_low.get().min(after.0));
+            let low = &inner.visibility.low;
+            low.set(low.get().min(after.0));
             inner.recompute_visibility();
         }
     }
 
     /// The visible limit set by [`Self::set_visible_limit`].
     pub fn visible_limit(&self) -> Option<PhysicalOffset> {
-        self.inner.visible_limit.get()
+        self.inner.visibility.limit.get()
     }
 }
 
@@ -85,16 +141,48 @@ impl<D: Disk> Inner<D> {
     /// The end of what readers may see: the written end, or the visible limit below it.
     pub(super) fn visible_end(&self) -> PhysicalOffset {
         let written = self.log.borrow().pos.written();
-        match self.visible_limit.get() {
+        match self.visibility.limit.get() {
             Some(limit) if limit < written => limit,
             _ => written,
         }
     }
 
+    /// Publishes the ConsumeQueue entries of a written chunk: without a limit (or with
+    /// one past these records) each becomes visible now; otherwise it waits in `unseen`
+    /// behind any record already waiting there. Tells the arrival listener once per run
+    /// of one queue's visible records. Returns whether a queue's in-memory tail grew past
+    /// CONSUME_QUEUE_TAIL_ENTRIES_MAX (time to persist it).
+    pub(super) fn publish(&self, dispatch: &[Dispatch]) -> bool {
+        let mut tail_full = false;
+        let vis_end = self.visible_end();
+        let queues = self.queues.borrow();
+        let arrival = self.arrival.borrow();
+        let mut unseen = self.visibility.unseen.borrow_mut();
+        for (i, d) in dispatch.iter().enumerate() {
+            let end = d.entry.end();
+            let mut q = queues.list[d.queue].borrow_mut();
+            q.publish(d.offset, d.entry);
+            if !unseen.is_empty() || end > vis_end {
+                unseen.push_back(Unseen { end, slot: d.queue, offset: d.offset });
+                continue;
+            }
+            q.visible = q.published;
+            tail_full |= (q.visible.0 - q.file_end.0) as usize >= CONSUME_QUEUE_TAIL_ENTRIES_MAX;
+            drop(q);
+            // Once per run of one queue's records, with the run's last offset.
+            let run_ends = dispatch.get(i + 1).is_none_or(|n| n.queue != d.queue || n.entry.end() > vis_end);
+            if let (Some(listener), true) = (arrival.as_ref(), run_ends) {
+                let q = queues.list[d.queue].borrow();
+                listener(&q.topic, q.queue_id, q.visible);
+            }
+        }
+        tail_full
+    }
+
     /// Makes the entries of `unseen` that end at or before `vis_end` visible, in order,
     /// and tells the arrival listener.
-    pub(super) fn advance_visible(&self, vis_end: PhysicalOffset) {
-        let mut unseen = self.unseen.borrow_mut();
+    fn advance_visible(&self, vis_end: PhysicalOffset) {
+        let mut unseen = self.visibility.unseen.borrow_mut();
         if unseen.front().is_none_or(|u| u.end > vis_end) {
             return;
         }
@@ -115,7 +203,7 @@ impl<D: Disk> Inner<D> {
             }
         }
         if tail_full {
-            self.maintenance_wake.notify();
+            self.maintenance.wake.notify();
         }
     }
 
@@ -157,7 +245,7 @@ impl<D: Disk> Inner<D> {
             }
         }
         unseen.sort_unstable_by_key(|u| u.end);
-        *self.unseen.borrow_mut() = unseen.into();
+        *self.visibility.unseen.borrow_mut() = unseen.into();
         if let Some(listener) = self.arrival.borrow().as_ref() {
             let queues = self.queues.borrow();
             for slot in grew {
@@ -172,8 +260,8 @@ impl<D: Disk> Inner<D> {
 
     /// Moves the entries of queue `slot` that its files hold past the visible end back
     /// into memory, so that only visible entries count as persisted again.
-    pub(super) async fn move_back_invisible(&self, slot: usize) -> Result<()> {
-        let _one = self.checkpoint_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+    async fn move_back_invisible(&self, slot: usize) -> Result<()> {
+        let _one = self.maintenance.exclusive().await?;
         let q = self.queues.borrow().list[slot].clone();
         let vis_end = self.visible_end();
         if q.borrow().persisted_end <= vis_end {
@@ -212,7 +300,7 @@ impl<D: Disk> Inner<D> {
     }
 
     /// Entry `at` of queue `q`'s files, read past any cache.
-    pub(super) async fn file_entry(&self, q: &QueueRef<D::File>, at: u64) -> Result<Option<CqEntry>> {
+    async fn file_entry(&self, q: &QueueRef<D::File>, at: u64) -> Result<Option<CqEntry>> {
         let source = q.borrow().locate(QueueOffset(at), 1);
         Ok(match source {
             EntrySource::File { file, pos, .. } => {
@@ -227,7 +315,7 @@ impl<D: Disk> Inner<D> {
     }
 
     /// Every entry of queue `q`'s files from `from` to its `file_end`.
-    pub(super) async fn file_entries(&self, q: &QueueRef<D::File>, from: QueueOffset) -> Result<Vec<CqEntry>> {
+    async fn file_entries(&self, q: &QueueRef<D::File>, from: QueueOffset) -> Result<Vec<CqEntry>> {
         let mut out = Vec::new();
         let mut at = from;
         loop {
