@@ -27,8 +27,10 @@
 //! - `min`: the first entry whose record retention has not deleted.
 //!
 //! Runs on the shard that owns the store. The async work (file reads, persisting the
-//! tail, recovery) lives in the store, which never holds a borrow of a queue across an
-//! `.await`; this type is the state and the pure arithmetic.
+//! tail) lives in the store, and recovery in `recovery.rs`; neither holds a borrow of a
+//! queue across an `.await`. This type is the state and the pure arithmetic, and
+//! [`new_queue`] creates an empty one where the config says its files go (both the
+//! append path and recovery use it).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@
 //! - [`record`]: the rules a stored record keeps (valid topic, queue id, properties,
 //!   dispatchable sys flag) and how its ConsumeQueue tag code is computed, under the
 //!   owner's [`TagCodeRule`]; used by appends, recovery, `inspect` and the raft crate.
-//! - [`recovery`] and [`inspect`]: opening a directory after any crash, repairing it or
+//! - [`recovery`] and [`inspect`](mod@inspect): opening a directory after any crash, repairing it or
 //!   (for `store inspect`) only reading it. They use the config, the layout and the
 //!   record rules, never the store.
 //! - Formats and their state: [`commitlog`] (segments, pending chunks, positions),
@@ -29,7 +29,7 @@
 //! - CommitLog positions keep flushed ≤ written ≤ appended; checked in release builds.
 //! - Recovery keeps every record before the first damaged one, serves nothing after it,
 //!   and scans only what lies past the last checkpoint.
-//! - [`inspect`] reads what recovery would leave without changing a byte: every file it
+//! - [`inspect()`] reads what recovery would leave without changing a byte: every file it
 //!   opens is opened read-only.
 //! - A reader never sees a ConsumeQueue entry whose record is not yet written.
 //! - `written` never passes a write that has not completed, nor one that failed; bytes

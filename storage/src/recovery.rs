@@ -8,7 +8,8 @@
 //! 3. Scan the CommitLog from P, record by record: size bounds, magic, the record's own
 //!    PHYSICALOFFSET equal to where it sits, the body CRC, and a topic and properties
 //!    free of the zeros a torn write leaves (BODYCRC does not cover them). Each good record is
-//!    re-indexed in its ConsumeQueue. The first bad or missing record is the end.
+//!    re-indexed in its ConsumeQueue, with the tag code the config's `TagCodeRule` gives
+//!    (`record.rs`), as its append did. The first bad or missing record is the end.
 //! 4. Zero everything past the end of its segment and delete later segments, so bytes
 //!    of a torn record can never be mistaken for data after new appends land in front
 //!    of them; then fdatasync what was scanned, so "flushed" is true from the start.
@@ -22,6 +23,10 @@
 //! segments out of its answer: it finds exactly what `recover` would leave and changes
 //! nothing (a live broker's files, zeroed under it, once lost acknowledged messages).
 //! Both share one scan (`scan`), so they cannot drift apart.
+//!
+//! Takes from the rest of the crate only the config (`config.rs`), the directory layout
+//! (`layout.rs`), the record rules (`record.rs`) and the file formats; it never depends
+//! on the store, which calls it before any of its parts starts.
 //!
 //! Runs on the executor of the shard that opens the store (or of `store inspect`).
 

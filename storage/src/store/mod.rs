@@ -17,7 +17,7 @@
 //! | `topic_table.rs` | topic table and the owner's `config/` files                    | `config_state`    |
 //! | `repeated.rs`    | the rate-limited log lines of the retry loops                  | `repeated`        |
 //!
-//! Each part's state is a struct of its own inside [`Inner`], defined in the part's
+//! Each part's state is a struct of its own inside `Inner`, defined in the part's
 //! file with private fields, so only that part writes them; others read them through
 //! the methods it offers, and each part's header says who does. Shared by several parts,
 //! each change keeping the invariants written on its type: the CommitLog (`log`,
