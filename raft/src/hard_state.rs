@@ -123,7 +123,7 @@ impl<F: DiskFile> HardStateFile<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rockshard_storage::SimDisk;
+    use rockshard_storage::testing::SimDisk;
 
     #[test]
     fn golden_bytes() {

@@ -255,7 +255,7 @@ impl<F: DiskFile> IndexFile<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rockshard_storage::SimDisk;
+    use rockshard_storage::testing::SimDisk;
 
     #[test]
     fn golden_bytes() {

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use rockshard_net::stored::{self, Record, RecordFields, BLANK_SIZE_MIN_BYTES};
-use rockshard_storage::store::{valid_properties, valid_topic};
+use rockshard_storage::record::{valid_properties, valid_topic};
 use rockshard_storage::{Disk, FlushMode, GlommioDisk, PhysicalOffset, Store};
 
 use crate::data::{Appended, LocalBoxFuture, LogData};

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use rockshard_raft::{Clock, Error, Hooks, LogData, MemLog, Message, Replica, ReplicaConfig, Status, Transport};
-use rockshard_storage::SimDisk;
+use rockshard_storage::testing::SimDisk;
 
 struct NoNet;
 impl Transport for NoNet {

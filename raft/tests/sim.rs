@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use rockshard_raft::{Clock, Hooks, MemLog, Message, Proposal, Replica, ReplicaConfig, Role, Status, Transport};
-use rockshard_storage::SimDisk;
+use rockshard_storage::testing::SimDisk;
 
 /// Steps of one run unless RAFT_SIM_STEPS says otherwise; with the seeds below the
 /// whole test stays well under 30 s in a debug build.

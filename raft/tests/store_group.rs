@@ -21,7 +21,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 use rockshard_net::stored::{self, RecordFields};
 use rockshard_raft::{Clock, Hooks, Message, Replica, ReplicaConfig, Status, StoreData, Transport};
-use rockshard_storage::{PhysicalOffset, QueueOffset, SimDisk, Store, StoreConfig};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{PhysicalOffset, QueueOffset, Store, StoreConfig};
 
 const NODES: u64 = 3;
 /// The store's smallest segment: a few dozen records roll over several.

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod control;
+pub mod delay_rules;
 pub mod groups;
 pub mod locks;
 pub mod offsets;

@@ -437,7 +437,7 @@ impl ShardHooks {
             self.queue_topic_changes(shard, meta.clone());
         }
         if let Some(delay) = meta.delay_offsets.filter(|_| !shard.is_leader()) {
-            match <[u64; rockshard_storage::store::DELAY_LEVELS_MS.len()]>::try_from(delay) {
+            match <[u64; crate::broker::delay_rules::DELAY_LEVELS_MS.len()]>::try_from(delay) {
                 Ok(levels) => {
                     shard.schedule.adopt(levels);
                     let shard = shard.clone();

@@ -48,10 +48,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::broker::delay_rules::{tags_code_of, DELAY_LEVELS_MS, SCHEDULE_TOPIC};
 use bytes::Bytes;
 use rockshard_net::properties::{self, keys};
 use rockshard_net::stored::{self, Record};
-use rockshard_storage::store::{tags_code_of, DELAY_LEVELS_MS, SCHEDULE_TOPIC};
 use rockshard_storage::{QueueOffset, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};

@@ -29,6 +29,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use crate::broker::delay_rules::SCHEDULE_TOPIC;
 use bytes::BytesMut;
 use rockshard_net::code::{request, response};
 use rockshard_net::frame::ResponseWriter;
@@ -37,7 +38,6 @@ use rockshard_net::properties::{self, keys};
 use rockshard_net::stored::{sys_flag, RecordFields};
 use rockshard_net::{batch, msgid, RemotingCommand};
 use rockshard_raft::Proposal;
-use rockshard_storage::store::SCHEDULE_TOPIC;
 use rockshard_storage::topics::perm;
 use rockshard_storage::{AppendResult, AppendWait, AppendedRecord, StorageError};
 use tracing::debug;

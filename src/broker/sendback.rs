@@ -48,7 +48,7 @@ use rockshard_net::headers::{ConsumerSendMsgBackRequestHeader, EndTransactionReq
 use rockshard_net::properties::{self, keys};
 use rockshard_net::stored::{self, sys_flag, MessageView, Record};
 use rockshard_net::{msgid, RemotingCommand};
-use rockshard_storage::store::{dispatchable, valid_topic};
+use rockshard_storage::record::{dispatchable, valid_topic};
 use rockshard_storage::topics::perm;
 use rockshard_storage::PhysicalOffset;
 use tracing::{debug, warn};
@@ -467,7 +467,7 @@ mod tests {
             let asked = Instant::now();
             send_back(&shard, &back(first, 1, 2)).await.expect("sent back");
             assert_eq!(shard.store.topic("%RETRY%G").map(|t| t.write_queues), Some(1));
-            let (parked, _) = wait_for(&shard, rockshard_storage::store::SCHEDULE_TOPIC, 1).await;
+            let (parked, _) = wait_for(&shard, crate::broker::delay_rules::SCHEDULE_TOPIC, 1).await;
             assert_eq!(properties::get(view(&parked).properties, keys::REAL_TOPIC), Some("%RETRY%G"));
             let (retry1, seen) = wait_for(&shard, "%RETRY%G", 1).await;
             let waited = seen - asked;

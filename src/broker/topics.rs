@@ -19,10 +19,10 @@
 
 use std::rc::Rc;
 
+use crate::broker::delay_rules::SCHEDULE_TOPIC;
 use rockshard_net::code::response;
 use rockshard_net::headers::CreateTopicRequestHeader;
 use rockshard_net::RemotingCommand;
-use rockshard_storage::store::SCHEDULE_TOPIC;
 use rockshard_storage::topics::perm;
 use rockshard_storage::{FlushMode, TopicConfig};
 use tracing::{info, warn};
@@ -54,7 +54,7 @@ pub fn check_topic_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > TOPIC_NAME_MAX_BYTES {
         return Err(format!("topic name must be 1 to {TOPIC_NAME_MAX_BYTES} bytes"));
     }
-    if !rockshard_storage::store::valid_topic(name.as_bytes()) {
+    if !rockshard_storage::record::valid_topic(name.as_bytes()) {
         return Err(format!("topic `{name}` has characters outside [%|a-zA-Z0-9_-]"));
     }
     if name == replication::META_TOPIC {
@@ -122,7 +122,7 @@ pub fn system_topics(config: &BrokerConfig, shard: usize) -> Vec<SystemTopic> {
         topic(&config.broker_name, 1, named),
         topic(&config.shard_broker_name(shard), 1, named),
     ];
-    topics.retain(|t| rockshard_storage::store::valid_topic(t.name.as_bytes()));
+    topics.retain(|t| rockshard_storage::record::valid_topic(t.name.as_bytes()));
     // A cluster named like the broker (or like another system topic) is one topic; the
     // first entry wins.
     let mut seen = std::collections::HashSet::new();

@@ -6,8 +6,9 @@
 //!  offset  size  field
 //!  0       8     CommitLog physical offset of the record (i64, big-endian)
 //!  8       4     record size in bytes (i32)
-//!  12      8     tag hash (i64): Java hashCode of TAGS, 0 without tags; for the delay
-//!                topic the delivery time in ms
+//!  12      8     tag code (i64): Java hashCode of TAGS, 0 without tags, unless the
+//!                store owner's rule (`record::TagCodeRule`) says otherwise; the
+//!                broker's puts a delayed message's delivery time (ms) there
 //! ```
 //!
 //! Files live in `consumequeue/<topic>/<queueId>/` and are named, like RocketMQ's, by
@@ -26,13 +27,17 @@
 //! - `min`: the first entry whose record retention has not deleted.
 //!
 //! Runs on the shard that owns the store. The async work (file reads, persisting the
-//! tail, recovery) lives in the store, which never holds a borrow of a queue across an
-//! `.await`; this type is the state and the pure arithmetic.
+//! tail) lives in the store, and recovery in `recovery.rs`; neither holds a borrow of a
+//! queue across an `.await`. This type is the state and the pure arithmetic, and
+//! [`new_queue`] creates an empty one where the config says its files go (both the
+//! append path and recovery use it).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::config::StoreConfig;
+use crate::layout;
 use crate::offset::{PhysicalOffset, QueueOffset};
 
 /// Bytes per ConsumeQueue entry: 8 + 4 + 8.
@@ -96,6 +101,30 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     bytes.is_multiple_of(ENTRY_BYTES as u64).then_some(bytes / ENTRY_BYTES as u64)
 }
 
+/// Min and max offset of one queue, as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub topic: String,
+    pub queue_id: i32,
+    pub min_offset: QueueOffset,
+    pub max_offset: QueueOffset,
+}
+
+/// A new, empty queue of the store configured by `config`: no files yet, offsets from 0.
+/// The append path creates one for a record of a queue it has not seen; recovery, for a
+/// replayed record of such a queue.
+pub fn new_queue<F>(config: &StoreConfig, topic: &str, queue_id: i32) -> ConsumeQueue<F> {
+    ConsumeQueue::new(
+        topic.to_string(),
+        queue_id,
+        layout::queue_dir(&config.dir, topic, queue_id),
+        config.cq_file_entries,
+        BTreeMap::new(),
+        QueueOffset(0),
+        QueueOffset(0),
+    )
+}
+
 /// Where the entries a read asks for are.
 pub enum EntrySource<F> {
     /// Already in memory (the unpersisted tail).
@@ -152,6 +181,11 @@ impl<F> ConsumeQueue<F> {
             persisted_end: PhysicalOffset::ZERO,
             reloading: false,
         }
+    }
+
+    /// Its min and max offset as readers see them (the max is the visible count).
+    pub fn info(&self) -> QueueInfo {
+        QueueInfo { topic: self.topic.clone(), queue_id: self.queue_id, min_offset: self.min, max_offset: self.visible }
     }
 
     /// Hands out the next queue offset to a record being appended.

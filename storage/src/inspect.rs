@@ -9,17 +9,21 @@
 //! checks this on damaged stores) as long as nobody writes the directory meanwhile;
 //! keeping writers out is the caller's job (the broker's data-directory lock).
 //!
+//! The ConsumeQueue tag codes recovery rebuilds come from `config.tag_code_rule`, so
+//! give it the rule the store's owner opens it with (the broker's `store inspect` does).
+//!
 //! Runs on a glommio executor (the real disk reads through io_uring); nothing is kept
 //! open once it returns. Deliberately not here: a replicated node's Raft log (`raft/`).
 //! The CommitLog is read as it stands, records past the Raft commit index included.
 
 use crate::checkpoint::Checkpoint;
+use crate::config::StoreConfig;
+use crate::consume_queue::QueueInfo;
 use crate::disk::Disk;
 use crate::error::Result;
 use crate::offset::PhysicalOffset;
 use crate::recovery::{self, RecoveryReport};
-use crate::store::{load_topics, QueueInfo, StoreConfig};
-use crate::topics::TopicConfig;
+use crate::topics::{load_topics, TopicConfig};
 
 /// What a shard directory holds, as recovery would leave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +49,7 @@ pub async fn inspect<D: Disk>(disk: &D, config: &StoreConfig) -> Result<Inspecti
     config.validate()?;
     let scanned = recovery::recover_read_only(disk, config).await?;
     let topics = load_topics(disk, &config.dir).await?.iter().cloned().collect();
-    let mut queues: Vec<QueueInfo> = scanned
-        .queues
-        .iter()
-        .map(|q| QueueInfo { topic: q.topic.clone(), queue_id: q.queue_id, min_offset: q.min, max_offset: q.visible })
-        .collect();
+    let mut queues: Vec<QueueInfo> = scanned.queues.iter().map(|q| q.info()).collect();
     queues.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
     Ok(Inspection {
         report: scanned.report,

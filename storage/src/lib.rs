@@ -2,7 +2,26 @@
 //!
 //! Owns: the CommitLog (segment files of RocketMQ stored-message records), the
 //! ConsumeQueues (20-byte index entries per MessageQueue), the per-topic flush mode, the
-//! recovery checkpoint, retention, and the disk abstraction the tests use to lose power.
+//! recovery checkpoint, retention, and the disk abstraction the store runs on.
+//!
+//! Modules:
+//! - [`store`]: the [`Store`] of a shard, in parts with one job each (append, reads,
+//!   cold reads, the writer, flusher, preparer and maintenance tasks, visibility,
+//!   truncate); its header maps which part owns which state.
+//! - [`config`]: [`StoreConfig`]; [`layout`]: where each file of a store directory lives.
+//! - [`record`]: the rules a stored record keeps (valid topic, queue id, properties,
+//!   dispatchable sys flag) and how its ConsumeQueue tag code is computed, under the
+//!   owner's [`TagCodeRule`]; used by appends, recovery, `inspect` and the raft crate.
+//! - [`recovery`] and [`inspect`](mod@inspect): opening a directory after any crash, repairing it or
+//!   (for `store inspect`) only reading it. They use the config, the layout and the
+//!   record rules, never the store.
+//! - Formats and their state: [`commitlog`] (segments, pending chunks, positions),
+//!   [`consume_queue`] (entries, one queue), [`checkpoint`], [`topics`] (the topic
+//!   table), [`offset`] (a type per kind of offset).
+//! - [`disk`]: the `Disk` trait and the real disk, [`GlommioDisk`]; [`read_cache`]: the
+//!   caches of cold windows and ConsumeQueue blocks; [`limits`]; [`error`].
+//! - `testing` (only for tests and with the `testing` feature): the power-losing disk
+//!   simulator `SimDisk` and the fuzzing entry points; not part of the production API.
 //!
 //! Invariants:
 //! - A record acknowledged for a `sync` topic is covered by a completed fdatasync before
@@ -10,7 +29,7 @@
 //! - CommitLog positions keep flushed ≤ written ≤ appended; checked in release builds.
 //! - Recovery keeps every record before the first damaged one, serves nothing after it,
 //!   and scans only what lies past the last checkpoint.
-//! - [`inspect`] reads what recovery would leave without changing a byte: every file it
+//! - [`inspect()`] reads what recovery would leave without changing a byte: every file it
 //!   opens is opened read-only.
 //! - A reader never sees a ConsumeQueue entry whose record is not yet written.
 //! - `written` never passes a write that has not completed, nor one that failed; bytes
@@ -35,31 +54,38 @@
 //!
 //! Threading: a store lives on one glommio executor (its shard) and is not `Send`.
 //! Deliberately not here: the wire protocol beyond the record format (the `net` crate),
-//! consumer offsets and topic routing policy (the broker).
+//! consumer offsets and topic routing policy (the broker), and any RocketMQ business
+//! rule: no topic is known by name (the delay topic's tag codes are the broker's
+//! `TagCodeRule`).
 
 pub mod checkpoint;
 pub mod commitlog;
+pub mod config;
 mod config_file;
 pub mod consume_queue;
 pub mod disk;
 pub mod error;
-pub mod fuzzing;
 pub mod inspect;
+pub mod layout;
 pub mod limits;
 pub mod logs;
 pub mod offset;
 pub mod read_cache;
+pub mod record;
 pub mod recovery;
 pub mod store;
 pub mod sync;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod topics;
 
-pub use disk::{Disk, DiskFile, GlommioDisk, SimDisk, SimStats, SimWrite};
+pub use config::StoreConfig;
+pub use consume_queue::QueueInfo;
+pub use disk::{Disk, DiskFile, GlommioDisk};
 pub use error::{Result, StorageError};
 pub use inspect::{inspect, Inspection};
 pub use offset::{PhysicalOffset, QueueOffset};
+pub use record::TagCodeRule;
 pub use recovery::{RecoveryReport, ScanStop};
-pub use store::{
-    AppendResult, AppendWait, AppendedRecord, Boundary, GetResult, GetStatus, Store, StoreConfig, StoreStats,
-};
+pub use store::{AppendResult, AppendWait, AppendedRecord, Boundary, GetResult, GetStatus, Store, StoreStats};
 pub use topics::{FlushMode, TopicConfig};

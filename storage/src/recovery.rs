@@ -8,7 +8,8 @@
 //! 3. Scan the CommitLog from P, record by record: size bounds, magic, the record's own
 //!    PHYSICALOFFSET equal to where it sits, the body CRC, and a topic and properties
 //!    free of the zeros a torn write leaves (BODYCRC does not cover them). Each good record is
-//!    re-indexed in its ConsumeQueue. The first bad or missing record is the end.
+//!    re-indexed in its ConsumeQueue, with the tag code the config's `TagCodeRule` gives
+//!    (`record.rs`), as its append did. The first bad or missing record is the end.
 //! 4. Zero everything past the end of its segment and delete later segments, so bytes
 //!    of a torn record can never be mistaken for data after new appends land in front
 //!    of them; then fdatasync what was scanned, so "flushed" is true from the start.
@@ -23,21 +24,27 @@
 //! nothing (a live broker's files, zeroed under it, once lost acknowledged messages).
 //! Both share one scan (`scan`), so they cannot drift apart.
 //!
+//! Takes from the rest of the crate only the config (`config.rs`), the directory layout
+//! (`layout.rs`), the record rules (`record.rs`) and the file formats; it never depends
+//! on the store, which calls it before any of its parts starts.
+//!
 //! Runs on the executor of the shard that opens the store (or of `store inspect`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use rockshard_net::stored::{self, Record};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::consume_queue::{self, ConsumeQueue, CqEntry, ENTRY_BYTES};
+use crate::config::StoreConfig;
+use crate::consume_queue::{self, new_queue, ConsumeQueue, CqEntry, ENTRY_BYTES};
 use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::error::{Result, StorageError};
+use crate::layout::{commitlog_dir, config_dir, consumequeue_dir, queue_dir};
 use crate::limits::RECOVERY_READ_BYTES;
 use crate::offset::{PhysicalOffset, QueueOffset};
-use crate::store::{dispatchable, tags_code_of, valid_properties, valid_topic, StoreConfig};
+use crate::record::{dispatchable, tag_code, valid_properties, valid_topic};
 
 /// What recovery found, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,16 +79,6 @@ pub struct Recovered<F> {
     pub checkpoint: Checkpoint,
     pub checkpoint_file: F,
     pub report: RecoveryReport,
-}
-
-pub fn commitlog_dir(root: &Path) -> PathBuf {
-    root.join("commitlog")
-}
-pub fn consumequeue_dir(root: &Path) -> PathBuf {
-    root.join("consumequeue")
-}
-pub fn config_dir(root: &Path) -> PathBuf {
-    root.join("config")
 }
 
 /// What recovery may do to the directory it reads.
@@ -235,9 +232,48 @@ async fn scan<D: Disk>(
     saved: Option<Checkpoint>,
     access: Access,
 ) -> Result<Scanned<D::File>> {
-    let root = &config.dir;
     // 2. Segments.
-    let cl_dir = commitlog_dir(root);
+    let (segments, bases) = open_segments(disk, config, access).await?;
+    let size = config.segment_size_bytes;
+    let first_base = bases.first().copied().unwrap_or(0);
+    let min = PhysicalOffset(first_base);
+    let last_end = bases.last().map_or(0, |b| b + size);
+    let mut start = saved.map_or(min, |c| c.commitlog).max(min);
+    if start.0 > last_end {
+        // A checkpoint past every segment: the segments were lost or removed by hand.
+        // Nothing can be trusted past what exists; scan what does.
+        tracing::error!(checkpoint = start.0, end = last_end, "checkpoint lies past the last segment");
+        start = min;
+    }
+
+    // 2b. ConsumeQueues, cut back to entries for records below `start`.
+    let queues = open_queues(disk, config, start, min, access).await?;
+
+    // 3. Scan from the checkpoint.
+    let mut replay = Replay::new(config, queues);
+    let (end, stop) = replay.run(&segments, start).await?;
+    if let ScanStop::Torn { at, reason } = &stop {
+        tracing::warn!(at = at.0, %reason, "CommitLog tail cut at recovery");
+    }
+    let report = RecoveryReport {
+        checkpoint: start,
+        end,
+        scanned_bytes: end.0 - start.0,
+        records_replayed: replay.replayed,
+        stop,
+    };
+    Ok(Scanned { segments, min, end, queues: replay.queues, checkpoint: saved, report })
+}
+
+/// Step 2: opens the segments, which must be contiguous multiples of the segment size,
+/// each of that size but a newest one a crash left short (allocated here under
+/// `Repair`). Returns them by base, and the bases in order.
+async fn open_segments<D: Disk>(
+    disk: &D,
+    config: &StoreConfig,
+    access: Access,
+) -> Result<(BTreeMap<u64, Rc<D::File>>, Vec<u64>)> {
+    let cl_dir = commitlog_dir(&config.dir);
     let mut bases = Vec::new();
     for name in list_if_exists(disk, &cl_dir).await? {
         match crate::commitlog::parse_segment_name(&name) {
@@ -267,157 +303,144 @@ async fn scan<D: Disk>(
                 });
             }
             // The newest segment was created but not fully allocated before a crash. Read
-            // only, the scan sees the zeros allocating it would add (see below).
+            // only, the scan sees the zeros allocating it would add (see `Replay::run`).
             if access == Access::Repair {
                 file.allocate(size).await.map_err(StorageError::at("allocate", &path, base))?;
             }
         }
         segments.insert(base, Rc::new(file));
     }
-    let first_base = bases.first().copied().unwrap_or(0);
-    let min = PhysicalOffset(first_base);
-    let last_end = bases.last().map_or(0, |b| b + size);
-    let mut start = saved.map_or(min, |c| c.commitlog).max(min);
-    if start.0 > last_end {
-        // A checkpoint past every segment: the segments were lost or removed by hand.
-        // Nothing can be trusted past what exists; scan what does.
-        tracing::error!(checkpoint = start.0, end = last_end, "checkpoint lies past the last segment");
-        start = min;
+    Ok((segments, bases))
+}
+
+/// Step 3: the scan of the CommitLog from the checkpoint, re-indexing each good record
+/// in its ConsumeQueue.
+struct Replay<'a, F> {
+    config: &'a StoreConfig,
+    queues: Vec<ConsumeQueue<F>>,
+    by_name: HashMap<(String, i32), usize>,
+    /// Records scanned and kept (indexed or not).
+    replayed: u64,
+}
+
+impl<'a, F: DiskFile> Replay<'a, F> {
+    fn new(config: &'a StoreConfig, queues: Vec<ConsumeQueue<F>>) -> Self {
+        let by_name = queues.iter().enumerate().map(|(i, q)| ((q.topic.clone(), q.queue_id), i)).collect();
+        Replay { config, queues, by_name, replayed: 0 }
     }
 
-    // 2b. ConsumeQueues, cut back to entries for records below `start`.
-    let mut queues = open_queues(disk, config, start, min, access).await?;
-    let mut by_name: HashMap<(String, i32), usize> =
-        queues.iter().enumerate().map(|(i, q)| ((q.topic.clone(), q.queue_id), i)).collect();
+    /// Scans from `start` to the first bad or missing record; returns where the log ends
+    /// and why the scan stopped.
+    async fn run(
+        &mut self,
+        segments: &BTreeMap<u64, Rc<F>>,
+        start: PhysicalOffset,
+    ) -> Result<(PhysicalOffset, ScanStop)> {
+        let size = self.config.segment_size_bytes;
+        let cl_dir = commitlog_dir(&self.config.dir);
+        let mut pos = start;
+        let stop = loop {
+            let base = pos.0 - pos.0 % size;
+            let Some(file) = segments.get(&base).cloned() else { break ScanStop::EndOfLog };
+            let segment_end = base + size;
+            let want = (segment_end - pos.0).min(RECOVERY_READ_BYTES as u64) as usize;
+            let path = cl_dir.join(crate::commitlog::segment_name(base));
+            let mut buf = file.read_at(pos.0 - base, want).await.map_err(StorageError::at("read", &path, pos.0))?;
+            if buf.len() < want {
+                // Only a newest segment left short by a crash reads short (repair allocates
+                // it first): past its end it holds the zeros allocating it gives.
+                let mut padded = buf.to_vec();
+                padded.resize(want, 0);
+                buf = padded.into();
+            }
+            let (at, stop) = self.walk(&buf, pos, segment_end);
+            pos = PhysicalOffset(pos.0 + at as u64);
+            if let Some(stop) = stop {
+                break stop;
+            }
+            if at == 0 {
+                // Not even one record fit in a full read: the segment ends inside a record.
+                break ScanStop::Torn { at: pos, reason: "record runs past the end of the segment".into() };
+            }
+        };
+        Ok((pos, stop))
+    }
 
-    // 3. Scan from the checkpoint.
-    let mut pos = start;
-    let mut replayed = 0u64;
-    let stop = loop {
-        let base = pos.0 - pos.0 % size;
-        let Some(file) = segments.get(&base).cloned() else { break ScanStop::EndOfLog };
-        let segment_end = base + size;
-        let want = (segment_end - pos.0).min(RECOVERY_READ_BYTES as u64) as usize;
-        let path = cl_dir.join(crate::commitlog::segment_name(base));
-        let mut buf = file.read_at(pos.0 - base, want).await.map_err(StorageError::at("read", &path, pos.0))?;
-        if buf.len() < want {
-            // Only a newest segment left short by a crash reads short (repair allocates
-            // it first): past its end it holds the zeros allocating it gives.
-            let mut padded = buf.to_vec();
-            padded.resize(want, 0);
-            buf = padded.into();
-        }
+    /// Walks the records of `buf`, read at `pos` of a segment ending at `segment_end`.
+    /// Returns how many bytes it kept, and why it stopped if not for want of bytes.
+    fn walk(&mut self, buf: &[u8], pos: PhysicalOffset, segment_end: u64) -> (usize, Option<ScanStop>) {
         let mut at = 0usize;
-        let mut stop = None;
         while at < buf.len() {
             let rest = &buf[at..];
             if rest.len() >= 4 && rest[..4] == [0, 0, 0, 0] {
-                stop = Some(ScanStop::CleanEnd);
-                break;
+                return (at, Some(ScanStop::CleanEnd));
             }
             let here = PhysicalOffset(pos.0 + at as u64);
             match stored::decode(rest) {
                 Ok(None) => break, // Needs more bytes: read again from here.
                 Ok(Some(Record::Blank { total_size })) => {
                     if here.0 + u64::from(total_size) != segment_end {
-                        stop =
-                            Some(ScanStop::Torn { at: here, reason: "BLANK does not end at the segment end".into() });
-                        break;
+                        let reason = "BLANK does not end at the segment end".into();
+                        return (at, Some(ScanStop::Torn { at: here, reason }));
                     }
                     at += total_size as usize;
                 }
                 Ok(Some(Record::Message(view))) => {
-                    let h = &view.header;
-                    let reason = if h.physical_offset != here.0 as i64 {
-                        Some(format!("record says it is at {}", h.physical_offset))
-                    } else if !view.body_crc_matches() {
-                        Some("body CRC mismatch".to_string())
-                    } else if !valid_topic(view.topic) || !valid_properties(view.properties) {
-                        Some("topic or properties hold bytes no append writes (torn to zeros?)".to_string())
-                    } else if here.0 + u64::from(h.total_size) + stored::BLANK_SIZE_MIN_BYTES as u64 > segment_end {
-                        Some("record runs into the segment's BLANK space".to_string())
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = reason {
-                        stop = Some(ScanStop::Torn { at: here, reason });
-                        break;
+                    if let Err(reason) = self.record(&view, here, segment_end) {
+                        return (at, Some(ScanStop::Torn { at: here, reason }));
                     }
-                    if dispatchable(h.sys_flag) {
-                        let Ok(topic) = std::str::from_utf8(view.topic) else {
-                            stop = Some(ScanStop::Torn { at: here, reason: "topic is not UTF-8".into() });
-                            break;
-                        };
-                        let key = (topic.to_string(), h.queue_id);
-                        let expected = by_name.get(&key).map_or(0, |&i| queues[i].published.0);
-                        if h.queue_offset != expected as i64 {
-                            // Only QUEUEOFFSET (or QUEUEID) can disagree here: the body
-                            // CRC and the position already matched. A damaged header,
-                            // which like any other damage ends the log. The queue is
-                            // created only for a record that passes, so a damaged queue
-                            // id leaves no phantom queue behind.
-                            stop = Some(ScanStop::Torn {
-                                at: here,
-                                reason: format!(
-                                    "queue offset {} but {topic}:{} has {expected} entries before it",
-                                    h.queue_offset, h.queue_id
-                                ),
-                            });
-                            break;
-                        }
-                        let qi = *by_name.entry(key).or_insert_with(|| {
-                            queues.push(new_queue(config, topic, h.queue_id));
-                            queues.len() - 1
-                        });
-                        let q = &mut queues[qi];
-                        q.recover_entry(CqEntry {
-                            physical_offset: here,
-                            size: h.total_size,
-                            tags_code: tags_code_of(view.topic, view.properties, h.store_timestamp_ms),
-                        });
-                    }
-                    replayed += 1;
-                    at += h.total_size as usize;
+                    self.replayed += 1;
+                    at += view.header.total_size as usize;
                 }
-                Err(e) => {
-                    stop = Some(ScanStop::Torn { at: here, reason: e.to_string() });
-                    break;
-                }
+                Err(e) => return (at, Some(ScanStop::Torn { at: here, reason: e.to_string() })),
             }
         }
-        pos = PhysicalOffset(pos.0 + at as u64);
-        if let Some(stop) = stop {
-            break stop;
-        }
-        if at == 0 {
-            // Not even one record fit in a full read: the segment ends inside a record.
-            break ScanStop::Torn { at: pos, reason: "record runs past the end of the segment".into() };
-        }
-    };
-    let end = pos;
-    if let ScanStop::Torn { at, reason } = &stop {
-        tracing::warn!(at = at.0, %reason, "CommitLog tail cut at recovery");
+        (at, None)
     }
 
-    let report =
-        RecoveryReport { checkpoint: start, end, scanned_bytes: end.0 - start.0, records_replayed: replayed, stop };
-    Ok(Scanned { segments, min, end, queues, checkpoint: saved, report })
-}
-
-pub fn queue_dir(config: &StoreConfig, topic: &str, queue_id: i32) -> PathBuf {
-    consumequeue_dir(&config.dir).join(topic).join(queue_id.to_string())
-}
-
-pub fn new_queue<F>(config: &StoreConfig, topic: &str, queue_id: i32) -> ConsumeQueue<F> {
-    ConsumeQueue::new(
-        topic.to_string(),
-        queue_id,
-        queue_dir(config, topic, queue_id),
-        config.cq_file_entries,
-        BTreeMap::new(),
-        QueueOffset(0),
-        QueueOffset(0),
-    )
+    /// Checks the record at `here` and re-indexes it if it is dispatchable; `Err` holds
+    /// why it is damage (the end of the log).
+    fn record(&mut self, view: &stored::MessageView<'_>, here: PhysicalOffset, segment_end: u64) -> Result<(), String> {
+        let h = &view.header;
+        if h.physical_offset != here.0 as i64 {
+            return Err(format!("record says it is at {}", h.physical_offset));
+        } else if !view.body_crc_matches() {
+            return Err("body CRC mismatch".to_string());
+        } else if !valid_topic(view.topic) || !valid_properties(view.properties) {
+            return Err("topic or properties hold bytes no append writes (torn to zeros?)".to_string());
+        } else if here.0 + u64::from(h.total_size) + stored::BLANK_SIZE_MIN_BYTES as u64 > segment_end {
+            return Err("record runs into the segment's BLANK space".to_string());
+        }
+        if !dispatchable(h.sys_flag) {
+            return Ok(());
+        }
+        let Ok(topic) = std::str::from_utf8(view.topic) else {
+            return Err("topic is not UTF-8".into());
+        };
+        let key = (topic.to_string(), h.queue_id);
+        let expected = self.by_name.get(&key).map_or(0, |&i| self.queues[i].published.0);
+        if h.queue_offset != expected as i64 {
+            // Only QUEUEOFFSET (or QUEUEID) can disagree here: the body CRC and the
+            // position already matched. A damaged header, which like any other damage
+            // ends the log. The queue is created only for a record that passes, so a
+            // damaged queue id leaves no phantom queue behind.
+            return Err(format!(
+                "queue offset {} but {topic}:{} has {expected} entries before it",
+                h.queue_offset, h.queue_id
+            ));
+        }
+        let (config, queues) = (self.config, &mut self.queues);
+        let qi = *self.by_name.entry(key).or_insert_with(|| {
+            queues.push(new_queue(config, topic, h.queue_id));
+            queues.len() - 1
+        });
+        self.queues[qi].recover_entry(CqEntry {
+            physical_offset: here,
+            size: h.total_size,
+            tags_code: tag_code(config.tag_code_rule, view.topic, view.properties, h.store_timestamp_ms),
+        });
+        Ok(())
+    }
 }
 
 /// Opens every ConsumeQueue and cuts each back to its plausible entries for records in
@@ -454,7 +477,7 @@ async fn open_queue<D: Disk>(
     cl_min: PhysicalOffset,
     access: Access,
 ) -> Result<ConsumeQueue<D::File>> {
-    let dir = queue_dir(config, topic, queue_id);
+    let dir = queue_dir(&config.dir, topic, queue_id);
     let per_file = config.cq_file_entries;
     let mut firsts: Vec<u64> = disk
         .list_dir(&dir)
@@ -490,30 +513,8 @@ async fn open_queue<D: Disk>(
     let start = start.unwrap_or(0);
 
     // Cut back from the end: entries for records at or past the checkpoint, and zeros or
-    // garbage a crash left behind. Reads go backwards a block at a time.
-    const CUT_BLOCK_ENTRIES: u64 = 4096;
-    let mut last_end = PhysicalOffset::ZERO;
-    while end > start {
-        let file_first = (end - 1) - (end - 1) % per_file;
-        let block_start = end.saturating_sub(CUT_BLOCK_ENTRIES).max(start).max(file_first);
-        let file = files.get(&file_first).cloned().expect("the file holding an entry below end is open");
-        let pos = (block_start - file_first) * ENTRY_BYTES as u64;
-        let bytes = file.read_at(pos, ((end - block_start) as usize) * ENTRY_BYTES).await.map_err(StorageError::at(
-            "read",
-            file.path(),
-            pos,
-        ))?;
-        let entries = CqEntry::decode_all(&bytes);
-        let good = entries.iter().rposition(|e| e.physical_offset < cut_at && e.is_plausible());
-        match good {
-            Some(i) => {
-                end = block_start + i as u64 + 1;
-                last_end = entries[i].end();
-                break;
-            }
-            None => end = block_start,
-        }
-    }
+    // garbage a crash left behind.
+    let (end, last_end) = cut_back(&files, per_file, start, end, cut_at).await?;
 
     // Make the files say what was decided: drop files past the end (keeping the first
     // file, so an emptied queue keeps its offset numbering), cut the last one. Read only,
@@ -542,7 +543,59 @@ async fn open_queue<D: Disk>(
         disk.sync_dir(&dir).await.map_err(StorageError::at("sync directory", &dir, 0))?;
     }
 
-    // The first entry whose record retention has not deleted.
+    let lo = first_retained(&files, per_file, start, end, cl_min).await?;
+    let mut queue =
+        ConsumeQueue::new(topic.to_string(), queue_id, dir, per_file, files, QueueOffset(lo), QueueOffset(end));
+    queue.persisted_end = last_end;
+    Ok(queue)
+}
+
+/// The end of a queue's plausible entries in `files` (holding `[start, end)`): entries
+/// for records at or past `cut_at`, and zeros or garbage a crash left, are cut off. Reads
+/// go backwards a block at a time. Returns the new end and the end of the record of the
+/// last entry kept (zero when none is).
+async fn cut_back<F: DiskFile>(
+    files: &BTreeMap<u64, Rc<F>>,
+    per_file: u64,
+    start: u64,
+    mut end: u64,
+    cut_at: PhysicalOffset,
+) -> Result<(u64, PhysicalOffset)> {
+    const CUT_BLOCK_ENTRIES: u64 = 4096;
+    let mut last_end = PhysicalOffset::ZERO;
+    while end > start {
+        let file_first = (end - 1) - (end - 1) % per_file;
+        let block_start = end.saturating_sub(CUT_BLOCK_ENTRIES).max(start).max(file_first);
+        let file = files.get(&file_first).cloned().expect("the file holding an entry below end is open");
+        let pos = (block_start - file_first) * ENTRY_BYTES as u64;
+        let bytes = file.read_at(pos, ((end - block_start) as usize) * ENTRY_BYTES).await.map_err(StorageError::at(
+            "read",
+            file.path(),
+            pos,
+        ))?;
+        let entries = CqEntry::decode_all(&bytes);
+        let good = entries.iter().rposition(|e| e.physical_offset < cut_at && e.is_plausible());
+        match good {
+            Some(i) => {
+                end = block_start + i as u64 + 1;
+                last_end = entries[i].end();
+                break;
+            }
+            None => end = block_start,
+        }
+    }
+    Ok((end, last_end))
+}
+
+/// The first entry of `[start, end)` in `files` whose record retention has not deleted
+/// (whose CommitLog offset is at least `cl_min`), by binary search.
+async fn first_retained<F: DiskFile>(
+    files: &BTreeMap<u64, Rc<F>>,
+    per_file: u64,
+    start: u64,
+    end: u64,
+    cl_min: PhysicalOffset,
+) -> Result<u64> {
     let (mut lo, mut hi) = (start, end);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -561,8 +614,5 @@ async fn open_queue<D: Disk>(
             hi = mid;
         }
     }
-    let mut queue =
-        ConsumeQueue::new(topic.to_string(), queue_id, dir, per_file, files, QueueOffset(lo), QueueOffset(end));
-    queue.persisted_end = last_end;
-    Ok(queue)
+    Ok(lo)
 }

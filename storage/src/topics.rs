@@ -2,15 +2,25 @@
 //! persisted in `config/topics.json` and changeable at run time.
 //!
 //! Saves are atomic: write a temporary file, fdatasync it, rename it over the old one,
-//! sync the directory. A crash leaves either the old table or the new one, never a torn
-//! mix. The table is owned by one shard's store; the broker keeps the shards' tables in
-//! step by sending each shard its own copy of a change.
+//! sync the directory (`config_file.rs` does the saving). A crash leaves either the old
+//! table or the new one, never a torn mix. The table is owned by one shard's store; the
+//! broker keeps the shards' tables in step by sending each shard its own copy of a
+//! change. [`load_topics`] reads the file back, through a read-only file, for the
+//! store's open and for `store inspect`.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::disk::{read_exact, Disk, DiskFile, OpenMode};
+use crate::error::{Result, StorageError};
+use crate::layout;
+
+/// The topic table's file under `config/`.
+pub const TOPICS_FILE: &str = "topics.json";
 
 /// When an append to a topic is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -121,6 +131,19 @@ impl TopicTable {
     pub fn iter(&self) -> impl Iterator<Item = &TopicConfig> {
         self.topics.values()
     }
+}
+
+/// The topic table in `root`, empty when none was saved. Read through a read-only file:
+/// `store inspect` uses this too.
+pub async fn load_topics<D: Disk>(disk: &D, root: &Path) -> Result<TopicTable> {
+    let path = layout::config_dir(root).join(TOPICS_FILE);
+    if !disk.exists(&path).await {
+        return Ok(TopicTable::default());
+    }
+    let file = disk.open(&path, OpenMode::ReadOnly).await.map_err(|e| StorageError::io("open", &path, 0, e))?;
+    let len = file.size().await.map_err(|e| StorageError::io("stat", &path, 0, e))?;
+    let bytes = read_exact(&file, 0, len as usize, false).await.map_err(|e| StorageError::io("read", &path, 0, e))?;
+    TopicTable::from_json(&bytes).map_err(|e| StorageError::Corrupt { path, offset: 0, detail: e.to_string() })
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use common::{run, small_config};
 use rockshard_storage::limits::CONFIG_SAVE_ATTEMPTS;
-use rockshard_storage::{FlushMode, SimDisk, SimWrite, StorageError, Store, TopicConfig};
+use rockshard_storage::testing::{SimDisk, SimWrite};
+use rockshard_storage::{FlushMode, StorageError, Store, TopicConfig};
 
 const DIR: &str = "/data";
 const SEGMENT: u64 = 8192;

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rockshard_storage::{FlushMode, GetStatus, SimDisk, StorageError, Store, StoreConfig, TopicConfig};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{FlushMode, GetStatus, StorageError, Store, StoreConfig, TopicConfig};
 
 const DIR: &str = "/data";
 const SEGMENT: u64 = 8192;
@@ -117,6 +118,11 @@ fn a_full_disk_logs_the_first_failure_in_full_then_a_count_per_interval() {
     const INTERVAL_MS: u64 = 300;
     const WRITE_FAILED: &str = "CommitLog write failed";
     let logs = CapturedLogs::default();
+    // With exactly one scoped subscriber alive, tracing-core takes it for every thread's
+    // default (its "just one" fast path): a callsite that a test running on another
+    // thread reaches first is then cached as never enabled, and this test saw no line
+    // at all about one run in four. A second, idle dispatcher turns that path off.
+    let _idle = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(logs.subscriber(), || {
         run(async move {
             let disk = SimDisk::new();

@@ -1,5 +1,5 @@
 //! The fuzz targets' properties in the everyday `cargo test`, without libFuzzer: the
-//! entry points in `rockshard_storage::fuzzing` run over a few thousand seeded
+//! entry points in `rockshard_storage::testing::fuzzing` run over a few thousand seeded
 //! pseudo-random inputs and mutations of valid ones (records from the real encoder, store
 //! images written by the real store on a SimDisk, crashed and cleanly closed).
 //!
@@ -20,8 +20,9 @@ use std::path::Path;
 
 use common::*;
 use rockshard_net::stored::{self, RecordFields};
-use rockshard_storage::fuzzing::{self, FLAG_NO_CHECKPOINT, FLAG_REPAIR_RECORDS, FLAG_VALID_CHECKPOINT};
-use rockshard_storage::{FlushMode, SimDisk, Store, TopicConfig};
+use rockshard_storage::testing::fuzzing::{self, FLAG_NO_CHECKPOINT, FLAG_REPAIR_RECORDS, FLAG_VALID_CHECKPOINT};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{FlushMode, Store, TopicConfig};
 
 /// Inputs per property: enough to hit every mutation kind on every seed image many
 /// times, few enough to keep this test a few seconds in a debug build.
@@ -196,7 +197,7 @@ fn valid_store_images() -> Vec<Vec<u8>> {
         assert!(commitlog.len() > 2 * fuzzing::FUZZ_SEGMENT_BYTES as usize, "the image spans several segments");
         let checkpoint = disk.contents(&root.join("checkpoint")).unwrap_or_default();
         for queue_id in 0..3u8 {
-            let dir = rockshard_storage::recovery::queue_dir(&config, fuzzing::FUZZ_TOPIC, i32::from(queue_id));
+            let dir = rockshard_storage::layout::queue_dir(&config.dir, fuzzing::FUZZ_TOPIC, i32::from(queue_id));
             let mut cq = Vec::new();
             for first in (0..fuzzing::FUZZ_CQ_FILES_MAX as u64).map(|i| i * fuzzing::FUZZ_CQ_FILE_ENTRIES) {
                 let Some(file) = disk.contents(&dir.join(rockshard_storage::consume_queue::file_name(first))) else {

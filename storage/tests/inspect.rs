@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use rockshard_storage::disk::OpenMode;
-use rockshard_storage::store::QueueInfo;
+use rockshard_storage::testing::{SimDisk, SimStats};
 use rockshard_storage::{
-    inspect, Disk, DiskFile, FlushMode, Inspection, PhysicalOffset, ScanStop, SimDisk, SimStats, Store, StoreConfig,
+    inspect, Disk, DiskFile, FlushMode, Inspection, PhysicalOffset, QueueInfo, ScanStop, Store, StoreConfig,
     TopicConfig,
 };
 

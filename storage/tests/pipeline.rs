@@ -26,7 +26,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use rockshard_storage::{FlushMode, GetStatus, SimDisk, SimWrite, StorageError, Store, StoreConfig, TopicConfig};
+use rockshard_storage::testing::{SimDisk, SimWrite};
+use rockshard_storage::{FlushMode, GetStatus, StorageError, Store, StoreConfig, TopicConfig};
 
 const DIR: &str = "/data";
 

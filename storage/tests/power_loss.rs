@@ -14,7 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use rockshard_storage::{FlushMode, SimDisk, StorageError, Store, StoreConfig, TopicConfig};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{FlushMode, StorageError, Store, StoreConfig, TopicConfig};
 
 const DIR: &str = "/data";
 

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use common::*;
 use rockshard_net::stored::{self, Record, RecordFields};
+use rockshard_storage::testing::SimDisk;
 use rockshard_storage::{
-    Boundary, FlushMode, GetStatus, PhysicalOffset, QueueOffset, SimDisk, StorageError, Store, StoreConfig, TopicConfig,
+    Boundary, FlushMode, GetStatus, PhysicalOffset, QueueOffset, StorageError, Store, StoreConfig, TopicConfig,
 };
 
 const DIR: &str = "/data";

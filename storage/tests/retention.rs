@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use rockshard_storage::{Boundary, GetStatus, SimDisk, Store, StoreConfig};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{Boundary, GetStatus, Store, StoreConfig};
 
 const DIR: &str = "/data";
 const SEGMENT: u64 = 4096;

@@ -1,6 +1,7 @@
 mod common;
 use common::*;
-use rockshard_storage::{GetStatus, SimDisk, Store};
+use rockshard_storage::testing::SimDisk;
+use rockshard_storage::{GetStatus, Store};
 
 #[test]
 fn append_then_read_back() {

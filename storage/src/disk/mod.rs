@@ -1,11 +1,12 @@
 //! The store's view of a disk: files it can write, read through the page cache or with
 //! O_DIRECT, sync, allocate and trim, and directories it can list and sync.
 //!
-//! Two implementations: [`GlommioDisk`] (the real thing, io_uring through glommio) and
-//! [`SimDisk`] (in memory, for tests: it keeps what has been fdatasynced apart from what
-//! has only been written, and on [`SimDisk::power_loss`] drops everything not yet synced,
-//! including files whose directory entry was never synced; it also injects ENOSPC, EIO
-//! and failed syncs).
+//! Two implementations: [`GlommioDisk`] (the real thing, io_uring through glommio) and,
+//! for tests only, `crate::testing::SimDisk` (in memory: it keeps what has been
+//! fdatasynced apart from what has only been written, and on power loss drops
+//! everything not yet synced, including files whose directory entry was never synced;
+//! it also injects ENOSPC, EIO and failed syncs). The simulator lives apart, behind the
+//! `testing` feature, so it is no part of the production API.
 //!
 //! Runs on the executor of the shard that owns the store; nothing here is `Send`.
 //!
@@ -29,10 +30,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 mod glommio_disk;
-mod sim;
 
 pub use glommio_disk::{GlommioDisk, GlommioFile};
-pub use sim::{SimDisk, SimFile, SimStats, SimWrite};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

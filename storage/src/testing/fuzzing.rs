@@ -14,7 +14,8 @@
 //! Runs on any thread, without glommio: recovery on a [`SimDisk`] never awaits anything
 //! that needs a reactor, so `futures_lite::future::block_on` drives it.
 //! Deliberately not here: anything the store needs at run time. Nothing in the store
-//! calls this module.
+//! calls this module, and it is compiled only with the `testing` feature (or for the
+//! crate's own tests): the fuzz crate and `tests/fuzz_regression.rs` enable it.
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +23,13 @@ use rockshard_net::limits::TOPIC_V1_LEN_MAX_BYTES;
 use rockshard_net::stored::{self, Record, RecordFields, MAGIC_V2};
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::config::StoreConfig;
 use crate::consume_queue::{self, ENTRY_BYTES};
-use crate::disk::{Disk, DiskFile, OpenMode, SimDisk};
+use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::layout;
 use crate::offset::PhysicalOffset;
 use crate::recovery;
-use crate::store::StoreConfig;
+use crate::testing::SimDisk;
 
 /// Where the fuzzed store lives on its [`SimDisk`].
 pub const FUZZ_ROOT: &str = "/fuzz";
@@ -255,14 +258,14 @@ pub fn disk_from_input(data: &[u8]) -> SimDisk {
                 repair_records(seg, i as u64 * FUZZ_SEGMENT_BYTES);
             }
         }
-        disk.create_dir_all(&recovery::commitlog_dir(&root)).await.expect("SimDisk creates directories");
+        disk.create_dir_all(&layout::commitlog_dir(&root)).await.expect("SimDisk creates directories");
         for (i, seg) in log.chunks(FUZZ_SEGMENT_BYTES as usize).enumerate() {
             let name = crate::commitlog::segment_name(i as u64 * FUZZ_SEGMENT_BYTES);
-            put_file(&disk, &recovery::commitlog_dir(&root).join(name), seg).await;
+            put_file(&disk, &layout::commitlog_dir(&root).join(name), seg).await;
         }
         // One ConsumeQueue, cut into its files.
         let queue_id = i32::from(parts.flags & FLAG_QUEUE_ID_MASK);
-        let dir = recovery::queue_dir(&config, FUZZ_TOPIC, queue_id);
+        let dir = layout::queue_dir(&config.dir, FUZZ_TOPIC, queue_id);
         let file_bytes = FUZZ_CQ_FILE_ENTRIES as usize * ENTRY_BYTES;
         for (i, image) in parts.consume_queue.chunks(file_bytes).take(FUZZ_CQ_FILES_MAX).enumerate() {
             let name = consume_queue::file_name(i as u64 * FUZZ_CQ_FILE_ENTRIES);

@@ -27,6 +27,10 @@
 //!
 //! Directory creation is durable at once (a simplification: the store creates its
 //! directories at start-up and syncs their parents anyway).
+//!
+//! Test code only: compiled for the crate's tests and for crates that enable the
+//! `testing` feature (see `testing/mod.rs`). Runs on the executor of the test's store,
+//! or on any thread without one (recovery in `fuzzing.rs`); nothing here is `Send`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -38,7 +42,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::{Disk, DiskFile, OpenMode};
+use crate::disk::{Disk, DiskFile, OpenMode};
 
 const SECTOR_BYTES: usize = 512;
 
