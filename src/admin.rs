@@ -33,16 +33,14 @@ use rockshard_net::body::{
 use rockshard_net::code::{perm, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader,
+    GetConsumeStatsRequestHeader, GetRouteInfoRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
     ViewMessageRequestHeader,
 };
 use rockshard_net::stored::{self, sys_flag, Record};
 use rockshard_net::{msgid, properties, RemotingCommand};
 use serde_json::{json, Value};
 
-use crate::broker::admin::{
-    DeleteTopicFromNamesrvRequestHeader, GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
-};
 use crate::broker::replication;
 use crate::remoting::client::Client;
 use crate::{Error, Result};

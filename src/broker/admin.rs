@@ -43,8 +43,8 @@ use rockshard_net::body::{
 use rockshard_net::code::{request, response, version};
 use rockshard_net::command::ExtFields;
 use rockshard_net::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, FieldValue, QueryMessageRequestHeader, QueryMessageResponseHeader,
-    ViewMessageRequestHeader,
+    ConsumerGroupRequestHeader, GetConsumeStatsRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
+    ResetOffsetRequestHeader, TopicRequestHeader, ViewMessageRequestHeader,
 };
 use rockshard_net::{stored, RemotingCommand};
 use rockshard_storage::{Boundary, PhysicalOffset, QueueOffset, TopicConfig};
@@ -53,97 +53,6 @@ use tracing::debug;
 use super::shard::{bad_header, reply, Shard};
 use super::topics::{self, FLUSH_MODE_ATTRIBUTE};
 use crate::remoting::server::Connection;
-
-/// Declares an admin request header (the headers only admin traffic uses, shared with
-/// the `rockshard admin` client): `field: req|opt Type = "wireKey"` per ext key.
-macro_rules! admin_header {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident { $( $(#[$fmeta:meta])* $field:ident : $kind:ident $ty:ty = $key:literal, )* }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Default)]
-        pub struct $name { $( $(#[$fmeta])* pub $field: admin_header!(@ty $kind $ty), )* }
-
-        impl CommandHeader for $name {
-            const NAME: &'static str = stringify!($name);
-
-            fn decode(ext: &ExtFields) -> Result<Self, rockshard_net::Error> {
-                Ok($name { $( $field: admin_header!(@get $kind $ty, ext, $key)?, )* })
-            }
-
-            fn encode(&self, ext: &mut ExtFields) {
-                $( admin_header!(@put $kind, ext, $key, &self.$field); )*
-            }
-        }
-    };
-    (@ty req $ty:ty) => { $ty };
-    (@ty opt $ty:ty) => { Option<$ty> };
-    (@get req $ty:ty, $ext:expr, $key:expr) => {
-        field::<$ty>($ext, Self::NAME, $key)?.ok_or(rockshard_net::Error::MissingField { header: Self::NAME, field: $key })
-    };
-    (@get opt $ty:ty, $ext:expr, $key:expr) => { field::<$ty>($ext, Self::NAME, $key) };
-    (@put req, $ext:expr, $key:expr, $value:expr) => { $ext.insert($key, FieldValue::format_field($value)) };
-    (@put opt, $ext:expr, $key:expr, $value:expr) => {
-        if let Some(value) = $value {
-            $ext.insert($key, FieldValue::format_field(value));
-        }
-    };
-}
-
-fn field<T: FieldValue>(
-    ext: &ExtFields,
-    header: &'static str,
-    key: &'static str,
-) -> Result<Option<T>, rockshard_net::Error> {
-    match ext.get(key) {
-        None => Ok(None),
-        Some(text) => T::parse_field(text).map(Some).ok_or_else(|| rockshard_net::Error::InvalidField {
-            header,
-            field: key,
-            value: text.to_owned(),
-        }),
-    }
-}
-
-admin_header! {
-    /// GET_TOPIC_STATS_INFO (202) and DELETE_TOPIC_IN_BROKER (215): just the topic.
-    pub struct TopicRequestHeader {
-        topic: req String = "topic",
-    }
-}
-
-admin_header! {
-    /// GET_CONSUME_STATS (208). Without a topic: every topic the group has offsets for.
-    pub struct GetConsumeStatsRequestHeader {
-        consumer_group: req String = "consumerGroup",
-        topic: opt String = "topic",
-    }
-}
-
-admin_header! {
-    /// INVOKE_BROKER_TO_RESET_OFFSET (222), Java's `ResetOffsetRequestHeader`.
-    pub struct ResetOffsetRequestHeader {
-        topic: req String = "topic",
-        group: req String = "group",
-        /// -1 or absent: every queue.
-        queue_id: opt i32 = "queueId",
-        /// With a queue id: reset that queue to exactly this offset.
-        offset: opt i64 = "offset",
-        /// Store time (ms) to move to; -1 means the end of each queue.
-        timestamp_ms: req i64 = "timestamp",
-        /// Without force, an offset only ever moves backwards (Java's rule).
-        is_force: req bool = "isForce",
-    }
-}
-
-admin_header! {
-    /// DELETE_TOPIC_IN_NAMESRV (216), sent by `rockshard admin topic delete`.
-    pub struct DeleteTopicFromNamesrvRequestHeader {
-        topic: req String = "topic",
-        cluster_name: opt String = "clusterName",
-    }
-}
 
 /// Handles every request code no other module owns.
 pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
@@ -498,40 +407,6 @@ fn consumer_connections(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<Remo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reset_offset_header_uses_javas_keys() {
-        let h = ResetOffsetRequestHeader {
-            topic: "T".into(),
-            group: "G".into(),
-            queue_id: None,
-            offset: None,
-            timestamp_ms: 1_700_000_000_000,
-            is_force: true,
-        };
-        let ext = h.to_ext_fields();
-        assert_eq!(
-            ext.iter().collect::<Vec<_>>(),
-            [("topic", "T"), ("group", "G"), ("timestamp", "1700000000000"), ("isForce", "true")]
-        );
-        assert_eq!(ResetOffsetRequestHeader::decode(&ext), Ok(h));
-        let missing: ExtFields = [("topic", "T")].into_iter().collect();
-        assert!(matches!(
-            ResetOffsetRequestHeader::decode(&missing),
-            Err(rockshard_net::Error::MissingField { field: "group", .. })
-        ));
-        let bad: ExtFields = [("consumerGroup", "G"), ("topic", "T")].into_iter().collect();
-        assert_eq!(
-            GetConsumeStatsRequestHeader::decode(&bad),
-            Ok(GetConsumeStatsRequestHeader { consumer_group: "G".into(), topic: Some("T".into()) })
-        );
-        let bad: ExtFields =
-            [("topic", "T"), ("group", "G"), ("timestamp", "soon"), ("isForce", "x")].into_iter().collect();
-        assert!(matches!(
-            ResetOffsetRequestHeader::decode(&bad),
-            Err(rockshard_net::Error::InvalidField { field: "timestamp", .. })
-        ));
-    }
 
     #[test]
     fn topic_configs_carry_the_flush_mode_as_an_attribute() {
