@@ -37,11 +37,11 @@ use rockshard_net::headers::{
     GetConsumeStatsRequestHeader, GetRouteInfoRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
     ViewMessageRequestHeader,
 };
+use rockshard_net::rockshard::{StatusBody, META_TOPIC, RAFT_STATUS};
 use rockshard_net::stored::{self, sys_flag, Record};
 use rockshard_net::{msgid, properties, RemotingCommand};
 use serde_json::{json, Value};
 
-use crate::broker::replication;
 use crate::remoting::client::Client;
 use crate::{Error, Result};
 
@@ -656,7 +656,7 @@ impl Admin {
             .await?;
         let list: TopicList = decode_body(&self.namesrv, "system topic list", body::from_json(&answer.body))?;
         let mut names: BTreeSet<String> = APACHE_SYSTEM_TOPICS.iter().map(|t| t.to_string()).collect();
-        names.insert(replication::META_TOPIC.to_string());
+        names.insert(META_TOPIC.to_string());
         for name in &list.topic_list {
             names.insert(process_name(name).to_string());
             names.insert(name.clone());
@@ -893,9 +893,9 @@ impl Admin {
         for name in names {
             let data = &info.broker_addr_table[name];
             for (id, addr) in &data.broker_addrs {
-                let cmd = RemotingCommand::new_request(replication::RAFT_STATUS, ExtFields::new());
+                let cmd = RemotingCommand::new_request(RAFT_STATUS, ExtFields::new());
                 let status = self.call_ok(addr, cmd).await.and_then(|a| {
-                    serde_json::from_slice::<replication::StatusBody>(&a.body).map_err(|e| Error::Remote {
+                    serde_json::from_slice::<StatusBody>(&a.body).map_err(|e| Error::Remote {
                         peer: addr.clone(),
                         code: response::SUCCESS,
                         remark: format!("its raft status body does not decode: {e}"),

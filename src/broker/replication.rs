@@ -1,10 +1,10 @@
 //! A shard's part in its replicated broker group: the Raft transport between shard *i* of
 //! every node, the hooks the replica calls at apply and on role changes, the metadata
 //! records (topic changes, consumer offsets) that ride in the log, and the status answer
-//! `rockshard admin cluster` shows.
+//! `rockshard admin cluster` shows (`status_view`; the body's shape is net's).
 //!
 //! Transport: Raft messages travel as remoting frames with the oneway request code
-//! [`RAFT_MESSAGES`] on an ordinary connection from this shard to the peer's shard port
+//! `RAFT_MESSAGES` (net's `rockshard` module) on an ordinary connection from this shard to the peer's shard port
 //! (base port + shard), one connection per peer, made again when it breaks. Every
 //! message the replica hands over while a write is under way leaves in the next frame,
 //! so a burst of appends and heartbeats to one peer is one write. A peer that cannot be
@@ -14,7 +14,7 @@
 //! idle link (its connection closing is noticed without a message to send); its coming
 //! back is an INFO. At start, a peer gets [`RAFT_LINK_START_GRACE_MS`] to come up.
 //!
-//! Metadata: a record on [`META_TOPIC`] (queue 0) whose body is a [`MetaRecord`] in JSON,
+//! Metadata: a record on `META_TOPIC` (queue 0) whose body is a [`MetaRecord`] in JSON,
 //! always in an entry of its own (never gathered with sends), so applying an entry looks
 //! at its first record only.
 //! Topic changes are proposed by the node that made them (a follower's proposal is
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rockshard_net::code::response;
+use rockshard_net::rockshard::{ProgressView, StatusBody, StatusView, META_TOPIC, RAFT_MESSAGES};
 use rockshard_net::stored::{self, RecordFields};
 use rockshard_net::{ExtFields, RemotingCommand};
 use rockshard_raft::{Hooks, Message, Role, Status, Transport};
@@ -53,16 +54,6 @@ use crate::remoting::server::{Connection, Signal};
 /// A shard's replica: Raft over the shard's own store.
 pub type ShardReplica = rockshard_raft::Replica<rockshard_storage::GlommioDisk, rockshard_raft::StoreData>;
 
-/// Oneway: a batch of Raft messages for the shard this connection reaches. A code of our
-/// own, below 2^15 so it fits the ROCKETMQ binary header, and far from RocketMQ's codes.
-pub const RAFT_MESSAGES: i32 = 30_001;
-/// Request: this shard's Raft status as JSON ([`StatusBody`]).
-pub const RAFT_STATUS: i32 = 30_002;
-
-/// The internal topic metadata records are stored on. Clients can neither send to it
-/// nor see it in routes (it is not registered).
-pub const META_TOPIC: &str = "RMQ_SYS_ROCKSHARD_META";
-
 /// One metadata record's body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,70 +71,28 @@ pub struct MetaRecord {
     pub delay_offsets: Option<Vec<u64>>,
 }
 
-/// What RAFT_STATUS answers: the replica's view plus who the nodes are.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusBody {
-    pub group: String,
-    pub broker_name: String,
-    pub shard: usize,
-    pub node: String,
-    pub node_id: u64,
-    /// Node names by Raft id (1-based).
-    pub peers: Vec<String>,
-    pub status: StatusView,
-}
-
 /// The replica's status in the form RAFT_STATUS carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusView {
-    pub id: u64,
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub commit: u64,
-    pub applied: u64,
-    pub last_index: u64,
-    pub role: String,
-    /// Per follower, on the leader only.
-    pub progress: Vec<ProgressView>,
-    pub stopped: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProgressView {
-    pub id: u64,
-    pub matched: u64,
-    pub next_idx: u64,
-    pub state: String,
-    /// Entries the follower is behind the leader's last index.
-    pub lag: u64,
-}
-
-impl From<&Status> for StatusView {
-    fn from(s: &Status) -> Self {
-        StatusView {
-            id: s.id,
-            leader: s.leader,
-            term: s.term,
-            commit: s.commit,
-            applied: s.applied,
-            last_index: s.last_index,
-            role: format!("{:?}", s.role).to_lowercase(),
-            progress: s
-                .progress
-                .iter()
-                .map(|p| ProgressView {
-                    id: p.id,
-                    matched: p.matched,
-                    next_idx: p.next_idx,
-                    state: p.state.to_string(),
-                    lag: s.last_index.saturating_sub(p.matched),
-                })
-                .collect(),
-            stopped: s.stopped.clone(),
-        }
+pub fn status_view(s: &Status) -> StatusView {
+    StatusView {
+        id: s.id,
+        leader: s.leader,
+        term: s.term,
+        commit: s.commit,
+        applied: s.applied,
+        last_index: s.last_index,
+        role: format!("{:?}", s.role).to_lowercase(),
+        progress: s
+            .progress
+            .iter()
+            .map(|p| ProgressView {
+                id: p.id,
+                matched: p.matched,
+                next_idx: p.next_idx,
+                state: p.state.to_string(),
+                lag: s.last_index.saturating_sub(p.matched),
+            })
+            .collect(),
+        stopped: s.stopped.clone(),
     }
 }
 
@@ -370,7 +319,7 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
                 node: repl.node.clone(),
                 node_id: repl.node_id,
                 peers: repl.peers.iter().map(|(n, _)| n.clone()).collect(),
-                status: StatusView::from(&replica.status()),
+                status: status_view(&replica.status()),
             };
             let json = serde_json::to_vec(&body).expect("status serializes");
             Some(RemotingCommand::response_to(&req, response::SUCCESS, None).with_body(Bytes::from(json)))

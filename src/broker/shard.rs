@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use rockshard_net::code::{request, response};
-use rockshard_net::RemotingCommand;
+use rockshard_net::{rockshard, RemotingCommand};
 use rockshard_storage::sync::Notify;
 use rockshard_storage::{StorageError, Store};
 use tracing::warn;
@@ -209,7 +209,7 @@ impl Service for Shard {
             LOCK_BATCH_MQ | UNLOCK_BATCH_MQ => locks::handle(&shard, conn, req).await,
             CONSUMER_SEND_MSG_BACK | END_TRANSACTION => sendback::handle(&shard, conn, req).await,
             UPDATE_AND_CREATE_TOPIC => topics::handle(&shard, conn, req).await,
-            replication::RAFT_MESSAGES | replication::RAFT_STATUS => replication::handle(&shard, conn, req).await,
+            rockshard::RAFT_MESSAGES | rockshard::RAFT_STATUS => replication::handle(&shard, conn, req).await,
             _ => admin::handle(&shard, conn, req).await,
         };
         if let Some(answer) = &answer {

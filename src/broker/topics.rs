@@ -21,6 +21,7 @@ use std::rc::Rc;
 
 use rockshard_net::code::response;
 use rockshard_net::headers::CreateTopicRequestHeader;
+use rockshard_net::rockshard::META_TOPIC;
 use rockshard_net::RemotingCommand;
 use rockshard_storage::store::SCHEDULE_TOPIC;
 use rockshard_storage::topics::perm;
@@ -57,7 +58,7 @@ pub fn check_topic_name(name: &str) -> std::result::Result<(), String> {
     if !rockshard_storage::store::valid_topic(name.as_bytes()) {
         return Err(format!("topic `{name}` has characters outside [%|a-zA-Z0-9_-]"));
     }
-    if name == replication::META_TOPIC {
+    if name == META_TOPIC {
         return Err(format!("topic `{name}` is reserved for the broker's replicated metadata"));
     }
     Ok(())
@@ -295,7 +296,7 @@ async fn remove_local(shard: &Rc<Shard>, name: &str) -> Result<bool> {
 /// offset change on every node of a replicated group), nor SELF_TEST_TOPIC (Apache
 /// forbids clients it).
 pub fn is_client_writable(name: &str) -> bool {
-    name != SCHEDULE_TOPIC && name != replication::META_TOPIC && name != SELF_TEST_TOPIC
+    name != SCHEDULE_TOPIC && name != META_TOPIC && name != SELF_TEST_TOPIC
 }
 
 /// Auto-creates `name` for a send that named an unknown topic, when allowed. Returns
@@ -494,8 +495,8 @@ mod tests {
 
     #[test]
     fn the_metadata_topic_is_neither_creatable_nor_writable() {
-        assert!(check_topic_name(replication::META_TOPIC).unwrap_err().contains("reserved"));
-        assert!(!is_client_writable(replication::META_TOPIC));
+        assert!(check_topic_name(META_TOPIC).unwrap_err().contains("reserved"));
+        assert!(!is_client_writable(META_TOPIC));
         assert!(check_topic_name("orders").is_ok() && is_client_writable("orders"));
     }
 
