@@ -50,9 +50,9 @@ use rockshard_net::{LanguageCode, RemotingCommand};
 use rockshard_storage::topics::perm;
 use tracing::{debug, info, warn};
 
-use super::pull::TagFilter;
-use super::shard::{bad_header, reply, Shard};
-use super::topics::{self, RETRY_PREFIX};
+use crate::broker::pull::TagFilter;
+use crate::broker::shard::{bad_header, reply, Shard};
+use crate::broker::topics::{self, RETRY_PREFIX};
 use crate::config::BrokerConfig;
 use crate::limits::{
     CLIENT_EXPIRY_SWEEP_MAX, CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS, CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS,
@@ -543,7 +543,7 @@ pub fn start(shard: &Rc<Shard>) {
             if stop {
                 break;
             }
-            let now = super::now_ms();
+            let now = crate::broker::now_ms();
             shard.groups.expire(now);
             shard.locks.sweep_expired(now);
         }
@@ -589,7 +589,7 @@ async fn heart_beat(shard: &Rc<Shard>, conn: &Rc<Connection>, req: &RemotingComm
         language: req.language,
         version: req.version,
     };
-    let outcome = shard.groups.table.borrow_mut().heartbeat(&hb, &client, super::now_ms());
+    let outcome = shard.groups.table.borrow_mut().heartbeat(&hb, &client, crate::broker::now_ms());
     shard.groups.send_notices(outcome.notices);
     if !failures.is_empty() {
         // The membership above stands (consumption of normal topics works); the client

@@ -44,7 +44,7 @@ use rockshard_storage::{Boundary, QueueOffset, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::shard::{bad_header, reply, storage_error_code, Shard};
+use crate::broker::shard::{bad_header, reply, storage_error_code, Shard};
 use crate::limits::CONSUMER_OFFSET_PERSIST_INTERVAL_MS;
 use crate::remoting::server::Connection;
 use crate::{Error, Result};

@@ -56,8 +56,8 @@ use rockshard_storage::{QueueOffset, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use super::send::{self, Outgoing, Stored};
-use super::shard::Shard;
+use crate::broker::send::{self, Outgoing, Stored};
+use crate::broker::shard::Shard;
 use crate::limits::{
     DELAY_LEVEL_COUNT, SCHEDULE_BATCH_BYTES_MAX, SCHEDULE_BATCH_MESSAGES_MAX, SCHEDULE_LEVEL_BATCHES_PER_PASS_MAX,
     SCHEDULE_PERSIST_INTERVAL_MS, SCHEDULE_POLL_INTERVAL_MS, SCHEDULE_RETRY_BACKOFF_MS,

@@ -50,8 +50,8 @@ use rockshard_net::{stored, RemotingCommand};
 use rockshard_storage::{Boundary, PhysicalOffset, QueueOffset, TopicConfig};
 use tracing::debug;
 
-use super::shard::{bad_header, reply, Shard};
-use super::topics::{self, FLUSH_MODE_ATTRIBUTE};
+use crate::broker::shard::{bad_header, reply, Shard};
+use crate::broker::topics::{self, FLUSH_MODE_ATTRIBUTE};
 use crate::remoting::server::Connection;
 
 /// Handles every request code no other module owns.

@@ -42,8 +42,8 @@ use rockshard_storage::topics::perm;
 use rockshard_storage::{AppendResult, AppendWait, AppendedRecord, StorageError};
 use tracing::debug;
 
-use super::shard::{bad_header, reply, store_failure_code, Shard};
-use super::{replication, topics};
+use crate::broker::shard::{bad_header, reply, store_failure_code, Shard};
+use crate::broker::{replication, topics};
 use crate::limits::{DELAY_LEVEL_COUNT, MAX_RECONSUME_TIMES_DEFAULT};
 use crate::remoting::server::Connection;
 

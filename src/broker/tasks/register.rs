@@ -32,7 +32,7 @@ use rockshard_net::{ExtFields, RemotingCommand};
 use rockshard_storage::sync::{completion, Notify};
 use tracing::{debug, info, warn};
 
-use super::shard::Shard;
+use crate::broker::shard::Shard;
 use crate::limits::{REGISTER_RETRY_MS, REGISTER_TIMEOUT_MS, UNREGISTER_TIMEOUT_MS};
 use crate::remoting::client::Client;
 use crate::{Error, Result};
@@ -41,7 +41,7 @@ use crate::{Error, Result};
 pub fn register_request(shard: &Shard) -> RemotingCommand {
     let mut table = BTreeMap::new();
     for t in shard.store.topics() {
-        table.insert(t.name.clone(), super::admin::wire_topic_config(&t));
+        table.insert(t.name.clone(), crate::broker::admin::wire_topic_config(&t));
     }
     let version = shard.topic_version.get() as i64;
     // A replicated shard's state version is its Raft term: when an old leader that has not

@@ -13,6 +13,11 @@
 //!
 //! Invariant: no `RefCell` borrow of shard state is held across an `.await`.
 
+pub mod control;
+pub mod delay;
+pub mod replication;
+pub mod topics;
+
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -24,8 +29,8 @@ use rockshard_storage::sync::Notify;
 use rockshard_storage::{StorageError, Store};
 use tracing::warn;
 
-use super::control::ControlPlane;
-use super::{admin, groups, locks, offsets, pull, replication, schedule, send, sendback, topics};
+use crate::broker::control::ControlPlane;
+use crate::broker::{admin, groups, locks, offsets, pull, schedule, send, sendback};
 use crate::config::BrokerConfig;
 use crate::remoting::rejections::{RejectionLog, RequestSummary};
 use crate::remoting::server::{Connection, Service, Signal};

@@ -41,8 +41,8 @@ use rockshard_storage::TopicConfig;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::offsets::OffsetTable;
-use super::shard::{reply, Shard};
+use crate::broker::offsets::OffsetTable;
+use crate::broker::shard::{reply, Shard};
 use crate::config::Replication;
 use crate::limits::{
     LEADER_BALANCE_INTERVAL_MS, LEADER_BALANCE_LAG_MAX, LEADER_PLACEMENT_START_TRIES, META_REPLICATION_INTERVAL_MS,
@@ -610,7 +610,7 @@ pub fn hand_over_then(shard: &Rc<Shard>, requested: Rc<Signal>, shutdown: Rc<Sig
 pub fn error_code(e: &rockshard_raft::Error) -> i32 {
     match e {
         rockshard_raft::Error::Timeout { .. } => response::FLUSH_SLAVE_TIMEOUT,
-        rockshard_raft::Error::Storage(se) => super::shard::storage_error_code(se),
+        rockshard_raft::Error::Storage(se) => crate::broker::shard::storage_error_code(se),
         _ => response::SERVICE_NOT_AVAILABLE,
     }
 }

@@ -27,7 +27,7 @@ use rockshard_net::code::{request, response};
 use rockshard_net::RemotingCommand;
 use tracing::debug;
 
-use super::shard::{reply, Shard};
+use crate::broker::shard::{reply, Shard};
 use crate::limits::REBALANCE_LOCK_MAX_LIVE_MS;
 use crate::remoting::server::Connection;
 
@@ -168,12 +168,12 @@ impl QueueLocks {
 
     /// Whether `client_id` holds a live lock on `mq` for `group`.
     pub fn is_locked(&self, group: &str, mq: &MessageQueue, client_id: &str) -> bool {
-        self.table.borrow().is_locked(group, mq, client_id, super::now_ms())
+        self.table.borrow().is_locked(group, mq, client_id, crate::broker::now_ms())
     }
 
     /// Whether any member of `group` holds a live lock here (the group consumes orderly).
     pub fn group_holds_locks(&self, group: &str) -> bool {
-        self.table.borrow().group_holds_locks(group, super::now_ms())
+        self.table.borrow().group_holds_locks(group, crate::broker::now_ms())
     }
 
     /// Forgets lapsed locks (called by the shard's client housekeeping).
@@ -197,8 +197,12 @@ fn lock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingComman
         Ok(b) => b,
         Err(e) => return reply(req, response::SYSTEM_ERROR, format!("lock body: {e}")),
     };
-    let held =
-        shard.locks.table.borrow_mut().try_lock(&body.consumer_group, &body.client_id, &body.mq_set, super::now_ms());
+    let held = shard.locks.table.borrow_mut().try_lock(
+        &body.consumer_group,
+        &body.client_id,
+        &body.mq_set,
+        crate::broker::now_ms(),
+    );
     match body::to_json(&LockBatchResponseBody { lock_ok_mq_set: held }) {
         Ok(bytes) => Some(RemotingCommand::response_to(req, response::SUCCESS, None).with_body(bytes)),
         Err(e) => reply(req, response::SYSTEM_ERROR, e.to_string()),

@@ -28,9 +28,9 @@ use rockshard_storage::topics::perm;
 use rockshard_storage::{FlushMode, TopicConfig};
 use tracing::{info, warn};
 
-use super::control::{describe_missing, queue_share, ControlMsg, Missing, TopicSpec};
-use super::replication;
-use super::shard::{bad_header, reply, Shard};
+use crate::broker::control::{describe_missing, queue_share, ControlMsg, Missing, TopicSpec};
+use crate::broker::replication;
+use crate::broker::shard::{bad_header, reply, Shard};
 use crate::config::BrokerConfig;
 use crate::limits::{DELAY_LEVEL_COUNT, TOPIC_NAME_MAX_BYTES, TOPIC_QUEUES_MAX};
 use crate::remoting::server::Connection;

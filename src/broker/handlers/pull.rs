@@ -39,8 +39,8 @@ use rockshard_storage::sync::Notify;
 use rockshard_storage::topics::perm;
 use rockshard_storage::{GetResult, GetStatus, QueueOffset};
 
-use super::replication;
-use super::shard::{bad_header, reply, storage_error_code, Shard};
+use crate::broker::replication;
+use crate::broker::shard::{bad_header, reply, storage_error_code, Shard};
 use crate::limits::{PULL_BYTES_MAX, PULL_MESSAGES_MAX};
 use crate::remoting::server::Connection;
 

@@ -53,9 +53,9 @@ use rockshard_storage::topics::perm;
 use rockshard_storage::PhysicalOffset;
 use tracing::{debug, warn};
 
-use super::send::{self, Outgoing};
-use super::shard::{bad_header, reply, store_failure_code, Shard};
-use super::topics::{self, DLQ_PREFIX, RETRY_PREFIX};
+use crate::broker::send::{self, Outgoing};
+use crate::broker::shard::{bad_header, reply, store_failure_code, Shard};
+use crate::broker::topics::{self, DLQ_PREFIX, RETRY_PREFIX};
 use crate::limits::{DELAY_LEVEL_COUNT, MAX_RECONSUME_TIMES_DEFAULT, RETRY_TOPIC_NAME_MAX_BYTES};
 use crate::remoting::server::Connection;
 
@@ -287,7 +287,7 @@ pub async fn end_transaction(shard: &Rc<Shard>, h: &EndTransactionRequestHeader)
         (response::SYSTEM_ERROR, format!("half message at {} has a non-UTF-8 topic", h.commit_log_offset))
     })?;
     let (topic, queue_id) =
-        super::schedule::real_destination(half.properties).unwrap_or((own_topic, half.header.queue_id));
+        crate::broker::schedule::real_destination(half.properties).unwrap_or((own_topic, half.header.queue_id));
     let props = commit_properties(half.properties);
     let message = Outgoing {
         topic,
@@ -457,7 +457,7 @@ mod tests {
         let path = dir.path().to_path_buf();
         run(async move {
             let shard = open_shard(&path).await;
-            super::super::schedule::start(&shard);
+            crate::broker::schedule::start(&shard);
             let props = properties::encode([(keys::TAGS, "TagA"), (keys::UNIQ_KEY, "U1")]);
             let first = produce(&shard, "orders", &props, 0).await;
             let first_id = msgid::encode(shard.store_host, first);

@@ -1,0 +1,3 @@
+//! Background tasks of a shard (being moved here).
+
+pub mod register;
