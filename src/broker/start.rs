@@ -17,7 +17,12 @@
 //! Readiness: when every shard has registered with every NameServer once, the process
 //! prints one line to stdout starting with `ready:`; tests and scripts wait for it.
 //!
-//! Deliberately not here: request handling (`shard` and the per-concern modules).
+//! Runs on the main thread (`run`) and on each shard's executor (`run_shard`), where it
+//! opens the shard, joins its Raft group, starts its tasks and serves its listener with
+//! the dispatcher; it sits above every layer and may use all of them.
+//!
+//! Deliberately not here: request handling (`dispatch` and `handlers`), the shard's
+//! state and operations (`ops`), and its background work (`tasks`).
 
 use std::io::Write;
 use std::rc::Rc;
@@ -29,7 +34,9 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use super::{control, register, replication, shard};
+use super::ops::control;
+use super::ops::Shard;
+use super::tasks::{self, raft_links, register};
 use crate::config::BrokerConfig;
 use crate::limits::STOP_POLL_INTERVAL_MS;
 use crate::process::{install_signal_thread, request_stop, watch_stop};
@@ -110,24 +117,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
 
     // The embedded NameServer starts first so the shards' first registration finds it.
     let namesrv = match (config.embedded_namesrv, namesrv_listener) {
-        (Some(ns), Some(listener)) => Some(
-            LocalExecutorBuilder::new(Placement::Unbound)
-                .name("rockshard-namesrv")
-                .spawn(move || async move {
-                    let shutdown = Signal::new();
-                    // The sidecar outlives the shards: it stops only after they unregistered.
-                    watch_namesrv_stop(shutdown.clone());
-                    if let Err(e) = crate::namesrv::run(ns, listener, shutdown).await {
-                        error!(error = %e, "embedded NameServer failed");
-                        request_stop();
-                    }
-                })
-                .map_err(|e| Error::Io {
-                    op: "start",
-                    target: "NameServer executor".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })?,
-        ),
+        (Some(ns), Some(listener)) => Some(spawn_namesrv(ns, listener)?),
         _ => None,
     };
 
@@ -150,6 +140,50 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     }
     drop(events_tx);
 
+    let failure = wait_for_shards(&config, &gate, &events_rx);
+    for (id, h) in handles.into_iter().enumerate() {
+        if h.join().is_err() {
+            warn!(shard = id, "shard executor ended abnormally");
+        }
+    }
+    NAMESRV_STOP.store(true, Ordering::SeqCst);
+    if let Some(h) = namesrv {
+        let _ = h.join();
+    }
+    match failure {
+        Some(e) => Err(Error::Usage(e)),
+        None => Ok(()),
+    }
+}
+
+/// Starts the embedded NameServer on an executor of its own; it stops only after every
+/// shard has stopped (`NAMESRV_STOP`), so the shards' unregistrations reach it.
+fn spawn_namesrv(
+    ns: crate::namesrv::NamesrvConfig,
+    listener: std::net::TcpListener,
+) -> Result<glommio::ExecutorJoinHandle<()>> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("rockshard-namesrv")
+        .spawn(move || async move {
+            let shutdown = Signal::new();
+            // The sidecar outlives the shards: it stops only after they unregistered.
+            watch_namesrv_stop(shutdown.clone());
+            if let Err(e) = crate::namesrv::run(ns, listener, shutdown).await {
+                error!(error = %e, "embedded NameServer failed");
+                request_stop();
+            }
+        })
+        .map_err(|e| Error::Io {
+            op: "start",
+            target: "NameServer executor".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// Waits until every shard opened its store, opens the start gate (go only if all did),
+/// then waits until every shard registered once and prints the `ready:` line. Returns
+/// the failure that stopped the start, if one did (the shards are then told to stop).
+fn wait_for_shards(config: &BrokerConfig, gate: &StartGate, events_rx: &mpsc::Receiver<ShardEvent>) -> Option<String> {
     let mut failure = None;
     let mut opened = 0;
     while opened < config.shards && failure.is_none() {
@@ -186,19 +220,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         );
         let _ = out.flush();
     }
-    for (id, h) in handles.into_iter().enumerate() {
-        if h.join().is_err() {
-            warn!(shard = id, "shard executor ended abnormally");
-        }
-    }
-    NAMESRV_STOP.store(true, Ordering::SeqCst);
-    if let Some(h) = namesrv {
-        let _ = h.join();
-    }
-    match failure {
-        Some(e) => Err(Error::Usage(e)),
-        None => Ok(()),
-    }
+    failure
 }
 
 /// Set after every shard has stopped (and unregistered): the sidecar NameServer may go.
@@ -228,12 +250,12 @@ async fn run_shard(
     };
     let listener = server::adopt(listener);
     // SIGTERM sets `requested`; the shard's own shutdown follows once a replicated
-    // leader has handed its leadership over (see `replication::hand_over_then`).
+    // leader has handed its leadership over (see `tasks::replication::hand_over_then`).
     let requested = Signal::new();
     watch_stop(requested.clone());
     let shutdown = Signal::new();
     let control = control::ControlPlane::connect(id, endpoints).await;
-    let shard = match shard::Shard::open(id, config, control, shutdown.clone()).await {
+    let shard = match Shard::open(id, config, control, shutdown.clone()).await {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
@@ -251,9 +273,9 @@ async fn run_shard(
         shutdown.trigger();
         return fail(e.to_string());
     }
-    replication::hand_over_then(&shard, requested, shutdown.clone());
-    info!(shard = id, listen = %shard.config.shard_listen(id), broker = %shard.broker_name, "shard serving");
-    shard.start_tasks();
+    tasks::replication::hand_over_then(&shard, requested, shutdown.clone());
+    info!(shard = id, listen = %shard.config().shard_listen(id), broker = %shard.broker_name(), "shard serving");
+    tasks::start(&shard);
     let (registrar, registered) = register::start(&shard);
     {
         let events = events.clone();
@@ -264,13 +286,11 @@ async fn run_shard(
         })
         .detach();
     }
-    if let Err(e) = server::serve(listener, shard.clone(), shutdown, shard.config.connection_limits).await {
+    if let Err(e) = server::serve(listener, shard.clone(), shutdown, shard.config().connection_limits).await {
         warn!(shard = id, error = %e, "serving ended with an error");
     }
     registrar.unregister_all(&shard).await;
-    if let Some(replica) = shard.replica.get() {
-        replica.close().await;
-    }
+    shard.close_replica().await;
     if let Err(e) = shard.close().await {
         error!(shard = id, error = %e, "closing the store failed");
     }
@@ -280,28 +300,12 @@ async fn run_shard(
 /// Joins shard `shard.id`'s Raft group when the node is part of a replicated group: opens
 /// the replica over the shard's store (it reconciles its log with the CommitLog and makes
 /// only committed records readable), links it to the same shard on every peer, and starts
-/// the leader's metadata snapshots.
-async fn start_replica(shard: &Rc<shard::Shard>, shutdown: &Rc<Signal>) -> Result<()> {
-    let Some(repl) = shard.config.replication.as_ref() else { return Ok(()) };
-    let links = replication::PeerLinks::start(shard.id, repl, shutdown.clone());
-    let hooks = Rc::new(replication::ShardHooks::new(shard));
-    let mut config =
-        rockshard_raft::ReplicaConfig::new(repl.node_id, repl.voters(), shard.config.shard_dir(shard.id).join("raft"));
-    config.tick_ms = repl.tick_ms;
-    config.election_ticks = repl.election_ticks as usize;
-    config.propose_timeout_ms = repl.timeout_ms;
-    let replica = replication::ShardReplica::open_with(
-        config,
-        rockshard_raft::StoreData::new(Rc::new(shard.store.clone())),
-        rockshard_storage::GlommioDisk,
-        links,
-        hooks,
-        rockshard_raft::Clock::Timer,
-    )
-    .await?;
-    let _ = shard.replica.set(replica);
-    replication::start_meta_task(shard);
-    replication::start_leader_placement(shard);
-    info!(shard = shard.id, group = %repl.group, node = %repl.node, id = repl.node_id, "replica started");
+/// the leader's metadata snapshots and leader placement.
+async fn start_replica(shard: &Rc<Shard>, shutdown: &Rc<Signal>) -> Result<()> {
+    let Some(repl) = shard.config().replication.as_ref() else { return Ok(()) };
+    let links = raft_links::PeerLinks::start(shard.id(), repl, shutdown.clone());
+    shard.open_replica(links).await?;
+    tasks::replication::start(shard);
+    info!(shard = shard.id(), group = %repl.group, node = %repl.node, id = repl.node_id, "replica started");
     Ok(())
 }

@@ -1,55 +1,46 @@
-//! A shard's part in its replicated broker group: the Raft transport between shard *i* of
-//! every node, the hooks the replica calls at apply and on role changes, the metadata
-//! records (topic changes, consumer offsets) that ride in the log, and the status answer
-//! `rockshard admin cluster` shows (`status_view`; the body's shape is net's).
-//!
-//! Transport: Raft messages travel as remoting frames with the oneway request code
-//! `RAFT_MESSAGES` (net's `rockshard` module) on an ordinary connection from this shard to the peer's shard port
-//! (base port + shard), one connection per peer, made again when it breaks. Every
-//! message the replica hands over while a write is under way leaves in the next frame,
-//! so a burst of appends and heartbeats to one peer is one write. A peer that cannot be
-//! reached holds at most [`RAFT_PEER_QUEUE_MAX_MSGS`] messages; past that they are
-//! dropped — Raft resends what matters, and a dead peer must not grow our memory.
-//! A link going down is a WARN naming the peer, once per down transition, also on an
-//! idle link (its connection closing is noticed without a message to send); its coming
-//! back is an INFO. At start, a peer gets [`RAFT_LINK_START_GRACE_MS`] to come up.
+//! A shard's part in its replicated broker group, as operations: joining the group
+//! (the replica over the shard's own store), proposing records and metadata, applying
+//! what the group committed, and what the rest of the broker may ask or tell the
+//! replica (status, role, Raft messages, leadership moves).
 //!
 //! Metadata: a record on `META_TOPIC` (queue 0) whose body is a [`MetaRecord`] in JSON,
 //! always in an entry of its own (never gathered with sends), so applying an entry looks
-//! at its first record only.
-//! Topic changes are proposed by the node that made them (a follower's proposal is
-//! forwarded to the leader by raft-rs) and applied on every node when committed; consumer
-//! offsets and delayed-delivery progress are a snapshot the leader proposes at most every
-//! [`META_REPLICATION_INTERVAL_MS`] when they changed, applied by the followers.
+//! at its first record only. Topic changes are proposed by the node that made them (a
+//! follower's proposal is forwarded to the leader by raft-rs) and applied on every node
+//! when committed; consumer offsets and delayed-delivery progress are a snapshot the
+//! leader proposes (`tasks::replication` decides when) and the followers apply.
 //!
-//! Runs on the shard's executor, like everything the shard owns.
+//! Records: a send's records are encoded once in the stored format
+//! ([`encode_records`]) and proposed; every node's store appends them when committed.
+//!
+//! Invariants: the replica is set once, right after the shard opens, and lives inside
+//! the shard, so its hooks hold the shard weakly; committed topic changes are applied
+//! one after another in log order; a leader never adopts a snapshot (its own state is
+//! newer than any it proposed).
+//!
+//! Runs on the shard's executor, like everything the shard owns. Deliberately not here:
+//! the transport (`tasks::raft_links`), the periodic snapshot, leader placement and the
+//! hand-over at shutdown (`tasks::replication`), and the wire codes of replication
+//! failures (`handlers::answer`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
-use rockshard_net::code::response;
-use rockshard_net::rockshard::{ProgressView, StatusBody, StatusView, META_TOPIC, RAFT_MESSAGES};
+use rockshard_net::rockshard::{ProgressView, StatusBody, StatusView, META_TOPIC};
 use rockshard_net::stored::{self, RecordFields};
-use rockshard_net::{ExtFields, RemotingCommand};
-use rockshard_raft::{Hooks, Message, Role, Status, Transport};
-use rockshard_storage::sync::Notify;
+use rockshard_raft::{Hooks, Message, Proposal, ReplicaConfig, Role, Status, Transport};
 use rockshard_storage::TopicConfig;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::broker::offsets::OffsetTable;
-use crate::broker::shard::{reply, Shard};
-use crate::config::Replication;
-use crate::limits::{
-    LEADER_BALANCE_INTERVAL_MS, LEADER_BALANCE_LAG_MAX, LEADER_PLACEMENT_START_TRIES, META_REPLICATION_INTERVAL_MS,
-    RAFT_LINK_START_GRACE_MS, RAFT_PEER_QUEUE_MAX_MSGS, RAFT_RECONNECT_BACKOFF_MS, REGISTER_TIMEOUT_MS,
-};
-use crate::remoting::client::Client;
-use crate::remoting::server::{Connection, Signal};
+use super::Shard;
+use crate::broker::now_ms;
+use crate::broker::state::delay::LEVELS;
+use crate::broker::state::offsets::OffsetTable;
+use crate::Result;
 
 /// A shard's replica: Raft over the shard's own store.
 pub type ShardReplica = rockshard_raft::Replica<rockshard_storage::GlommioDisk, rockshard_raft::StoreData>;
@@ -96,234 +87,125 @@ pub fn status_view(s: &Status) -> StatusView {
     }
 }
 
-// ---- transport ---------------------------------------------------------------------------
-
-/// One peer's outgoing queue and the task that drains it.
-struct Peer {
-    id: u64,
-    /// The node's name in `--peers`: what an operator knows it by.
-    name: String,
-    addr: SocketAddr,
-    queue: RefCell<VecDeque<Message>>,
-    wake: Notify,
-    dropped: Cell<u64>,
-}
-
-/// The shard's links to the same shard on every other node of the group.
-pub struct PeerLinks {
-    peers: Vec<Rc<Peer>>,
-}
-
-impl PeerLinks {
-    /// Starts one sender task per peer; they end when the shard shuts down.
-    pub fn start(shard_id: usize, repl: &Replication, shutdown: Rc<Signal>) -> Rc<PeerLinks> {
-        let mut peers = Vec::new();
-        for id in repl.voters() {
-            if id == repl.node_id {
-                continue;
-            }
-            let Some(addr) = repl.peer_shard_addr(id, shard_id) else { continue };
-            let name = (id as usize)
-                .checked_sub(1)
-                .and_then(|i| repl.peers.get(i))
-                .map_or_else(|| format!("#{id}"), |(n, _)| n.clone());
-            let peer = Rc::new(Peer {
-                id,
-                name,
-                addr,
-                queue: RefCell::new(VecDeque::new()),
-                wake: Notify::default(),
-                dropped: Cell::new(0),
-            });
-            glommio::spawn_local(run_peer(peer.clone(), shard_id, shutdown.clone())).detach();
-            peers.push(peer);
-        }
-        Rc::new(PeerLinks { peers })
+impl Shard {
+    /// Joins the shard's Raft group when the node is part of a replicated group: opens
+    /// the replica over the shard's store (it reconciles its log with the CommitLog and
+    /// makes only committed records readable), sending through `transport`.
+    pub async fn open_replica(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
+        let Some(repl) = self.config.replication.as_ref() else { return Ok(()) };
+        let hooks = Rc::new(ShardHooks::new(self));
+        let mut config = ReplicaConfig::new(repl.node_id, repl.voters(), self.config.shard_dir(self.id).join("raft"));
+        config.tick_ms = repl.tick_ms;
+        config.election_ticks = repl.election_ticks as usize;
+        config.propose_timeout_ms = repl.timeout_ms;
+        let replica = ShardReplica::open_with(
+            config,
+            rockshard_raft::StoreData::new(Rc::new(self.store.clone())),
+            rockshard_storage::GlommioDisk,
+            transport,
+            hooks,
+            rockshard_raft::Clock::Timer,
+        )
+        .await?;
+        let _ = self.replica.set(replica);
+        Ok(())
     }
-}
 
-impl Transport for PeerLinks {
-    fn send(&self, msgs: Vec<Message>) {
+    /// Closes the replica, if there is one (at shutdown, before the store).
+    pub async fn close_replica(&self) {
+        if let Some(replica) = self.replica.get() {
+            replica.close().await;
+        }
+    }
+
+    /// Whether this shard is part of a replicated group (its replica is open).
+    pub fn is_replicated(&self) -> bool {
+        self.replica.get().is_some()
+    }
+
+    /// The replica's status, when there is a replica.
+    pub fn raft_status(&self) -> Option<Status> {
+        self.replica.get().map(|r| r.status())
+    }
+
+    /// Why a leader-only request is refused here: "not the leader", naming the leader this
+    /// node knows of — the same error a proposal on a follower fails with. `None` when
+    /// this shard takes writes (alone, or as its group's leader), and when its replica
+    /// stopped: then the request goes on and its proposal reports why the replica stopped,
+    /// as it always has.
+    pub fn not_leader(&self) -> Option<rockshard_raft::Error> {
+        let replica = self.replica.get().filter(|r| !r.is_leader())?;
+        let status = replica.status();
+        status.stopped.is_none().then_some(rockshard_raft::Error::NotLeader { leader: status.leader })
+    }
+
+    /// RAFT_STATUS's body: the replica's view plus who the nodes are; `None` when this
+    /// broker is not part of a replicated group.
+    pub fn raft_status_body(&self) -> Option<StatusBody> {
+        let (Some(replica), Some(repl)) = (self.replica.get(), self.config.replication.as_ref()) else { return None };
+        Some(StatusBody {
+            group: repl.group.clone(),
+            broker_name: self.broker_name.clone(),
+            shard: self.id,
+            node: repl.node.clone(),
+            node_id: repl.node_id,
+            peers: repl.peers.iter().map(|(n, _)| n.clone()).collect(),
+            status: status_view(&replica.status()),
+        })
+    }
+
+    /// Hands Raft messages from a peer to the replica; false when there is no replica.
+    pub fn step_raft(&self, msgs: Vec<Message>) -> bool {
+        let Some(replica) = self.replica.get() else { return false };
         for m in msgs {
-            let Some(peer) = self.peers.iter().find(|p| p.id == m.to) else {
-                debug!(to = m.to, "raft message to an unknown node dropped");
-                continue;
-            };
-            let mut q = peer.queue.borrow_mut();
-            if q.len() >= RAFT_PEER_QUEUE_MAX_MSGS {
-                peer.dropped.set(peer.dropped.get() + 1);
-                continue;
-            }
-            q.push_back(m);
-            drop(q);
-            peer.wake.notify();
+            replica.step(m);
         }
-    }
-}
-
-/// What a peer's sender task knows of its link, so that each change is logged once: a
-/// WARN naming the peer when the link goes down, an INFO when it is up (again).
-enum LinkState {
-    /// Not up yet since the shard started (then): failures are quiet for
-    /// [`RAFT_LINK_START_GRACE_MS`], as peers start at about the same time.
-    Starting(Instant),
-    Up,
-    /// Down since then.
-    Down(Instant),
-}
-
-/// The link to one peer as the log tells it.
-struct LinkLog<'a> {
-    peer: &'a Peer,
-    shard_id: usize,
-    state: LinkState,
-}
-
-impl LinkLog<'_> {
-    fn up(&mut self) {
-        let (shard, peer, addr) = (self.shard_id, &self.peer.name, self.peer.addr);
-        match self.state {
-            LinkState::Starting(_) => info!(shard, %peer, id = self.peer.id, %addr, "raft link up"),
-            LinkState::Down(since) => {
-                let down_ms = since.elapsed().as_millis() as u64;
-                info!(shard, %peer, id = self.peer.id, %addr, down_ms, "raft link up again");
-            }
-            LinkState::Up => {}
-        }
-        self.state = LinkState::Up;
+        true
     }
 
-    fn down(&mut self, why: &dyn std::fmt::Display) {
-        let (shard, peer, addr) = (self.shard_id, &self.peer.name, self.peer.addr);
-        match self.state {
-            LinkState::Up => {
-                warn!(shard, %peer, id = self.peer.id, %addr, error = %why, "raft link down");
-                self.state = LinkState::Down(Instant::now());
-            }
-            LinkState::Starting(since) if since.elapsed() >= Duration::from_millis(RAFT_LINK_START_GRACE_MS) => {
-                warn!(shard, %peer, id = self.peer.id, %addr, error = %why, "raft link down: not up since this node started");
-                self.state = LinkState::Down(since);
-            }
-            LinkState::Starting(_) | LinkState::Down(_) => {
-                debug!(shard, %peer, %addr, error = %why, "raft link not up; retrying");
-            }
+    /// Campaigns for leadership now (leader placement at start).
+    pub fn raft_campaign(&self) {
+        if let Some(replica) = self.replica.get() {
+            replica.campaign();
         }
     }
-}
 
-/// What ended a sender task's wait while its queue was empty.
-enum Woke {
-    Messages,
-    Shutdown,
-    /// The idle connection ended.
-    Closed,
-}
+    /// Hands leadership to node `to` (placement, or stopping as leader).
+    pub fn raft_transfer_leader(&self, to: u64) {
+        if let Some(replica) = self.replica.get() {
+            replica.transfer_leader(to);
+        }
+    }
 
-async fn run_peer(peer: Rc<Peer>, shard_id: usize, shutdown: Rc<Signal>) {
-    let mut client: Option<Client> = None;
-    let mut link = LinkLog { peer: &peer, shard_id, state: LinkState::Starting(Instant::now()) };
-    while !shutdown.is_set() {
-        if peer.queue.borrow().is_empty() {
-            // Waits for messages, and meanwhile watches the connection: a peer that dies
-            // while nothing goes to it (a follower's link to another follower) is noticed
-            // when its connection ends, not at the next election.
-            let idle = client.clone();
-            let woke = futures_lite::future::or(
-                async {
-                    peer.wake.notified().await;
-                    Woke::Messages
-                },
-                futures_lite::future::or(
-                    async {
-                        shutdown.wait().await;
-                        Woke::Shutdown
-                    },
-                    async {
-                        match idle {
-                            Some(c) => c.closed().await,
-                            None => std::future::pending::<()>().await,
-                        }
-                        Woke::Closed
-                    },
-                ),
-            )
-            .await;
-            match woke {
-                Woke::Shutdown => break,
-                Woke::Messages => {}
-                Woke::Closed => {
-                    client = None;
-                    link.down(&"connection closed");
-                }
-            }
-            continue;
-        }
-        if client.as_ref().is_some_and(Client::is_closed) {
-            client = None;
-            link.down(&"connection closed");
-        }
-        let c = match client.clone() {
-            Some(c) => c,
-            None => match Client::connect(&peer.addr.to_string(), Duration::from_millis(REGISTER_TIMEOUT_MS)).await {
-                Ok(c) => {
-                    link.up();
-                    client = Some(c.clone());
-                    c
-                }
-                Err(e) => {
-                    link.down(&e);
-                    // What waited is stale by the time the link is back: Raft resends
-                    // whatever still matters, newer and smaller.
-                    peer.queue.borrow_mut().clear();
-                    glommio::timer::sleep(Duration::from_millis(RAFT_RECONNECT_BACKOFF_MS)).await;
-                    continue;
-                }
-            },
+    /// Replicates a topic change this shard just made (no-op without replication). A
+    /// follower's proposal is forwarded to the leader; everyone applies it when it
+    /// commits.
+    pub(super) fn replicate_topic_change(&self, upsert: Option<TopicConfig>, delete: Option<&str>) {
+        let Some(replica) = self.replica.get() else { return };
+        let meta = MetaRecord {
+            topics_upsert: upsert.into_iter().collect(),
+            topics_delete: delete.map(str::to_string).into_iter().collect(),
+            ..Default::default()
         };
-        let batch: Vec<Message> = peer.queue.borrow_mut().drain(..).collect();
-        let mut body = Vec::new();
-        rockshard_raft::wire::encode(&batch, &mut body);
-        let cmd = RemotingCommand::new_request(RAFT_MESSAGES, ExtFields::new()).with_body(Bytes::from(body));
-        if let Err(e) = c.oneway(cmd).await {
-            link.down(&e);
-            client = None;
+        if let Err(e) = replica.propose_forwarded(meta_record(self.store_host, &meta)) {
+            warn!(shard = self.id, error = %e, "a topic change could not be replicated now");
         }
     }
-    if let Some(c) = client {
-        c.close().await;
-    }
-}
 
-/// RAFT_MESSAGES and RAFT_STATUS.
-pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    let (Some(replica), Some(repl)) = (shard.replica.get(), shard.config.replication.as_ref()) else {
-        return reply(&req, response::REQUEST_CODE_NOT_SUPPORTED, "this broker is not part of a replicated group");
-    };
-    match req.code {
-        RAFT_MESSAGES => {
-            match rockshard_raft::wire::decode(&req.body) {
-                Ok(msgs) => {
-                    for m in msgs {
-                        replica.step(m);
-                    }
-                }
-                Err(e) => warn!(shard = shard.id, error = %e, "undecodable raft messages dropped"),
-            }
-            None
+    /// Proposes a snapshot of this leader's consumer offsets (when `offsets`) and
+    /// delayed-delivery progress (when given), in an entry of its own. `None` without a
+    /// replica.
+    pub fn propose_snapshot(&self, offsets: bool, delay: Option<[u64; LEVELS]>) -> Option<Result<Proposal>> {
+        let replica = self.replica.get()?;
+        let mut meta = MetaRecord::default();
+        if offsets {
+            let table = serde_json::from_slice(&self.offsets_json()).expect("the offset table is JSON");
+            meta.offsets = Some(table);
         }
-        _ => {
-            let body = StatusBody {
-                group: repl.group.clone(),
-                broker_name: shard.broker_name.clone(),
-                shard: shard.id,
-                node: repl.node.clone(),
-                node_id: repl.node_id,
-                peers: repl.peers.iter().map(|(n, _)| n.clone()).collect(),
-                status: status_view(&replica.status()),
-            };
-            let json = serde_json::to_vec(&body).expect("status serializes");
-            Some(RemotingCommand::response_to(&req, response::SUCCESS, None).with_body(Bytes::from(json)))
+        if let Some(delay) = delay {
+            meta.delay_offsets = Some(delay.to_vec());
         }
+        Some(replica.propose_alone(meta_record(self.store_host, &meta)).map_err(Into::into))
     }
 }
 
@@ -331,7 +213,7 @@ pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingComm
 
 /// What the replica tells the shard. Holds the shard weakly: the replica lives inside it.
 pub struct ShardHooks {
-    pub shard: RefCell<std::rc::Weak<Shard>>,
+    pub shard: RefCell<Weak<Shard>>,
     /// Committed topic changes not yet applied to the store, in log order: one task
     /// applies them one after another, so a create and a delete of the same topic that
     /// commit back to back land in that order too.
@@ -354,20 +236,7 @@ impl ShardHooks {
             loop {
                 let next = queue.borrow_mut().pop_front();
                 let Some(meta) = next else { break };
-                for t in meta.topics_upsert {
-                    if shard.store.topic(&t.name).as_ref() != Some(&t) {
-                        if let Err(e) = shard.store.upsert_topic(t).await {
-                            warn!(shard = shard.id, error = %e, "applying a replicated topic change failed");
-                        }
-                    }
-                }
-                for name in meta.topics_delete {
-                    if let Err(e) = shard.store.remove_topic(&name).await {
-                        warn!(shard = shard.id, error = %e, "applying a replicated topic deletion failed");
-                    }
-                    shard.offsets.remove_topic(&name);
-                }
-                shard.topics_changed();
+                shard.apply_replicated_topics(meta.topics_upsert, meta.topics_delete).await;
             }
             applying.set(false);
         })
@@ -386,12 +255,12 @@ impl ShardHooks {
             self.queue_topic_changes(shard, meta.clone());
         }
         if let Some(delay) = meta.delay_offsets.filter(|_| !shard.is_leader()) {
-            match <[u64; rockshard_storage::store::DELAY_LEVELS_MS.len()]>::try_from(delay) {
+            match <[u64; LEVELS]>::try_from(delay) {
                 Ok(levels) => {
                     shard.schedule.adopt(levels);
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
-                        if let Err(e) = shard.schedule.persist(&shard.store).await {
+                        if let Err(e) = shard.persist_delay_progress().await {
                             warn!(shard = shard.id, error = %e, "saving replicated delay progress failed");
                         }
                     })
@@ -406,7 +275,7 @@ impl ShardHooks {
             // The leader's own table is newer than any snapshot it proposed.
             if !shard.is_leader() {
                 match serde_json::to_vec(&offsets).map_err(|e| e.to_string()).and_then(|b| OffsetTable::from_json(&b)) {
-                    Ok(table) => shard.offsets.replace(table),
+                    Ok(table) => shard.replace_offsets(table),
                     Err(e) => warn!(shard = shard.id, error = %e, "unreadable replicated offsets skipped"),
                 }
             }
@@ -445,20 +314,20 @@ impl Hooks for ShardHooks {
     }
 }
 
-// ---- proposing metadata ------------------------------------------------------------------
+// ---- encoding ----------------------------------------------------------------------------
 
 /// The stored-format record carrying `meta`, stamped now.
-fn meta_record(shard: &Shard, meta: &MetaRecord) -> Bytes {
+fn meta_record(store_host: SocketAddr, meta: &MetaRecord) -> Bytes {
     let body = serde_json::to_vec(meta).expect("metadata serializes");
     let fields = RecordFields {
         topic: META_TOPIC.as_bytes(),
         queue_id: 0,
         flag: 0,
         sys_flag: 0,
-        born_timestamp_ms: crate::broker::now_ms(),
-        born_host: shard.store_host,
-        store_timestamp_ms: crate::broker::now_ms(),
-        store_host: shard.store_host,
+        born_timestamp_ms: now_ms(),
+        born_host: store_host,
+        store_timestamp_ms: now_ms(),
+        store_host,
         reconsume_times: 0,
         prepared_transaction_offset: 0,
         body: &body,
@@ -469,156 +338,16 @@ fn meta_record(shard: &Shard, meta: &MetaRecord) -> Bytes {
     Bytes::from(out)
 }
 
-/// Replicates a topic change this shard just made (no-op without replication). A follower's
-/// proposal is forwarded to the leader; everyone applies it when it commits.
-pub fn topic_changed(shard: &Shard, upsert: Option<TopicConfig>, delete: Option<&str>) {
-    let Some(replica) = shard.replica.get() else { return };
-    let meta = MetaRecord {
-        topics_upsert: upsert.into_iter().collect(),
-        topics_delete: delete.map(str::to_string).into_iter().collect(),
-        ..Default::default()
-    };
-    if let Err(e) = replica.propose_forwarded(meta_record(shard, &meta)) {
-        warn!(shard = shard.id, error = %e, "a topic change could not be replicated now");
-    }
-}
-
-/// The leader's offset snapshots: every interval, when the table changed since the last
-/// one that committed.
-pub fn start_meta_task(shard: &Rc<Shard>) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        let mut replicated_version = shard.offsets.version();
-        let mut replicated_delay = shard.schedule.offsets();
-        loop {
-            let stop = shard.shutdown.sleep(Duration::from_millis(META_REPLICATION_INTERVAL_MS)).await;
-            if stop {
-                break;
-            }
-            let Some(replica) = shard.replica.get() else { break };
-            let version = shard.offsets.version();
-            let delay = shard.schedule.offsets();
-            if !replica.is_leader() || (version == replicated_version && delay == replicated_delay) {
-                continue;
-            }
-            let mut meta = MetaRecord::default();
-            if version != replicated_version {
-                let table = serde_json::from_slice(&shard.offsets.to_json()).expect("the offset table is JSON");
-                meta.offsets = Some(table);
-            }
-            if delay != replicated_delay {
-                meta.delay_offsets = Some(delay.to_vec());
-            }
-            match replica.propose_alone(meta_record(&shard, &meta)) {
-                Ok(p) => match p.await {
-                    Ok(_) => (replicated_version, replicated_delay) = (version, delay),
-                    Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not committed; will retry"),
-                },
-                Err(e) => debug!(shard = shard.id, error = %e, "offset snapshot not proposed"),
-            }
-        }
-    })
-    .detach();
-}
-
-/// Spreads leadership: the shard's preferred node (see `Replication::preferred_leader`)
-/// campaigns at start while the group has no leader, so that with several shards every
-/// node leads some and takes writes; with `raft_balance_leaders`, a leader that is not
-/// the preferred node hands over to it whenever that node is caught up.
-pub fn start_leader_placement(shard: &Rc<Shard>) {
-    let Some(repl) = shard.config.replication.clone() else { return };
-    let preferred = repl.preferred_leader(shard.id);
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        let tick = Duration::from_millis(repl.tick_ms);
-        // At start: a few tries, each a couple of ticks apart, while nobody leads.
-        if preferred == repl.node_id {
-            for _ in 0..LEADER_PLACEMENT_START_TRIES {
-                let Some(replica) = shard.replica.get() else { return };
-                if shard.shutdown.is_set() || replica.status().leader.is_some() {
-                    break;
-                }
-                replica.campaign();
-                glommio::timer::sleep(tick * 3).await;
-            }
-        }
-        if !repl.balance_leaders {
-            return;
-        }
-        while !shard.shutdown.is_set() {
-            let stop = shard.shutdown.sleep(Duration::from_millis(LEADER_BALANCE_INTERVAL_MS)).await;
-            if stop {
-                break;
-            }
-            let Some(replica) = shard.replica.get() else { break };
-            let st = replica.status();
-            if st.role != Role::Leader || preferred == repl.node_id {
-                continue;
-            }
-            let caught_up = st.progress.iter().any(|p| {
-                p.id == preferred && p.state == "replicate" && p.matched + LEADER_BALANCE_LAG_MAX >= st.last_index
-            });
-            if caught_up {
-                info!(shard = shard.id, to = preferred, "handing leadership to the preferred node");
-                replica.transfer_leader(preferred);
-            }
-        }
-    })
-    .detach();
-}
-
 /// The follower a leader's status shows furthest along among those it is streaming to
 /// (raft-rs "replicate" state): where to hand leadership or send a lagging reader.
 pub fn furthest_follower(st: &Status) -> Option<u64> {
     st.progress.iter().filter(|p| p.state == "replicate").max_by_key(|p| p.matched).map(|p| p.id)
 }
 
-/// Triggers `shutdown` once `requested` fires — after, for a replicated leader, handing
-/// its leadership to the follower furthest along, so that a rolling restart costs each
-/// shard a transfer (a few milliseconds) instead of an election timeout (1–2 s). The
-/// hand-over waits at most one election timeout: raft-rs abandons a transfer to a
-/// follower that does not catch up in that time, and the group then elects as usual.
-pub fn hand_over_then(shard: &Rc<Shard>, requested: Rc<Signal>, shutdown: Rc<Signal>) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        requested.wait().await;
-        if let (Some(replica), Some(repl)) = (shard.replica.get(), shard.config.replication.as_ref()) {
-            let st = replica.status();
-            if let (Role::Leader, Some(to)) = (st.role, furthest_follower(&st)) {
-                info!(shard = shard.id, to, "stopping: handing leadership over first");
-                replica.transfer_leader(to);
-                let tick = Duration::from_millis(repl.tick_ms);
-                for _ in 0..repl.election_ticks {
-                    glommio::timer::sleep(tick).await;
-                    if !replica.is_leader() {
-                        break;
-                    }
-                }
-                if replica.is_leader() {
-                    warn!(shard = shard.id, to, "leadership not handed over in time; stopping as leader");
-                }
-            }
-        }
-        shutdown.trigger();
-    })
-    .detach();
-}
-
-/// The wire code for a replication failure: not the leader (or no longer) is a reason to
-/// try another broker, which clients do for SERVICE_NOT_AVAILABLE; a commit that timed
-/// out may still happen, which is what RocketMQ's FLUSH_SLAVE_TIMEOUT says.
-pub fn error_code(e: &rockshard_raft::Error) -> i32 {
-    match e {
-        rockshard_raft::Error::Timeout { .. } => response::FLUSH_SLAVE_TIMEOUT,
-        rockshard_raft::Error::Storage(se) => crate::broker::shard::storage_error_code(se),
-        _ => response::SERVICE_NOT_AVAILABLE,
-    }
-}
-
 /// Encodes records for a proposal: the stored format with this moment as STORETIMESTAMP;
 /// the offsets are placeholders every node fills in identically when it persists.
 pub fn encode_records(fields: &[RecordFields<'_>]) -> Result<Bytes, rockshard_net::Error> {
-    let now = crate::broker::now_ms();
+    let now = now_ms();
     let mut len = 0;
     for f in fields {
         len += stored::encoded_len(f)?;

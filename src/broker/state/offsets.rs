@@ -1,53 +1,31 @@
-//! Consumer offsets of one shard, and the queue-offset questions clients ask.
+//! Consumer offsets of one shard, as a pure table: (group, topic, queueId) → the next
+//! offset the group will consume, and its file format.
 //!
-//! Serves QUERY_CONSUMER_OFFSET (14), UPDATE_CONSUMER_OFFSET (15, usually oneway),
-//! SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30), GET_MIN_OFFSET (31) and
-//! GET_EARLIEST_MSG_STORETIME (32). Owns the table (group, topic, queueId) → next offset
-//! the group will consume, fed by UPDATE_CONSUMER_OFFSET and by pulls carrying the
-//! commit-offset bit (`commit`), read back by consumers that take over a queue and by
-//! admin (consumer progress, reset by time).
+//! Fed by UPDATE_CONSUMER_OFFSET and by pulls carrying the commit-offset bit, read back
+//! by consumers that take over a queue and by admin (consumer progress, reset by time),
+//! replaced wholesale on a replicated follower by its leader's snapshot.
 //!
-//! Persistence: `config/consumerOffset.json` in the shard's store, saved atomically by the
-//! store (old or new file survives any crash) every `CONSUMER_OFFSET_PERSIST_INTERVAL_MS`
-//! when something changed, and at shutdown. A crash loses at most one interval of
-//! progress; consumers then re-consume it (RocketMQ's at-least-once). The file is this
-//! shard's own:
+//! The file is `config/consumerOffset.json` in the shard's store, this shard's own:
 //!
 //! ```text
 //! {"version":1,"offsets":[{"group":"G","topic":"T","queues":{"0":12,"1":40}}, ...]}
 //! ```
 //!
-//! Invariants: saves are serialised (one at a time), and each writes a snapshot taken
-//! after the previous save finished, so an older table never overwrites a newer one. No
-//! `RefCell` borrow is held across an `.await`. An unreadable offsets file stops the
-//! shard from opening rather than silently sending every group back to its
-//! consume-from-where position.
+//! Invariants: the same table always writes the same bytes (sorted); a file of another
+//! version or a damaged one is refused, never half read. [`ConsumerOffsets`] counts
+//! changes (`version`, for replication) and knows whether the table changed since the
+//! last save began (`dirty`), so a save never writes an older table over a newer one.
+//! Every method is synchronous.
 //!
-//! Runs on the shard's executor only. Deliberately not here: offsets of broadcasting
-//! consumers (clients keep those locally), static-topic offset mapping, and the
-//! server-side offset-reset lock Java has behind a flag (`useServerSideResetOffset`).
+//! Deliberately not here: reading and writing the file (the shard's operations,
+//! `ops::offsets`, save it through the store every `CONSUMER_OFFSET_PERSIST_INTERVAL_MS`
+//! and at shutdown), offsets of broadcasting consumers (clients keep those locally),
+//! static-topic offset mapping, and the server-side offset-reset lock Java has behind a
+//! flag (`useServerSideResetOffset`).
 
-use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
-use std::time::Duration;
 
-use rockshard_net::code::{request, response};
-use rockshard_net::headers::{
-    BoundaryType, CommandHeader, GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
-    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader, GetMinOffsetResponseHeader,
-    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader,
-    SearchOffsetResponseHeader, UpdateConsumerOffsetRequestHeader,
-};
-use rockshard_net::{stored, RemotingCommand};
-use rockshard_storage::{Boundary, QueueOffset, StorageError, Store};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
-
-use crate::broker::shard::{bad_header, reply, storage_error_code, Shard};
-use crate::limits::CONSUMER_OFFSET_PERSIST_INTERVAL_MS;
-use crate::remoting::server::Connection;
-use crate::{Error, Result};
 
 /// The offsets file, under the store's `config/` directory (RocketMQ's name).
 pub const OFFSETS_FILE: &str = "consumerOffset.json";
@@ -172,274 +150,116 @@ impl OffsetTable {
     }
 }
 
-/// The shard's consumer offsets.
+/// The shard's consumer offsets: the table, and what saving and replicating it need to
+/// know about its changes.
+#[derive(Debug, Default)]
 pub struct ConsumerOffsets {
-    table: RefCell<OffsetTable>,
+    table: OffsetTable,
     /// Set when the table changed since the last save began.
-    dirty: Cell<bool>,
-    /// One save at a time (the periodic one and shutdown's may overlap).
-    saving: glommio::sync::Semaphore,
+    dirty: bool,
     /// Bumped on every change: a replicated leader sends a snapshot when it moved.
-    version: Cell<u64>,
+    version: u64,
 }
 
 impl ConsumerOffsets {
-    /// Reads the offsets file (an empty table when there is none).
-    pub async fn load(store: &Store) -> Result<ConsumerOffsets> {
-        let table = match store.load_config_file(OFFSETS_FILE).await? {
-            None => OffsetTable::default(),
-            Some(bytes) => OffsetTable::from_json(&bytes).map_err(|detail| Error::Config {
-                key: format!("{}/config/{OFFSETS_FILE}", store.config().dir.display()),
-                detail: format!("unreadable consumer offsets: {detail}"),
-            })?,
-        };
-        Ok(ConsumerOffsets {
-            table: RefCell::new(table),
-            dirty: Cell::new(false),
-            saving: glommio::sync::Semaphore::new(1),
-            version: Cell::new(0),
-        })
-    }
-
-    /// Saves the table if it changed since the last save.
-    pub async fn persist(&self, store: &Store) -> Result<()> {
-        // The semaphore is never closed, so waiting for it cannot fail.
-        let _one_at_a_time = self.saving.acquire_permit(1).await.ok();
-        if !self.dirty.replace(false) {
-            return Ok(());
-        }
-        let bytes = self.table.borrow().to_json();
-        if let Err(e) = store.save_config_file(OFFSETS_FILE, bytes).await {
-            self.dirty.set(true);
-            return Err(e.into());
-        }
-        Ok(())
+    /// The table as loaded, clean (nothing to save yet).
+    pub fn new(table: OffsetTable) -> ConsumerOffsets {
+        ConsumerOffsets { table, dirty: false, version: 0 }
     }
 
     /// Records `offset` as `group`'s committed offset of the queue.
-    pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
-        if self.table.borrow_mut().set(group, topic, queue_id, offset) {
+    pub fn commit(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        if self.table.set(group, topic, queue_id, offset) {
             self.changed();
         }
-    }
-
-    fn changed(&self) {
-        self.dirty.set(true);
-        self.version.set(self.version.get() + 1);
-    }
-
-    /// Counts changes; equal values mean the same table.
-    pub fn version(&self) -> u64 {
-        self.version.get()
-    }
-
-    /// The table in consumerOffset.json's form.
-    pub fn to_json(&self) -> Vec<u8> {
-        self.table.borrow().to_json()
-    }
-
-    /// Replaces the whole table (a follower applying its leader's snapshot).
-    pub fn replace(&self, table: OffsetTable) {
-        *self.table.borrow_mut() = table;
-        self.changed();
     }
 
     /// Sets a group's offset by operator's order (reset to a time or an offset); the
     /// same as a commit, named for what admin means by it.
-    pub fn reset(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+    pub fn reset(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         self.commit(group, topic, queue_id, offset);
     }
 
+    /// Replaces the whole table (a follower applying its leader's snapshot).
+    pub fn replace(&mut self, table: OffsetTable) {
+        self.table = table;
+        self.changed();
+    }
+
+    pub fn remove_group(&mut self, group: &str) -> bool {
+        let removed = self.table.remove_group(group);
+        if removed {
+            self.changed();
+        }
+        removed
+    }
+
+    pub fn remove_topic(&mut self, topic: &str) -> bool {
+        let removed = self.table.remove_topic(topic);
+        if removed {
+            self.changed();
+        }
+        removed
+    }
+
+    fn changed(&mut self) {
+        self.dirty = true;
+        self.version += 1;
+    }
+
+    /// Counts changes; equal values mean the same table.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether the table changed since the last save began.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Starts a save: the table in consumerOffset.json's form if it changed since the
+    /// last save began (it counts as clean from now on), `None` when there is nothing to
+    /// save. A save that then fails calls [`ConsumerOffsets::save_failed`].
+    pub fn begin_save(&mut self) -> Option<Vec<u8>> {
+        if !std::mem::replace(&mut self.dirty, false) {
+            return None;
+        }
+        Some(self.table.to_json())
+    }
+
+    /// The save [`ConsumerOffsets::begin_save`] started did not reach the disk: the
+    /// table must be saved again.
+    pub fn save_failed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The table in consumerOffset.json's form.
+    pub fn to_json(&self) -> Vec<u8> {
+        self.table.to_json()
+    }
+
     pub fn get(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
-        self.table.borrow().get(group, topic, queue_id)
+        self.table.get(group, topic, queue_id)
     }
 
     /// Groups with an offset on `topic`, sorted.
     pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
-        self.table.borrow().groups_of_topic(topic)
+        self.table.groups_of_topic(topic)
     }
 
     /// Topics `group` has offsets on, sorted.
     pub fn topics_of_group(&self, group: &str) -> Vec<String> {
-        self.table.borrow().topics_of_group(group)
+        self.table.topics_of_group(group)
     }
 
     /// `group`'s offsets on `topic`, by queue id.
     pub fn queue_offsets(&self, group: &str, topic: &str) -> Vec<(i32, i64)> {
-        self.table.borrow().queue_offsets(group, topic)
+        self.table.queue_offsets(group, topic)
     }
 
     /// Every group with offsets here, sorted.
     pub fn group_names(&self) -> Vec<String> {
-        self.table.borrow().group_names()
-    }
-
-    pub fn remove_group(&self, group: &str) -> bool {
-        let removed = self.table.borrow_mut().remove_group(group);
-        if removed {
-            self.changed();
-        }
-        removed
-    }
-
-    pub fn remove_topic(&self, topic: &str) -> bool {
-        let removed = self.table.borrow_mut().remove_topic(topic);
-        if removed {
-            self.changed();
-        }
-        removed
-    }
-}
-
-/// Saves changed offsets every `CONSUMER_OFFSET_PERSIST_INTERVAL_MS` until shutdown (the
-/// shard's `close` saves the last time).
-pub fn start(shard: &Rc<Shard>) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        let tick = Duration::from_millis(CONSUMER_OFFSET_PERSIST_INTERVAL_MS);
-        loop {
-            let stop = shard.shutdown.sleep(tick).await;
-            if stop {
-                break;
-            }
-            if let Err(e) = shard.offsets.persist(&shard.store).await {
-                // Kept dirty: the next tick tries again.
-                warn!(shard = shard.id, error = %e, "saving consumer offsets failed");
-            }
-        }
-    })
-    .detach();
-}
-
-pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    // UPDATE_CONSUMER_OFFSET arrives oneway: the shard drops its answer, after logging a
-    // refusal.
-    match req.code {
-        request::QUERY_CONSUMER_OFFSET => query_consumer_offset(shard, &req).await,
-        request::UPDATE_CONSUMER_OFFSET => update_consumer_offset(shard, &req),
-        request::GET_MAX_OFFSET => max_offset(shard, &req),
-        request::GET_MIN_OFFSET => min_offset(shard, &req),
-        request::SEARCH_OFFSET_BY_TIMESTAMP => search_offset(shard, &req).await,
-        request::GET_EARLIEST_MSG_STORETIME => earliest_store_time(shard, &req).await,
-        _ => Some(RemotingCommand::not_supported(&req)),
-    }
-}
-
-/// A SUCCESS answer carrying response header `header`.
-fn success<H: CommandHeader>(req: &RemotingCommand, header: &H) -> Option<RemotingCommand> {
-    let mut answer = RemotingCommand::response_to(req, response::SUCCESS, None);
-    answer.set_ext_header(header);
-    Some(answer)
-}
-
-fn storage_failure(req: &RemotingCommand, e: &StorageError) -> Option<RemotingCommand> {
-    reply(req, storage_error_code(e), e.to_string())
-}
-
-async fn query_consumer_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: QueryConsumerOffsetRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    if let Some(offset) = shard.offsets.get(&h.consumer_group, &h.topic, h.queue_id).filter(|o| *o >= 0) {
-        return success(req, &QueryConsumerOffsetResponseHeader { offset });
-    }
-    if h.set_zero_if_not_found == Some(false) {
-        return reply(req, response::QUERY_NOT_FOUND, "Not found, do not set to zero, maybe this group boot first");
-    }
-    match starts_young(&shard.store, &h.topic, h.queue_id).await {
-        Ok(true) => success(req, &QueryConsumerOffsetResponseHeader { offset: 0 }),
-        // Java's remark, word for word; the client then applies its consume-from-where.
-        Ok(false) => {
-            reply(req, response::QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first")
-        }
-        Err(e) => storage_failure(req, &e),
-    }
-}
-
-/// RocketMQ's rule for a group without an offset: start from 0 when the queue still
-/// begins at 0 and its first message is still in the page cache — the queue is young,
-/// there is little to replay, and a new group sees what was sent just before it
-/// started. Otherwise the client's consume-from-where decides. (Java 5 asks the page
-/// cache; the store's hot window is our page-cache horizon.)
-async fn starts_young(store: &Store, topic: &str, queue_id: i32) -> std::result::Result<bool, StorageError> {
-    let Some((min, max)) = store.queue_offsets(topic, queue_id) else { return Ok(false) };
-    if min.0 != 0 || max.0 == 0 {
-        return Ok(false);
-    }
-    let got = store.get_messages(topic, queue_id, QueueOffset(0), 1, 1, None).await?;
-    let Some(first) = got.messages.first() else { return Ok(false) };
-    let Ok(Some(header)) = stored::decode_header(first) else { return Ok(false) };
-    let (_, _, written, _) = store.commitlog_positions();
-    let hot_from = written.0.saturating_sub(store.config().hot_window_bytes);
-    Ok(u64::try_from(header.physical_offset).is_ok_and(|at| at >= hot_from))
-}
-
-fn update_consumer_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: UpdateConsumerOffsetRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    if shard.store.topic(&h.topic).is_none() {
-        return reply(req, response::TOPIC_NOT_EXIST, format!("Topic {} not exist!", h.topic));
-    }
-    if h.queue_id < 0 || h.commit_offset < 0 {
-        return reply(
-            req,
-            response::INVALID_PARAMETER,
-            format!("queueId {} and commitOffset {} must not be negative", h.queue_id, h.commit_offset),
-        );
-    }
-    shard.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
-    Some(RemotingCommand::response_to(req, response::SUCCESS, None))
-}
-
-/// GET_MAX_OFFSET: the next offset to be written; 0 for a queue this shard does not
-/// have, as RocketMQ answers.
-fn max_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: GetMaxOffsetRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    let offset = shard.store.queue_offsets(&h.topic, h.queue_id).map_or(0, |(_, max)| max.0 as i64);
-    success(req, &GetMaxOffsetResponseHeader { offset })
-}
-
-/// GET_MIN_OFFSET: the smallest offset still readable; 0 for a missing queue.
-fn min_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: GetMinOffsetRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    let offset = shard.store.queue_offsets(&h.topic, h.queue_id).map_or(0, |(min, _)| min.0 as i64);
-    success(req, &GetMinOffsetResponseHeader { offset })
-}
-
-async fn search_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: SearchOffsetRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    let boundary = match h.boundary() {
-        BoundaryType::Lower => Boundary::Lower,
-        BoundaryType::Upper => Boundary::Upper,
-    };
-    match shard.store.offset_by_time(&h.topic, h.queue_id, h.timestamp_ms, boundary).await {
-        Ok(offset) => success(req, &SearchOffsetResponseHeader { offset: offset.0 as i64 }),
-        Err(e) => storage_failure(req, &e),
-    }
-}
-
-/// GET_EARLIEST_MSG_STORETIME: -1 when the queue has no readable message (Java's
-/// "unknown").
-async fn earliest_store_time(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: GetEarliestMsgStoretimeRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    match shard.store.earliest_store_time(&h.topic, h.queue_id).await {
-        Ok(t) => success(req, &GetEarliestMsgStoretimeResponseHeader { timestamp_ms: t.unwrap_or(-1) }),
-        Err(e) => storage_failure(req, &e),
+        self.table.group_names()
     }
 }
 
@@ -496,50 +316,29 @@ mod tests {
         assert!(err.contains("version 2"), "{err}");
     }
 
-    fn run<F: std::future::Future<Output = ()>>(f: F) {
-        glommio::LocalExecutorBuilder::default().make().expect("glommio executor").run(f)
-    }
-
     #[test]
-    fn offsets_survive_a_store_restart() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = rockshard_storage::StoreConfig::new(dir.path());
-        run(async {
-            let store = Store::open(config.clone()).await.expect("store opens");
-            let offsets = ConsumerOffsets::load(&store).await.expect("no file yet");
-            assert_eq!(offsets.get("G", "T", 0), None);
-            offsets.commit("G", "T", 0, 17);
-            offsets.commit("G", "T", 3, 4);
-            offsets.reset("H", "T", 1, 2);
-            assert!(offsets.dirty.get());
-            offsets.persist(&store).await.expect("saved");
-            assert!(!offsets.dirty.get(), "saved: nothing left to save");
-            // A commit of the offset already stored does not make the table dirty.
-            offsets.commit("G", "T", 0, 17);
-            assert!(!offsets.dirty.get());
-            // A change after the save stays only in memory unless saved again.
-            offsets.commit("G", "T", 0, 99);
-            store.close().await.expect("store closes");
-
-            let store = Store::open(config.clone()).await.expect("store reopens");
-            let back = ConsumerOffsets::load(&store).await.expect("file reads");
-            assert_eq!(back.get("G", "T", 0), Some(17));
-            assert_eq!(back.get("G", "T", 3), Some(4));
-            assert_eq!(back.get("H", "T", 1), Some(2));
-            assert_eq!(back.groups_of_topic("T"), ["G", "H"]);
-            back.commit("G", "T", 0, 99);
-            back.persist(&store).await.expect("saved");
-            store.close().await.expect("store closes");
-
-            let store = Store::open(config.clone()).await.expect("store reopens");
-            let again = ConsumerOffsets::load(&store).await.expect("file reads");
-            assert_eq!(again.get("G", "T", 0), Some(99));
-            // A damaged file refuses to load rather than forgetting every offset.
-            store.save_config_file(OFFSETS_FILE, b"{\"version\":1,".to_vec()).await.expect("written");
-            let err = ConsumerOffsets::load(&store).await.err().expect("refused");
-            assert!(err.to_string().contains("unreadable consumer offsets"), "{err}");
-            store.close().await.expect("store closes");
-        });
+    fn changes_make_the_table_dirty_until_a_save_begins() {
+        let mut o = ConsumerOffsets::new(OffsetTable::default());
+        assert!(!o.is_dirty());
+        assert_eq!(o.begin_save(), None, "nothing changed: nothing to save");
+        o.commit("G", "T", 0, 17);
+        o.reset("H", "T", 1, 2);
+        assert_eq!((o.is_dirty(), o.version()), (true, 2));
+        let saved = o.begin_save().expect("changed");
+        assert_eq!(OffsetTable::from_json(&saved).map(|t| t.get("H", "T", 1)), Ok(Some(2)));
+        assert!(!o.is_dirty(), "a save began: clean");
+        // A commit of the offset already stored is no change.
+        o.commit("G", "T", 0, 17);
+        assert!(!o.is_dirty());
+        assert_eq!(o.version(), 2);
+        // A failed save leaves the table to be saved again.
+        o.save_failed();
+        assert!(o.begin_save().is_some());
+        assert!(!o.remove_group("nobody") && !o.is_dirty());
+        assert!(o.remove_topic("T") && o.is_dirty());
+        assert_eq!(o.group_names(), Vec::<String>::new());
+        o.replace(OffsetTable::from_json(&saved).expect("reads"));
+        assert_eq!((o.get("G", "T", 0), o.version()), (Some(17), 4));
     }
 
     #[test]
