@@ -47,7 +47,7 @@ use crate::remoting::server::Connection;
 /// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
 ///
 /// A successful single send is answered here, straight into the connection's out buffer
-/// ([`send_answer`]), and the handler returns `None`; every other outcome is returned
+/// (`send_answer`), and the handler returns `None`; every other outcome is returned
 /// as a command.
 pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: &RemotingCommand) -> Option<RemotingCommand> {
     let h = match decode_send_message_ref(&req.ext_fields) {

@@ -103,7 +103,8 @@ impl Shard {
         self.offsets.write(|o| o.replace(table));
     }
 
-    /// Whether a group without an offset starts the queue at 0 (see [`starts_young`]).
+    /// RocketMQ's rule for a group without an offset: whether it starts the queue at 0
+    /// (the queue still begins at 0 and its first message is within the hot window).
     pub async fn starts_young(&self, topic: &str, queue_id: i32) -> std::result::Result<bool, StorageError> {
         starts_young(&self.store, topic, queue_id).await
     }
