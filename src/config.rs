@@ -507,7 +507,7 @@ impl BrokerConfig {
         c.retention_hours = self.retention_hours;
         c.retention_bytes = self.retention_bytes;
         c.default_flush = self.default_flush;
-        c.tag_code_rule = crate::broker::delay_rules::delay_tag_code;
+        c.tag_code_rule = crate::broker::state::delay_rules::delay_tag_code;
         c
     }
 }

@@ -197,7 +197,7 @@ fn inspect(dir: PathBuf, segment_size: u64) -> ExitCode {
     let mut config = StoreConfig::new(&dir);
     config.segment_size_bytes = segment_size;
     // The broker's rule, so the tag codes recovery rebuilds are the ones it would.
-    config.tag_code_rule = rockshard::broker::delay_rules::delay_tag_code;
+    config.tag_code_rule = rockshard::broker::state::delay_rules::delay_tag_code;
     let executor = match glommio::LocalExecutorBuilder::default().make() {
         Ok(e) => e,
         Err(e) => {

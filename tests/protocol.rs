@@ -25,7 +25,6 @@ use std::time::Duration;
 use common::{
     create_topic, eventually, max_offset, pull, req, send_message, Broker, Conn, SERVER_REQUESTS_SKIPPED_MAX,
 };
-use rockshard::broker::admin::{GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader};
 use rockshard_net::body::{
     self, ConsumeFromWhere, ConsumeStats, ConsumeType, ConsumerConnection, ConsumerData, ConsumerListBody,
     HeartbeatData, KVTable, MessageModel, ResetOffsetBody, SubscriptionData, TopicStatsTable,
@@ -34,9 +33,9 @@ use rockshard_net::code::{flag, request, response};
 use rockshard_net::command::ExtFields;
 use rockshard_net::frame::encode_frame_to_vec;
 use rockshard_net::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetRouteInfoRequestHeader,
-    QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SendMessageResponseHeader,
-    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader, GetConsumeStatsRequestHeader,
+    GetRouteInfoRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, ResetOffsetRequestHeader,
+    SendMessageResponseHeader, TopicRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rockshard_net::properties::java_string_hash;
 use rockshard_net::stored::{self, Record};

@@ -29,10 +29,6 @@ const SOURCE_DIRS: &[&str] = &["src", "net/src", "storage/src", "raft/src", "too
 /// as `path::Type::method`) and the length they may not exceed.
 const EXCEPTIONS: &[(&str, usize)] = &[
     ("raft/src/replica.rs::Replica::open_with", 138),
-    ("src/admin.rs::Admin::topic_create", 114),
-    ("src/broker/mod.rs::run", 123),
-    ("src/broker/pull.rs::handle", 135),
-    ("src/broker/send.rs::handle", 142),
     ("src/config.rs::BrokerConfig::resolve", 161),
     ("src/namesrv/mod.rs::NameServer::answer", 156),
     ("tools/bench/src/args.rs::Args::validate", 111),

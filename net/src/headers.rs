@@ -18,6 +18,10 @@
 //! Decoding is one pass over the entries, each key matched against the header's constant
 //! names; encoding formats numbers straight into the map's arena.
 //!
+//! The headers only admin traffic uses (topic and consume statistics, offset resets,
+//! topic deletion) are in `headers/admin.rs`, declared with the same macro and
+//! re-exported here.
+//!
 //! Invariants: decode never panics; `decode(encode(h)) == h` for every header whose
 //! strings are non-empty (the binary header drops empty values). Unknown keys are
 //! ignored, as Java and the Rust client ignore them.
@@ -190,6 +194,12 @@ macro_rules! ext_header {
         }
     };
 }
+
+// The admin headers live in a file of their own (declared after the macro, which they use).
+mod admin;
+pub use admin::{
+    DeleteTopicFromNamesrvRequestHeader, GetConsumeStatsRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
+};
 
 ext_header! {
     /// SEND_MESSAGE (10) / SEND_REPLY_MESSAGE (324), V1 keys; also the common form V2

@@ -15,7 +15,8 @@
 //! body is a slice of the read buffer. Handlers view its ext fields through `headers`,
 //! its body through `batch` (batch sends), `body` (JSON bodies, read with `lenient`'s
 //! fastjson-like rules) or `stored` (records); numbers live in `code`, offset message
-//! ids in `msgid`. Responses are built with [`RemotingCommand::response_to`] and
+//! ids in `msgid`; the codes and bodies Rockshard adds (Raft transport and status) in
+//! `rockshard`. Responses are built with [`RemotingCommand::response_to`] and
 //! appended to the connection's write buffer with [`encode_frame`], or
 //! [`encode_frame_head`] when the body is sent separately.
 //!
@@ -36,6 +37,7 @@ pub mod lenient;
 pub mod limits;
 pub mod msgid;
 pub mod properties;
+pub mod rockshard;
 pub mod stored;
 #[cfg(test)]
 mod test_util;

@@ -1,344 +1,76 @@
-//! The broker process: one glommio executor per shard, plus one for the embedded
-//! NameServer, and the signal handling that stops them in order.
+//! The broker: one shard per core, each owning its store, consumer groups, offsets,
+//! queue locks, long-polling waiters, delayed deliveries and Raft replica, registered
+//! with the NameServers as a broker of its own (`<name>-s<shard>`).
 //!
-//! Threads: `run` is called on the main thread, which blocks SIGINT/SIGTERM (so every
-//! thread it starts inherits the mask) and then only waits. A signal thread turns the
-//! first signal into `STOP`; each executor polls it and triggers its own shutdown
-//! signal. A shard shuts down by: stop accepting, finish in-flight requests (long polls
-//! are woken), flush and checkpoint the store, unregister from the NameServers. The
-//! embedded NameServer stops last, so unregistrations reach it.
+//! # Layers
 //!
-//! Start-up order, so that a start that fails changes nothing other processes rely on:
-//! every listener is bound first (on the main thread, retrying briefly a port that a
-//! process killed a moment ago still holds), then every shard opens its store; only when
-//! all of them got that far do the shards join their Raft groups and register with the
-//! NameServers. A shard unregisters at the end only from NameServers that accepted it.
+//! ```text
+//!   start ─────────────────────────────► everything below (the process: executors,
+//!     │                                    start gate, listeners, shutdown order)
+//!   dispatch ──► handlers ──┐           tasks ──┐
+//!   (code table,  (decode,  │  (registration,   │
+//!    leader rule,  call ops, │   delayed delivery,│
+//!    oneway rule)  answer)   │   housekeeping,    │
+//!                            ▼   replication)     ▼
+//!                           ops  ◄────────────────┘  (Shard, private fields: the only
+//!                            │                        writers of shard state)
+//!                            ▼
+//!                          state   (pure tables and rules: no shard, connection,
+//!                                   store, task, clock or await)
+//! ```
 //!
-//! Readiness: when every shard has registered with every NameServer once, the process
-//! prints one line to stdout starting with `ready:`; tests and scripts wait for it.
+//! - `state/`: groups, offsets, locks, pull waiters, delay progress, and the pure rules
+//!   (tag filters, topic names and system topics, retries and transaction halves).
+//! - `ops/`: the [`ops::Shard`] and its operations — appends, topic changes on every
+//!   shard, offset commits, groups and locks, long polling, delayed delivery, Raft
+//!   proposals and what the group commits, and the reads the layers above may make.
+//! - `handlers/`: one file per concern; decode a request, call operations, answer. The
+//!   one mapping from internal errors to RocketMQ response codes is `handlers::answer`.
+//! - `tasks/`: background tasks; they decide when work runs and call operations.
+//! - `dispatch`: [`dispatch::COMMAND_TABLE`] states once per request code its handler,
+//!   its name, whether it needs the leader and whether it is replicated.
 //!
-//! Deliberately not here: request handling (`shard` and the per-concern modules).
+//! # Rules, and where they are checked
+//!
+//! 1. Imports go down only: `handlers → ops → state`, `tasks → ops → state`; `dispatch`
+//!    and `start` sit on top. Nothing in `state` imports `ops`, `handlers` or `tasks`;
+//!    nothing in `ops` imports `handlers` or `tasks`; `handlers` and `tasks` do not
+//!    import each other. Checked by `broker::tests::layers_import_only_downward`, which
+//!    reads the sources.
+//! 2. Only operations write shard state: `Shard`'s fields are private to `ops`, so the
+//!    compiler refuses a handler or a task that reaches into one.
+//! 3. No `RefCell` borrow of shard state is held across an `.await` (another task of the
+//!    shard would panic on it, or see state half changed). Every table is held in a
+//!    [`state::StateCell`], which lends it only to synchronous closures, and `state`'s
+//!    methods are synchronous (also checked by the layering test); for every other
+//!    `RefCell` of the crate, clippy's `await_holding_refcell_ref` is denied (`lib.rs`).
+//! 4. A shard's state is touched only on its own executor; other shards send it owned
+//!    `control` messages (topic changes).
+//!
+//! # Threads
+//!
+//! `run` (in `start`) is called on the main thread; each shard runs on a glommio
+//! executor of its own, pinned to a core when configured, plus one for the embedded
+//! NameServer. See `start` for the start-up and shutdown order and the `ready:` line.
+//!
+//! Deliberately not here: the remoting server and client (`crate::remoting`), the store
+//! (`rockshard_storage`), Raft itself (`rockshard_raft`) and the wire formats
+//! (`rockshard_net`).
 
-pub mod admin;
-pub mod control;
-pub mod delay_rules;
-pub mod groups;
-pub mod locks;
-pub mod offsets;
-pub mod pull;
-pub mod register;
-pub mod replication;
-pub mod schedule;
-pub mod send;
-pub mod sendback;
-pub mod shard;
-pub mod topics;
+pub mod dispatch;
+pub mod handlers;
+pub mod ops;
+mod start;
+pub mod state;
+pub mod tasks;
+#[cfg(test)]
+mod tests;
 
-use std::io::Write;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::task::{Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{error, info, warn};
-
-use crate::config::BrokerConfig;
-use crate::limits::STOP_POLL_INTERVAL_MS;
-use crate::process::{install_signal_thread, request_stop, watch_stop};
-use crate::remoting::server::{self, Signal};
-use crate::{Error, Result};
+pub use start::run;
 
 /// Wall-clock milliseconds, as RocketMQ timestamps are.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-enum ShardEvent {
-    /// The shard's store is open; it waits at the start gate.
-    Opened,
-    /// The shard has registered with every NameServer once.
-    Ready,
-    Failed(usize, String),
-}
-
-/// The go or no-go every shard waits for once its store is open: nothing is registered
-/// with a NameServer (nor replicated) until every shard of the process got that far, so
-/// a start that fails part-way changes nothing that other processes rely on. Set once
-/// by the main thread; shards on their executors await it (glommio wakers may be woken
-/// from another thread).
-#[derive(Default)]
-struct StartGate {
-    state: Mutex<(Option<bool>, Vec<Waker>)>,
-}
-
-impl StartGate {
-    fn open(&self, go: bool) {
-        let wakers = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.0 = Some(go);
-            std::mem::take(&mut state.1)
-        };
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Resolves to the main thread's decision: true to go on, false to close and stop.
-    fn wait(&self) -> impl std::future::Future<Output = bool> + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            match state.0 {
-                Some(go) => Poll::Ready(go),
-                None => {
-                    state.1.push(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-    }
-}
-
-/// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its store.
-///
-/// Start-up order, so that a start that fails changes nothing others rely on: bind every
-/// listener (the NameServer's and each shard's) on this thread, then open every shard's
-/// store, and only when all of that worked let the shards join their Raft groups and
-/// register with the NameServers. A shard that cannot open its store makes the others
-/// close theirs without registering anything.
-pub fn run(config: BrokerConfig) -> Result<()> {
-    install_signal_thread()?;
-    crate::process::raise_descriptor_limit();
-    std::fs::create_dir_all(&config.data_dir).map_err(Error::io("create data directory", config.data_dir.display()))?;
-    // One broker per data directory, before anything else opens a file in it, held until
-    // this returns (every shard has closed its store by then); see `dir_lock`.
-    let _owner = crate::dir_lock::DataDirLock::acquire(&config.data_dir)?;
-    let config = Arc::new(config);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-
-    let namesrv_listener = match &config.embedded_namesrv {
-        None => None,
-        Some(ns) => Some(server::bind_std(ns.listen).map_err(|e| Error::Usage(format!("embedded NameServer: {e}")))?),
-    };
-    let mut shard_listeners = Vec::with_capacity(config.shards);
-    for id in 0..config.shards {
-        shard_listeners
-            .push(server::bind_std(config.shard_listen(id)).map_err(|e| Error::Usage(format!("shard {id}: {e}")))?);
-    }
-
-    // The embedded NameServer starts first so the shards' first registration finds it.
-    let namesrv = match (config.embedded_namesrv, namesrv_listener) {
-        (Some(ns), Some(listener)) => Some(
-            LocalExecutorBuilder::new(Placement::Unbound)
-                .name("rockshard-namesrv")
-                .spawn(move || async move {
-                    let shutdown = Signal::new();
-                    // The sidecar outlives the shards: it stops only after they unregistered.
-                    watch_namesrv_stop(shutdown.clone());
-                    if let Err(e) = crate::namesrv::run(ns, listener, shutdown).await {
-                        error!(error = %e, "embedded NameServer failed");
-                        request_stop();
-                    }
-                })
-                .map_err(|e| Error::Io {
-                    op: "start",
-                    target: "NameServer executor".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })?,
-        ),
-        _ => None,
-    };
-
-    let mesh = control::Mesh::new(config.shards);
-    let gate = Arc::new(StartGate::default());
-    let (events_tx, events_rx) = mpsc::channel::<ShardEvent>();
-    let mut handles = Vec::with_capacity(config.shards);
-    for ((id, endpoints), listener) in mesh.into_endpoints().into_iter().enumerate().zip(shard_listeners) {
-        let placement = if config.pin_cores { Placement::Fixed(id % cores) } else { Placement::Unbound };
-        let (config, events, gate) = (config.clone(), events_tx.clone(), gate.clone());
-        let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("rockshard-shard-{id}"))
-            .spawn(move || async move { run_shard(id, config, listener, endpoints, gate, events).await })
-            .map_err(|e| Error::Io {
-                op: "start",
-                target: format!("shard {id} executor"),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        handles.push(handle);
-    }
-    drop(events_tx);
-
-    let mut failure = None;
-    let mut opened = 0;
-    while opened < config.shards && failure.is_none() {
-        match events_rx.recv() {
-            Ok(ShardEvent::Opened) => opened += 1,
-            Ok(ShardEvent::Ready) => {}
-            Ok(ShardEvent::Failed(id, e)) => failure = Some(format!("shard {id}: {e}")),
-            Err(_) => failure = Some(SHARD_ENDED_STARTING.to_string()),
-        }
-    }
-    gate.open(failure.is_none());
-    let mut ready = 0;
-    while failure.is_none() && ready < config.shards {
-        match events_rx.recv() {
-            Ok(ShardEvent::Ready) => ready += 1,
-            Ok(ShardEvent::Opened) => {}
-            Ok(ShardEvent::Failed(id, e)) => failure = Some(format!("shard {id}: {e}")),
-            Err(_) => break,
-        }
-    }
-    if failure.is_some() {
-        request_stop();
-    } else if ready == config.shards {
-        let last = config.port as usize + config.shards - 1;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "ready: broker {} shards {} ports {}-{} namesrv {}",
-            config.broker_name,
-            config.shards,
-            config.port,
-            last,
-            config.namesrv_addrs.join(";")
-        );
-        let _ = out.flush();
-    }
-    for (id, h) in handles.into_iter().enumerate() {
-        if let Err(e) = h.join() {
-            let e = executor_error(&e.to_string());
-            warn!(shard = id, error = %e, "shard executor ended abnormally");
-            if failure.as_deref() == Some(SHARD_ENDED_STARTING) {
-                failure = Some(format!("shard {id}: {e}"));
-            }
-        }
-    }
-    NAMESRV_STOP.store(true, Ordering::SeqCst);
-    if let Some(h) = namesrv {
-        let _ = h.join();
-    }
-    match failure {
-        Some(e) => Err(Error::Usage(e)),
-        None => Ok(()),
-    }
-}
-
-/// What a failed start says until a shard's executor tells why it ended.
-const SHARD_ENDED_STARTING: &str = "a shard ended while starting";
-
-/// An executor's failure in words an operator can act on: io_uring rings live in locked
-/// memory, and a small `ulimit -l` (RLIMIT_MEMLOCK) is the usual reason one cannot start.
-fn executor_error(e: &str) -> String {
-    let lower = e.to_ascii_lowercase();
-    if lower.contains("cannot allocate memory") || lower.contains("enomem") || lower.contains("memlock") {
-        format!("{e} (io_uring needs locked memory: raise `ulimit -l`, e.g. LimitMEMLOCK=infinity under systemd)")
-    } else {
-        e.to_string()
-    }
-}
-
-/// Set after every shard has stopped (and unregistered): the sidecar NameServer may go.
-static NAMESRV_STOP: AtomicBool = AtomicBool::new(false);
-
-fn watch_namesrv_stop(signal: Rc<Signal>) {
-    glommio::spawn_local(async move {
-        while !NAMESRV_STOP.load(Ordering::SeqCst) {
-            glommio::timer::sleep(Duration::from_millis(STOP_POLL_INTERVAL_MS)).await;
-        }
-        signal.trigger();
-    })
-    .detach();
-}
-
-async fn run_shard(
-    id: usize,
-    config: Arc<BrokerConfig>,
-    listener: std::net::TcpListener,
-    endpoints: control::Endpoints,
-    gate: Arc<StartGate>,
-    events: mpsc::Sender<ShardEvent>,
-) {
-    let config = Rc::new((*config).clone());
-    let fail = |e: String| {
-        let _ = events.send(ShardEvent::Failed(id, e));
-    };
-    let listener = server::adopt(listener);
-    // SIGTERM sets `requested`; the shard's own shutdown follows once a replicated
-    // leader has handed its leadership over (see `replication::hand_over_then`).
-    let requested = Signal::new();
-    watch_stop(requested.clone());
-    let shutdown = Signal::new();
-    let control = control::ControlPlane::connect(id, endpoints).await;
-    let shard = match shard::Shard::open(id, config, control, shutdown.clone()).await {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
-    let _ = events.send(ShardEvent::Opened);
-    if !gate.wait().await {
-        // Another shard could not start: close what this one opened, register nothing.
-        shutdown.trigger();
-        if let Err(e) = shard.close().await {
-            error!(shard = id, error = %e, "closing the store failed");
-        }
-        info!(shard = id, "shard stopped: the broker did not start");
-        return;
-    }
-    if let Err(e) = start_replica(&shard, &shutdown).await {
-        shutdown.trigger();
-        return fail(e.to_string());
-    }
-    replication::hand_over_then(&shard, requested, shutdown.clone());
-    info!(shard = id, listen = %shard.config.shard_listen(id), broker = %shard.broker_name, "shard serving");
-    shard.start_tasks();
-    let (registrar, registered) = register::start(&shard);
-    {
-        let events = events.clone();
-        glommio::spawn_local(async move {
-            if registered.await {
-                let _ = events.send(ShardEvent::Ready);
-            }
-        })
-        .detach();
-    }
-    if let Err(e) = server::serve(listener, shard.clone(), shutdown, shard.config.connection_limits).await {
-        warn!(shard = id, error = %e, "serving ended with an error");
-    }
-    registrar.unregister_all(&shard).await;
-    if let Some(replica) = shard.replica.get() {
-        replica.close().await;
-    }
-    if let Err(e) = shard.close().await {
-        error!(shard = id, error = %e, "closing the store failed");
-    }
-    info!(shard = id, "shard stopped");
-}
-
-/// Joins shard `shard.id`'s Raft group when the node is part of a replicated group: opens
-/// the replica over the shard's store (it reconciles its log with the CommitLog and makes
-/// only committed records readable), links it to the same shard on every peer, and starts
-/// the leader's metadata snapshots.
-async fn start_replica(shard: &Rc<shard::Shard>, shutdown: &Rc<Signal>) -> Result<()> {
-    let Some(repl) = shard.config.replication.as_ref() else { return Ok(()) };
-    let links = replication::PeerLinks::start(shard.id, repl, shutdown.clone());
-    let hooks = Rc::new(replication::ShardHooks::new(shard));
-    let mut config =
-        rockshard_raft::ReplicaConfig::new(repl.node_id, repl.voters(), shard.config.shard_dir(shard.id).join("raft"));
-    config.tick_ms = repl.tick_ms;
-    config.election_ticks = repl.election_ticks as usize;
-    config.propose_timeout_ms = repl.timeout_ms;
-    let replica = replication::ShardReplica::open_with(
-        config,
-        rockshard_raft::StoreData::new(Rc::new(shard.store.clone())),
-        rockshard_storage::GlommioDisk,
-        links,
-        hooks,
-        rockshard_raft::Clock::Timer,
-    )
-    .await?;
-    let _ = shard.replica.set(replica);
-    replication::start_meta_task(shard);
-    replication::start_leader_placement(shard);
-    info!(shard = shard.id, group = %repl.group, node = %repl.node, id = repl.node_id, "replica started");
-    Ok(())
 }

@@ -22,7 +22,9 @@
 //!
 //! Runs on each shard's executor. Connecting a glommio channel end waits for its peer,
 //! so every end connects in its own task and nothing waits on another shard at start.
-//! Deliberately not here: what applying a message means (`topics.rs` does it).
+//! Deliberately not here: what applying a message means (`ops::topics` does it, and
+//! `tasks::control` receives the messages), and how a topic's queues are shared out
+//! (`state::topics::queue_share`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -305,14 +307,6 @@ pub fn describe_missing(missing: &[Missing]) -> String {
     missing.iter().map(|m| format!("shard {} ({})", m.shard, m.reason)).collect::<Vec<_>>().join("; ")
 }
 
-/// Shard `shard`'s share of `total` queues spread over `shards` shards: as even as
-/// possible, lower shards take the remainder. Shares sum to `total`.
-pub fn queue_share(total: u32, shards: usize, shard: usize) -> u32 {
-    let shards = shards as u32;
-    let shard = shard as u32;
-    total / shards + u32::from(shard < total % shards)
-}
-
 /// A stand-in for another shard in tests: it answers changes as told, on a thread of
 /// its own, without applying them.
 #[cfg(test)]
@@ -433,19 +427,5 @@ mod tests {
         let (missing, seen) = apply_with_peer(Peer::Silent);
         assert_eq!(seen, CONTROL_APPLY_ATTEMPTS as usize, "asked again after the first timeout");
         assert_eq!(missing, [Missing { shard: 1, reason: "no answer within 200 ms".into() }]);
-    }
-
-    #[test]
-    fn shares_sum_to_the_total_and_differ_by_at_most_one() {
-        for shards in 1..=9 {
-            for total in 0..40 {
-                let shares: Vec<u32> = (0..shards).map(|s| queue_share(total, shards, s)).collect();
-                assert_eq!(shares.iter().sum::<u32>(), total);
-                let (min, max) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
-                assert!(max - min <= 1, "{shares:?}");
-            }
-        }
-        assert_eq!(queue_share(16, 4, 3), 4);
-        assert_eq!(queue_share(1, 2, 1), 0);
     }
 }

@@ -1,15 +1,15 @@
-//! Delayed messages: RocketMQ's 18 delay levels (1 s … 2 h), parked on
-//! `SCHEDULE_TOPIC_XXXX` and moved to their real topic when due. The consumer retry
-//! schedule (`sendback`) travels the same path.
+//! Delayed messages as operations of one shard: RocketMQ's 18 delay levels (1 s … 2 h),
+//! parked on `SCHEDULE_TOPIC_XXXX` and moved to their real topic when due. The consumer
+//! retry schedule (CONSUMER_SEND_MSG_BACK) travels the same path.
 //!
-//! How a delayed message travels: `send::append` parks a message whose DELAY property is
-//! above 0 on SCHEDULE_TOPIC_XXXX, queue `level - 1`, adding REAL_TOPIC / REAL_QID. The
-//! store writes the delivery time (store time + the level's delay) into the tag-hash slot
-//! of that ConsumeQueue entry (storage `tags_code_of`). This module's task reads each
-//! level's queue in order from the level's delivered offset; a message whose time has
-//! come is appended again, through `send::append`, to REAL_TOPIC / REAL_QID with DELAY
-//! removed — REAL_TOPIC / REAL_QID stay, as RocketMQ's `ScheduleMessageService` leaves
-//! them — and the level's offset moves past it.
+//! How a delayed message travels: [`Shard::append`] parks a message whose DELAY property
+//! is above 0 on SCHEDULE_TOPIC_XXXX, queue `level - 1`, adding REAL_TOPIC / REAL_QID.
+//! The store writes the delivery time (store time + the level's delay) into the tag-hash
+//! slot of that ConsumeQueue entry (`state::delay_rules::tags_code_of`). A pass
+//! ([`Shard::deliver_due`]) reads each level's queue in order from the level's delivered
+//! offset; a message whose time has come is appended again, through [`Shard::append`], to
+//! REAL_TOPIC / REAL_QID with DELAY removed — REAL_TOPIC / REAL_QID stay, as RocketMQ's
+//! `ScheduleMessageService` leaves them — and the level's offset moves past it.
 //!
 //! Invariants:
 //! - A level's offset moves past a message only once its re-append is confirmed as its
@@ -17,112 +17,52 @@
 //!   once the message is found undeliverable for good (no REAL_TOPIC, a record the store
 //!   refuses as such). A failure leaves the offset where it was, so the message is tried
 //!   again: delivery is at least once, never at most once.
-//! - `delayOffset.json` (RocketMQ's name and shape, `{"offsetTable":{"1":n,…}}`, levels
-//!   1-based) never holds an offset whose re-appended record is not yet covered by a
-//!   CommitLog flush. Periodic saves (every `SCHEDULE_PERSIST_INTERVAL_MS` at most) save
-//!   the progress the flusher has caught up with; [`Scheduler::persist`] at shutdown
-//!   forces a flush first. A crash, even a power loss, re-delivers; it never loses.
+//! - `delayOffset.json` never holds an offset whose re-appended record is not yet
+//!   covered by a CommitLog flush (the rule is `state::delay`'s): periodic saves save the
+//!   progress the flusher has caught up with; [`Scheduler::persist`] at shutdown forces
+//!   a flush first. A crash, even a power loss, re-delivers; it never loses.
 //! - Within one level delivery times ascend with queue offsets (one delay, ascending
 //!   store times), so the first undelivered entry is the next one due. Should the wall
 //!   clock step back, a later entry may be due before the head; it waits behind it and is
 //!   delivered late, never early (RocketMQ behaves the same).
 //!
-//! Timing: the task sleeps until the earliest due time it knows of, and never longer
-//! than `SCHEDULE_POLL_INTERVAL_MS` so newly parked messages are noticed. The shortest
-//! delay (1 s) is ten poll intervals, so a message is always seen before it is due and
-//! goes out within a few milliseconds of its time. After a restart, overdue messages go
-//! out at once, oldest first per level.
-//!
-//! Threading: the state lives in the shard and is touched only on the shard's executor,
-//! by the one task [`start`] spawns and by [`Scheduler::persist`] at shutdown; a
-//! semaphore lets one of them work at a time. No `RefCell` borrow is held across an
-//! `.await`.
+//! Threading: the progress lives in the shard and is touched only on the shard's
+//! executor, by the delivery task (`tasks::schedule`, which decides when a pass runs and
+//! when it saves), by a follower adopting its leader's progress, and by
+//! [`Scheduler::persist`] at shutdown; a semaphore lets one pass or save work at a time.
+//! The progress is borrowed only inside synchronous closures, never across the reads
+//! and appends of a pass.
 //!
 //! Deliberately not here: RocketMQ 5's arbitrary-time timer messages (`TIMER_*`
 //! properties, the timer wheel); changing the 18 levels (RocketMQ's default
-//! `messageDelayLevel`, fixed in storage `DELAY_LEVELS_MS`); answering
-//! GET_ALL_DELAY_OFFSET (admin's, from [`Scheduler::offsets_json`]).
+//! `messageDelayLevel`, fixed in `state::delay_rules::DELAY_LEVELS_MS`); the progress table and the
+//! parked-message rules (`state::delay`); answering GET_ALL_DELAY_OFFSET (its handler
+//! asks [`Shard::delay_offsets_json`]).
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-use crate::broker::delay_rules::{tags_code_of, DELAY_LEVELS_MS, SCHEDULE_TOPIC};
+use crate::broker::state::delay_rules::SCHEDULE_TOPIC;
 use bytes::Bytes;
-use rockshard_net::properties::{self, keys};
+use glommio::sync::Semaphore;
 use rockshard_net::stored::{self, Record};
 use rockshard_storage::{QueueOffset, StorageError, Store};
-use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use super::send::{self, Outgoing, Stored};
-use super::shard::Shard;
+use super::append::{Outgoing, Stored};
+use super::Shard;
+use crate::broker::now_ms;
+use crate::broker::state::delay::{
+    delivery_properties, due_ms, real_destination, to_json, DelayOffsetFile, DelayProgress, Level, DELAY_OFFSET_FILE,
+    LEVELS,
+};
+use crate::broker::state::StateCell;
 use crate::limits::{
-    DELAY_LEVEL_COUNT, SCHEDULE_BATCH_BYTES_MAX, SCHEDULE_BATCH_MESSAGES_MAX, SCHEDULE_LEVEL_BATCHES_PER_PASS_MAX,
-    SCHEDULE_PERSIST_INTERVAL_MS, SCHEDULE_POLL_INTERVAL_MS, SCHEDULE_RETRY_BACKOFF_MS,
+    SCHEDULE_BATCH_BYTES_MAX, SCHEDULE_BATCH_MESSAGES_MAX, SCHEDULE_LEVEL_BATCHES_PER_PASS_MAX,
+    SCHEDULE_RETRY_BACKOFF_MS,
 };
 use crate::{Error, Result};
 
-/// The file (under the store's `config/`) holding each level's delivered offset.
-pub const DELAY_OFFSET_FILE: &str = "delayOffset.json";
-
-const LEVELS: usize = DELAY_LEVELS_MS.len();
-const _: () = assert!(LEVELS == DELAY_LEVEL_COUNT as usize, "one delay queue per level");
-
-/// How the delayed-message task stores a message: `send::append` in the broker, a plain
-/// store append in tests of this module.
+/// How the delayed-message task stores a message: [`Shard::append`] in the broker, a
+/// plain store append in tests of this module.
 pub type Sink<'a> = &'a dyn Fn(&Outgoing<'_>) -> Result<Stored>;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Level {
-    /// The next SCHEDULE_TOPIC_XXXX queue offset to deliver; all before it are delivered.
-    next: u64,
-    /// The entry at `next` is not to be looked at before this time: its delivery time
-    /// once read and found ahead (saves re-reading it every poll), or the end of a
-    /// back-off after a failed re-append. Cleared whenever `next` moves.
-    not_before_ms: Option<i64>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    levels: [Level; LEVELS],
-    /// CommitLog end of the latest confirmed re-append: the current offsets may be saved
-    /// once the flushed position reaches it.
-    delivered_end: u64,
-    /// The offsets `delayOffset.json` holds.
-    saved: [u64; LEVELS],
-    /// Offsets noted at an earlier periodic save, not yet flushed, with the CommitLog end
-    /// their re-appends reach. Kept until saved, so progress is saved even while
-    /// deliveries never pause.
-    candidate: Option<([u64; LEVELS], u64)>,
-}
-
-impl State {
-    fn offsets(&self) -> [u64; LEVELS] {
-        self.levels.map(|l| l.next)
-    }
-
-    fn advance(&mut self, level: usize, next: u64) {
-        let l = &mut self.levels[level];
-        if next != l.next {
-            l.next = next;
-            l.not_before_ms = None;
-        }
-    }
-}
-
-/// `delayOffset.json`: level (1-based) → next queue offset, as RocketMQ writes it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DelayOffsetFile {
-    offset_table: BTreeMap<u32, u64>,
-}
-
-fn to_json(offsets: &[u64; LEVELS]) -> Vec<u8> {
-    let file = DelayOffsetFile { offset_table: offsets.iter().enumerate().map(|(i, &o)| (i as u32 + 1, o)).collect() };
-    serde_json::to_vec(&file).expect("a map of integers always serializes")
-}
 
 /// What one pass over the levels found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -139,25 +79,6 @@ impl Pass {
     fn wake_at(&mut self, at_ms: i64) {
         self.wake_at_ms = Some(self.wake_at_ms.map_or(at_ms, |t| t.min(at_ms)));
     }
-}
-
-/// The delivery time of a parked record: what the store put in its ConsumeQueue slot.
-pub fn due_ms(view: &stored::MessageView<'_>) -> i64 {
-    tags_code_of(view.topic, view.properties, view.header.store_timestamp_ms)
-}
-
-/// Where a parked message is really going: REAL_TOPIC / REAL_QID. `None` when either is
-/// missing or the queue id is not a number ≥ 0 (such a record cannot be delivered).
-pub fn real_destination(props: &[u8]) -> Option<(&str, i32)> {
-    let topic = properties::get(props, keys::REAL_TOPIC)?;
-    let queue_id = properties::get(props, keys::REAL_QID)?.trim().parse::<i32>().ok().filter(|q| *q >= 0)?;
-    Some((topic, queue_id))
-}
-
-/// The properties of a delivered message: the parked ones without DELAY (so it is not
-/// parked again), order kept.
-pub fn delivery_properties(props: &[u8]) -> Vec<u8> {
-    properties::encode(properties::iter(props).filter(|(name, _)| *name != keys::DELAY))
 }
 
 /// Errors that will not go away by trying again: the store refuses this record as such.
@@ -179,11 +100,11 @@ enum BatchEnd {
     Failed,
 }
 
-/// The delayed-message state of one shard.
+/// The delayed-message state of one shard, and the passes that deliver it.
 pub struct Scheduler {
-    state: RefCell<State>,
+    progress: StateCell<DelayProgress>,
     /// One delivery pass or save at a time (the task's and the shutdown's).
-    busy: glommio::sync::Semaphore,
+    busy: Semaphore,
 }
 
 impl Scheduler {
@@ -193,49 +114,38 @@ impl Scheduler {
     pub async fn load(store: &Store) -> Result<Scheduler> {
         let mut saved = [0u64; LEVELS];
         if let Some(bytes) = store.load_config_file(DELAY_OFFSET_FILE).await? {
-            let file: DelayOffsetFile = serde_json::from_slice(&bytes)
+            let file = DelayOffsetFile::from_json(&bytes)
                 .map_err(|e| Error::Config { key: format!("config/{DELAY_OFFSET_FILE}"), detail: e.to_string() })?;
-            for (level, offset) in file.offset_table {
-                match saved.get_mut((level as usize).wrapping_sub(1)) {
-                    Some(slot) => *slot = offset,
-                    None => warn!(level, offset, "{DELAY_OFFSET_FILE}: ignoring a delay level outside 1..={LEVELS}"),
-                }
+            let ignored;
+            (saved, ignored) = file.offsets();
+            for (level, offset) in ignored {
+                warn!(level, offset, "{DELAY_OFFSET_FILE}: ignoring a delay level outside 1..={LEVELS}");
             }
         }
-        let mut state = State { saved, ..State::default() };
-        for (i, level) in state.levels.iter_mut().enumerate() {
-            let end = store.queue_offsets(SCHEDULE_TOPIC, i as i32).map_or(0, |(_, max)| max.0);
-            if saved[i] > end {
+        let mut ends = [0u64; LEVELS];
+        for (i, end) in ends.iter_mut().enumerate() {
+            *end = store.queue_offsets(SCHEDULE_TOPIC, i as i32).map_or(0, |(_, max)| max.0);
+            if saved[i] > *end {
                 warn!(
                     level = i + 1,
                     saved = saved[i],
-                    end,
+                    end = *end,
                     "delay queue ends before its saved offset; resuming at its end"
                 );
             }
-            level.next = saved[i].min(end);
         }
-        Ok(Scheduler { state: RefCell::new(state), busy: glommio::sync::Semaphore::new(1) })
+        Ok(Scheduler { progress: StateCell::new(DelayProgress::resume(saved, ends)), busy: Semaphore::new(1) })
     }
 
     /// Each level's next undelivered offset (index 0 = level 1).
     pub fn offsets(&self) -> [u64; LEVELS] {
-        self.state.borrow().offsets()
+        self.progress.read(DelayProgress::offsets)
     }
 
     /// Takes a replicated group leader's progress (a follower applying its snapshot), so
     /// that after a failover the new leader resumes where the old one was.
     pub fn adopt(&self, offsets: [u64; LEVELS]) {
-        let mut s = self.state.borrow_mut();
-        for (level, next) in s.levels.iter_mut().zip(offsets) {
-            if level.next != next {
-                level.next = next;
-                level.not_before_ms = None;
-            }
-        }
-        // The re-appends that progress covers are the leader's, committed already.
-        s.delivered_end = 0;
-        s.candidate = None;
+        self.progress.write(|p| p.adopt(offsets));
     }
 
     /// The progress in `delayOffset.json`'s form, for GET_ALL_DELAY_OFFSET (45).
@@ -247,13 +157,7 @@ impl Scheduler {
     /// re-appends are not yet durable (shutdown calls this just before closing the store).
     pub async fn persist(&self, store: &Store) -> Result<()> {
         let _one = self.busy.acquire_permit(1).await.map_err(|e| Error::Usage(format!("delay progress: {e}")))?;
-        let (offsets, end, saved) = {
-            let s = self.state.borrow();
-            (s.offsets(), s.delivered_end, s.saved)
-        };
-        if offsets == saved {
-            return Ok(());
-        }
+        let Some((offsets, end)) = self.progress.read(DelayProgress::unsaved) else { return Ok(()) };
         if store.commitlog_positions().1 .0 < end {
             store.sync_now().await?;
         }
@@ -262,43 +166,16 @@ impl Scheduler {
 
     async fn save(&self, store: &Store, offsets: [u64; LEVELS]) -> Result<()> {
         store.save_config_file(DELAY_OFFSET_FILE, to_json(&offsets)).await?;
-        let mut s = self.state.borrow_mut();
-        s.saved = offsets;
-        if s.candidate.is_some_and(|(c, _)| c == offsets) {
-            s.candidate = None;
-        }
+        self.progress.write(|p| p.saved(offsets));
         Ok(())
     }
 
     /// Saves whatever progress the CommitLog flush already covers, without forcing one.
     async fn save_flushed(&self, store: &Store) -> Result<()> {
         let flushed = store.commitlog_positions().1 .0;
-        let to_save = {
-            let mut s = self.state.borrow_mut();
-            let current = s.offsets();
-            if current == s.saved {
-                None
-            } else if flushed >= s.delivered_end {
-                s.candidate = None;
-                Some(current)
-            } else {
-                let end = s.delivered_end;
-                match s.candidate {
-                    Some((offsets, at)) if flushed >= at => {
-                        s.candidate = Some((current, end));
-                        Some(offsets)
-                    }
-                    Some(_) => None,
-                    None => {
-                        s.candidate = Some((current, end));
-                        None
-                    }
-                }
-            }
-        };
-        match to_save {
-            Some(offsets) if offsets != self.state.borrow().saved => self.save(store, offsets).await,
-            _ => Ok(()),
+        match self.progress.write(|p| p.to_save(flushed)) {
+            Some(offsets) => self.save(store, offsets).await,
+            None => Ok(()),
         }
     }
 
@@ -341,10 +218,10 @@ impl Scheduler {
                 return;
             }
             let Some((min, max)) = store.queue_offsets(SCHEDULE_TOPIC, queue_id) else { return };
-            let Level { next, not_before_ms } = self.state.borrow().levels[level];
+            let Level { next, not_before_ms } = self.progress.read(|p| p.level(level));
             // Retention may have removed the head of the queue; nothing can be read there.
             let next = next.clamp(min.0, max.0);
-            self.state.borrow_mut().advance(level, next);
+            self.progress.write(|p| p.advance(level, next));
             if next == max.0 {
                 return;
             }
@@ -373,7 +250,7 @@ impl Scheduler {
             if got.messages.is_empty() {
                 // Entries whose records retention removed: step past them.
                 if got.next_begin_offset.0 > next {
-                    self.state.borrow_mut().advance(level, got.next_begin_offset.0);
+                    self.progress.write(|p| p.advance(level, got.next_begin_offset.0));
                     continue;
                 }
                 return;
@@ -381,7 +258,7 @@ impl Scheduler {
             match self.deliver_batch(level, &got.messages, now_ms, sink, pass).await {
                 BatchEnd::Drained => continue,
                 BatchEnd::NotDue(at) => {
-                    self.state.borrow_mut().levels[level].not_before_ms = Some(at);
+                    self.progress.write(|p| p.wait_until(level, at));
                     pass.wake_at(at);
                     return;
                 }
@@ -396,7 +273,7 @@ impl Scheduler {
 
     fn back_off(&self, level: usize, now_ms: i64, pass: &mut Pass) {
         let at = now_ms + SCHEDULE_RETRY_BACKOFF_MS as i64;
-        self.state.borrow_mut().levels[level].not_before_ms = Some(at);
+        self.progress.write(|p| p.wait_until(level, at));
         pass.wake_at(at);
     }
 
@@ -471,57 +348,46 @@ impl Scheduler {
                         return BatchEnd::Failed;
                     }
                 };
-                let mut s = self.state.borrow_mut();
-                s.delivered_end = s.delivered_end.max(record_end);
+                self.progress.write(|p| p.delivered(record_end));
                 pass.delivered += 1;
             }
-            self.state.borrow_mut().advance(level, after);
+            self.progress.write(|p| p.advance(level, after));
         }
         end
     }
 }
 
-/// Starts the shard's delayed-message task; it ends when the shard shuts down.
-pub fn start(shard: &Rc<Shard>) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        let mut last_save = Instant::now();
-        let stop = || shard.shutdown.is_set();
-        let sink = |m: &Outgoing<'_>| send::append(&shard, std::slice::from_ref(m), true);
-        while !stop() {
-            // In a replicated group only the leader delivers: a follower's appends would
-            // be refused, and the leader's deliveries reach it through the log.
-            if !shard.is_leader() {
-                let poll = Duration::from_millis(SCHEDULE_POLL_INTERVAL_MS);
-                futures_lite::future::or(glommio::timer::sleep(poll), shard.shutdown.wait()).await;
-                continue;
-            }
-            let save = last_save.elapsed() >= Duration::from_millis(SCHEDULE_PERSIST_INTERVAL_MS);
-            if save {
-                last_save = Instant::now();
-            }
-            let pass = shard.schedule.run_once(&shard.store, crate::broker::now_ms(), &stop, &sink, save).await;
-            if pass.more {
-                // A backlog: keep going, but let the shard's other tasks run in between.
-                glommio::yield_if_needed().await;
-                continue;
-            }
-            let poll = SCHEDULE_POLL_INTERVAL_MS as i64;
-            let sleep_ms = pass.wake_at_ms.map_or(poll, |at| (at - crate::broker::now_ms()).clamp(1, poll));
-            futures_lite::future::or(
-                glommio::timer::sleep(Duration::from_millis(sleep_ms as u64)),
-                shard.shutdown.wait(),
-            )
-            .await;
-        }
-    })
-    .detach();
+impl Shard {
+    /// One delivery pass of the delayed messages due now, each re-appended through
+    /// [`Shard::append`]; with `save`, then saves the progress the flush covers. Stops
+    /// between batches once the shard is shutting down.
+    pub async fn deliver_due(&self, save: bool) -> Pass {
+        let stop = || self.shutdown.is_set();
+        let sink = |m: &Outgoing<'_>| self.append(std::slice::from_ref(m), true);
+        self.schedule.run_once(&self.store, now_ms(), &stop, &sink, save).await
+    }
+
+    /// Saves the delayed-delivery progress, flushing first if needed.
+    pub async fn persist_delay_progress(&self) -> Result<()> {
+        self.schedule.persist(&self.store).await
+    }
+
+    /// Each delay level's next undelivered offset (index 0 = level 1).
+    pub fn delay_offsets(&self) -> [u64; LEVELS] {
+        self.schedule.offsets()
+    }
+
+    /// The progress in `delayOffset.json`'s form, for GET_ALL_DELAY_OFFSET (45).
+    pub fn delay_offsets_json(&self) -> Vec<u8> {
+        self.schedule.offsets_json()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
+    use rockshard_net::properties::{self, keys};
     use rockshard_net::stored::RecordFields;
     use rockshard_storage::{GetStatus, StoreConfig};
 
@@ -547,7 +413,7 @@ mod tests {
         c
     }
 
-    /// What `send::append` does for these tests' messages, minus the shard: a plain
+    /// What `Shard::append` does for these tests' messages, minus the shard: a plain
     /// append (no message here carries DELAY, so nothing is parked again).
     fn store_sink(store: &Store) -> impl Fn(&Outgoing<'_>) -> Result<Stored> + '_ {
         move |m: &Outgoing<'_>| {
@@ -569,7 +435,7 @@ mod tests {
         }
     }
 
-    /// Parks `body` for `topic`/`queue` at `level` the way `send::append` does; returns
+    /// Parks `body` for `topic`/`queue` at `level` the way `Shard::append` does; returns
     /// the parked record's store time.
     async fn park(store: &Store, topic: &str, queue: i32, level: u32, body: &[u8]) -> i64 {
         let level_text = level.to_string();
@@ -617,48 +483,6 @@ mod tests {
 
     fn never() -> bool {
         false
-    }
-
-    #[test]
-    fn delivery_properties_drop_only_delay() {
-        let props = properties::encode([
-            (keys::TAGS, "a"),
-            (keys::DELAY, "3"),
-            (keys::REAL_TOPIC, "orders"),
-            (keys::REAL_QID, "2"),
-            (keys::UNIQ_KEY, "ABC"),
-        ]);
-        let out = delivery_properties(&props);
-        let pairs: Vec<_> = properties::iter(&out).collect();
-        assert_eq!(
-            pairs,
-            [(keys::TAGS, "a"), (keys::REAL_TOPIC, "orders"), (keys::REAL_QID, "2"), (keys::UNIQ_KEY, "ABC")]
-        );
-    }
-
-    #[test]
-    fn real_destination_needs_topic_and_a_queue_number() {
-        let ok = properties::encode([(keys::REAL_TOPIC, "orders"), (keys::REAL_QID, "5")]);
-        assert_eq!(real_destination(&ok), Some(("orders", 5)));
-        assert_eq!(real_destination(&properties::encode([(keys::REAL_TOPIC, "orders")])), None);
-        let bad = properties::encode([(keys::REAL_TOPIC, "orders"), (keys::REAL_QID, "x")]);
-        assert_eq!(real_destination(&bad), None);
-        let negative = properties::encode([(keys::REAL_TOPIC, "orders"), (keys::REAL_QID, "-1")]);
-        assert_eq!(real_destination(&negative), None);
-    }
-
-    #[test]
-    fn offset_file_has_rocketmq_shape_and_round_trips() {
-        let mut offsets = [0u64; LEVELS];
-        offsets[0] = 5;
-        offsets[17] = 9;
-        let json = to_json(&offsets);
-        let text = String::from_utf8(json.clone()).unwrap();
-        assert!(text.starts_with(r#"{"offsetTable":{"1":5,"2":0,"#), "{text}");
-        assert!(text.ends_with(r#""18":9}}"#), "{text}");
-        let back: DelayOffsetFile = serde_json::from_slice(&json).unwrap();
-        assert_eq!(back.offset_table.len(), LEVELS);
-        assert_eq!(back.offset_table[&18], 9);
     }
 
     #[test]
@@ -743,8 +567,7 @@ mod tests {
             let sched = Scheduler::load(&store).await.unwrap();
             assert_eq!(sched.offsets()[0], 1);
             assert_eq!(sched.offsets()[2], 0);
-            let pass =
-                sched.run_once(&store, crate::broker::now_ms() + 10_000, &never, &store_sink(&store), false).await;
+            let pass = sched.run_once(&store, now_ms() + 10_000, &never, &store_sink(&store), false).await;
             assert_eq!(pass.delivered, 1);
             assert_eq!(bodies(&store, "orders", 0).await, [b"early".to_vec(), b"late".to_vec()]);
             store.close().await.unwrap();
@@ -771,7 +594,7 @@ mod tests {
             store.sync_now().await.unwrap();
             sched.run_once(&store, t + 1_000, &never, &store_sink(&store), true).await;
             let saved = store.load_config_file(DELAY_OFFSET_FILE).await.unwrap().expect("saved");
-            let file: DelayOffsetFile = serde_json::from_slice(&saved).unwrap();
+            let file = DelayOffsetFile::from_json(&saved).unwrap();
             assert_eq!(file.offset_table[&1], 1);
 
             // persist() at shutdown forces the flush rather than waiting for it.
@@ -783,7 +606,7 @@ mod tests {
             let (_, flushed, _, appended) = store.commitlog_positions();
             assert_eq!(flushed, appended);
             let saved = store.load_config_file(DELAY_OFFSET_FILE).await.unwrap().expect("saved");
-            let file: DelayOffsetFile = serde_json::from_slice(&saved).unwrap();
+            let file = DelayOffsetFile::from_json(&saved).unwrap();
             assert_eq!(file.offset_table[&1], 2);
             store.close().await.unwrap();
         });

@@ -1,35 +1,30 @@
-//! Queue locks for orderly consumption: LOCK_BATCH_MQ (41) and UNLOCK_BATCH_MQ (42).
+//! Queue locks for orderly consumption, as a pure table: (consumer group, queue) →
+//! (holder clientId, last renewal).
 //!
 //! An orderly push consumer must hold a queue's lock on the broker before it consumes
 //! the queue, so that during a rebalance two clients never process the same queue at
-//! once. The table maps (consumer group, queue) → (holder clientId, last renewal). A
-//! lock is granted when the queue is unlocked, already held by the asker, or its
-//! holder's lock lapsed (not renewed for `REBALANCE_LOCK_MAX_LIVE_MS`); granting or
-//! asking again renews it. Clients renew every 20 s and release on rebalance and
-//! shutdown (RocketMQ's `RebalanceLockManager`).
+//! once. A lock is granted when the queue is unlocked, already held by the asker, or its
+//! holder's lock lapsed (not renewed for the table's max live time,
+//! `REBALANCE_LOCK_MAX_LIVE_MS` in the broker); granting or asking again renews it.
+//! Clients renew every 20 s and release on rebalance and shutdown (RocketMQ's
+//! `RebalanceLockManager`).
 //!
 //! Invariants: a queue has at most one holder per group; a lapsed lock behaves exactly
 //! as no lock (so sweeping lapsed entries changes no answer, it only frees memory); only
 //! the holder can release a lock.
 //!
-//! Runs on the shard's executor only; the pure rules are in [`LockTable`], which takes
-//! the time as an argument so tests need no clock. Deliberately not here: releasing
-//! locks when a client disconnects (RocketMQ lets them lapse too, so a client that
-//! reconnects quickly keeps its queues), and forwarding locks to replicas
-//! (`onlyThisBroker`: there is one broker per shard).
+//! Every method takes the time as an argument and is synchronous (see `state`), so tests
+//! need no clock. Owned by the shard; changed
+//! only by its operations (`ops::groups`: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ, housekeeping).
+//!
+//! Deliberately not here: releasing locks when a client disconnects (RocketMQ lets them
+//! lapse too, so a client that reconnects quickly keeps its queues), and forwarding
+//! locks to replicas (`onlyThisBroker`: there is one broker per shard).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
 
-use rockshard_net::body::{self, LockBatchRequestBody, LockBatchResponseBody, MessageQueue, UnlockBatchRequestBody};
-use rockshard_net::code::{request, response};
-use rockshard_net::RemotingCommand;
+use rockshard_net::body::MessageQueue;
 use tracing::debug;
-
-use super::shard::{reply, Shard};
-use crate::limits::REBALANCE_LOCK_MAX_LIVE_MS;
-use crate::remoting::server::Connection;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LockEntry {
@@ -148,70 +143,6 @@ impl LockTable {
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
-}
-
-/// The shard's queue locks.
-pub struct QueueLocks {
-    table: RefCell<LockTable>,
-}
-
-impl Default for QueueLocks {
-    fn default() -> Self {
-        QueueLocks::new()
-    }
-}
-
-impl QueueLocks {
-    pub fn new() -> QueueLocks {
-        QueueLocks { table: RefCell::new(LockTable::new(REBALANCE_LOCK_MAX_LIVE_MS)) }
-    }
-
-    /// Whether `client_id` holds a live lock on `mq` for `group`.
-    pub fn is_locked(&self, group: &str, mq: &MessageQueue, client_id: &str) -> bool {
-        self.table.borrow().is_locked(group, mq, client_id, super::now_ms())
-    }
-
-    /// Whether any member of `group` holds a live lock here (the group consumes orderly).
-    pub fn group_holds_locks(&self, group: &str) -> bool {
-        self.table.borrow().group_holds_locks(group, super::now_ms())
-    }
-
-    /// Forgets lapsed locks (called by the shard's client housekeeping).
-    pub fn sweep_expired(&self, now_ms: i64) -> usize {
-        self.table.borrow_mut().sweep_expired(now_ms)
-    }
-}
-
-pub async fn handle(shard: &Rc<Shard>, _conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    // UNLOCK_BATCH_MQ may arrive oneway: the shard drops its answer, after logging a
-    // refusal.
-    match req.code {
-        request::LOCK_BATCH_MQ => lock_batch(shard, &req),
-        request::UNLOCK_BATCH_MQ => unlock_batch(shard, &req),
-        _ => Some(RemotingCommand::not_supported(&req)),
-    }
-}
-
-fn lock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let body: LockBatchRequestBody = match body::from_json(&req.body) {
-        Ok(b) => b,
-        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("lock body: {e}")),
-    };
-    let held =
-        shard.locks.table.borrow_mut().try_lock(&body.consumer_group, &body.client_id, &body.mq_set, super::now_ms());
-    match body::to_json(&LockBatchResponseBody { lock_ok_mq_set: held }) {
-        Ok(bytes) => Some(RemotingCommand::response_to(req, response::SUCCESS, None).with_body(bytes)),
-        Err(e) => reply(req, response::SYSTEM_ERROR, e.to_string()),
-    }
-}
-
-fn unlock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let body: UnlockBatchRequestBody = match body::from_json(&req.body) {
-        Ok(b) => b,
-        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("unlock body: {e}")),
-    };
-    shard.locks.table.borrow_mut().unlock(&body.consumer_group, &body.client_id, &body.mq_set);
-    Some(RemotingCommand::response_to(req, response::SUCCESS, None))
 }
 
 #[cfg(test)]

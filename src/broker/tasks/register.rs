@@ -16,7 +16,8 @@
 //! costs a few log lines, not five a second per shard. After that, a failure waits for
 //! the next heartbeat, as RocketMQ's brokers do.
 //!
-//! Runs on the shard's executor.
+//! Runs on the shard's executor: one task per NameServer, woken at once by a topic
+//! change (`Shard::on_topics_changed`). Reads the shard through its operations only.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -32,7 +33,8 @@ use rockshard_net::{ExtFields, RemotingCommand};
 use rockshard_storage::sync::{completion, Notify};
 use tracing::{debug, info, warn};
 
-use super::shard::Shard;
+use crate::broker::ops::Shard;
+use crate::broker::state::topics::wire_topic_config;
 use crate::limits::{REGISTER_RETRY_MS, REGISTER_TIMEOUT_MS, UNREGISTER_TIMEOUT_MS};
 use crate::remoting::client::Client;
 use crate::{Error, Result};
@@ -40,13 +42,13 @@ use crate::{Error, Result};
 /// The REGISTER_BROKER request for this shard's current topics.
 pub fn register_request(shard: &Shard) -> RemotingCommand {
     let mut table = BTreeMap::new();
-    for t in shard.store.topics() {
-        table.insert(t.name.clone(), super::admin::wire_topic_config(&t));
+    for t in shard.topics() {
+        table.insert(t.name.clone(), wire_topic_config(&t));
     }
-    let version = shard.topic_version.get() as i64;
+    let version = shard.topic_version() as i64;
     // A replicated shard's state version is its Raft term: when an old leader that has not
     // heard of the new term registers as master again, NameServers keep the newer one.
-    let state_version = shard.replica.get().map_or(0, |r| r.status().term as i64);
+    let state_version = shard.raft_status().map_or(0, |s| s.term as i64);
     let wrapper = TopicConfigSerializeWrapper {
         data_version: DataVersion { counter: version, state_version, timestamp: version },
         topic_config_table: table,
@@ -56,13 +58,13 @@ pub fn register_request(shard: &Shard) -> RemotingCommand {
         body::to_json(&RegisterBrokerBody { filter_server_list: Vec::new(), topic_config_serialize_wrapper: wrapper })
             .expect("topic configs always serialize");
     let header = RegisterBrokerRequestHeader {
-        broker_name: shard.broker_name.clone(),
-        broker_addr: shard.addr.clone(),
-        cluster_name: shard.config.cluster_name.clone(),
-        ha_server_addr: shard.addr.clone(),
+        broker_name: shard.broker_name().to_string(),
+        broker_addr: shard.addr().to_string(),
+        cluster_name: shard.config().cluster_name.clone(),
+        ha_server_addr: shard.addr().to_string(),
         broker_id: shard.broker_id(),
         // Tell the NameServer how long to keep us: four missed heartbeats.
-        heartbeat_timeout_millis: Some((shard.config.register_interval_ms * 4) as i64),
+        heartbeat_timeout_millis: Some((shard.config().register_interval_ms * 4) as i64),
         enable_acting_master: Some(false),
         compressed: Some(false),
         body_crc32: Some((rockshard_net::stored::body_crc(&body) & 0x7fff_ffff) as i32),
@@ -132,7 +134,7 @@ pub struct Registrar {
 /// accepted a registration (false if the shard stops first).
 pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
     let namesrvs: Vec<Rc<Namesrv>> = shard
-        .config
+        .config()
         .namesrv_addrs
         .iter()
         .map(|a| Rc::new(Namesrv { addr: a.clone(), client: RefCell::new(None), registered: Cell::new(false) }))
@@ -142,9 +144,9 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
     for ns in namesrvs.iter().cloned() {
         let (shard, pending) = (shard.clone(), pending.clone());
         let topics_changed = Rc::new(Notify::default());
-        shard.register_wakers.borrow_mut().push(topics_changed.clone());
+        shard.on_topics_changed(topics_changed.clone());
         glommio::spawn_local(async move {
-            let interval_ms = shard.config.register_interval_ms;
+            let interval_ms = shard.config().register_interval_ms;
             let mut accepted_once = false;
             // Failed registrations in a row.
             let mut failures: u32 = 0;
@@ -156,7 +158,7 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
                         ns.registered.set(true);
                         if !accepted_once {
                             accepted_once = true;
-                            info!(shard = shard.id, namesrv = %ns.addr, broker = %shard.broker_name, failures, "registered with NameServer");
+                            info!(shard = shard.id(), namesrv = %ns.addr, broker = %shard.broker_name(), failures, "registered with NameServer");
                             let mut p = pending.borrow_mut();
                             if let Some((_, left)) = p.as_mut() {
                                 *left -= 1;
@@ -166,9 +168,9 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
                                 }
                             }
                         } else if failures > 0 {
-                            info!(shard = shard.id, namesrv = %ns.addr, failures, "registered with NameServer again");
+                            info!(shard = shard.id(), namesrv = %ns.addr, failures, "registered with NameServer again");
                         } else {
-                            debug!(shard = shard.id, namesrv = %ns.addr, "registered");
+                            debug!(shard = shard.id(), namesrv = %ns.addr, "registered");
                         }
                         failures = 0;
                         interval_ms
@@ -176,7 +178,7 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
                     Err(e) => {
                         failures = failures.saturating_add(1);
                         let retry_in_ms = if accepted_once { interval_ms } else { retry_delay_ms(failures, interval_ms) };
-                        warn!(shard = shard.id, namesrv = %ns.addr, error = %e, failures, retry_in_ms, "registration failed; will retry");
+                        warn!(shard = shard.id(), namesrv = %ns.addr, error = %e, failures, retry_in_ms, "registration failed; will retry");
                         retry_in_ms
                     }
                 };
@@ -187,7 +189,7 @@ pub fn start(shard: &Rc<Shard>) -> (Registrar, impl Future<Output = bool>) {
                         false
                     },
                     async {
-                        shard.shutdown.wait().await;
+                        shard.shutdown().wait().await;
                         true
                     },
                 )
@@ -212,17 +214,17 @@ impl Registrar {
     pub async fn unregister_all(&self, shard: &Rc<Shard>) {
         for ns in self.namesrvs.iter().filter(|ns| ns.registered.get()) {
             let header = UnregisterBrokerRequestHeader {
-                broker_name: shard.broker_name.clone(),
-                broker_addr: shard.addr.clone(),
-                cluster_name: shard.config.cluster_name.clone(),
+                broker_name: shard.broker_name().to_string(),
+                broker_addr: shard.addr().to_string(),
+                cluster_name: shard.config().cluster_name.clone(),
                 broker_id: shard.broker_id(),
             };
             let mut ext = ExtFields::new();
             header.encode(&mut ext);
             let cmd = RemotingCommand::new_request(request::UNREGISTER_BROKER, ext);
             match ns.request(cmd, UNREGISTER_TIMEOUT_MS).await {
-                Ok(_) => info!(shard = shard.id, namesrv = %ns.addr, "unregistered"),
-                Err(e) => warn!(shard = shard.id, namesrv = %ns.addr, error = %e, "unregister failed"),
+                Ok(_) => info!(shard = shard.id(), namesrv = %ns.addr, "unregistered"),
+                Err(e) => warn!(shard = shard.id(), namesrv = %ns.addr, error = %e, "unregister failed"),
             }
         }
     }

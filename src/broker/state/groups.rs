@@ -1,10 +1,6 @@
-//! Consumer and producer groups of one shard: who is connected, what each consumer group
-//! subscribes to, and telling a group's members when its membership changes.
-//!
-//! Serves HEART_BEAT (34), UNREGISTER_CLIENT (35), CHECK_CLIENT_CONFIG (46) and
-//! GET_CONSUMER_LIST_BY_GROUP (38), and sends NOTIFY_CONSUMER_IDS_CHANGED (40, oneway) to
-//! every member of a consumer group when a member joins, leaves, disconnects or expires,
-//! so the clients rebalance at once instead of at their next 20 s rebalance.
+//! Consumer and producer groups of one shard, as a pure table: who is a member, over
+//! which connection it last heartbeated and when, what each consumer group subscribes
+//! to, and which groups must hear that their membership changed.
 //!
 //! The model is RocketMQ's `ConsumerManager`/`ProducerManager`, per shard (each shard is
 //! a broker of its own to clients, and receives its own heartbeats):
@@ -22,47 +18,28 @@
 //! - Closing a connection removes only the members whose latest connection it is: a
 //!   client that reconnected stays.
 //! - BROADCASTING groups are never notified (their clients do not rebalance), as in Java.
-//! - No `RefCell` borrow is held across an `.await`; notifications are sent after the
-//!   table's borrow ends.
+//! - A subscription's tag codes are computed here from its tags, never taken from the
+//!   client.
 //!
-//! Runs on the shard's executor only. The membership rules live in [`GroupTable`], which
-//! is generic over the connection handle so unit tests run without sockets.
+//! [`GroupTable`] is generic over the connection handle `H` (the shard uses weak
+//! connection references, unit tests plain strings) and every method takes the time, so
+//! it knows nothing of sockets or clocks. Its methods are synchronous. Owned by the
+//! shard; changed only by its operations (`ops::groups`), which send the notices.
 //!
 //! Deliberately not here: subscription-group configs (RocketMQ's subscriptionGroup.json;
-//! every group gets RocketMQ's defaults, one retry queue and 16 retries), SQL92 filtering
-//! (CHECK_CLIENT_CONFIG refuses it as a Java broker with `enablePropertyFilter=false`
-//! does), and closing expired connections (they are forgotten; TCP keeps its own counsel).
+//! every group gets RocketMQ's defaults, one retry queue and 16 retries), sending
+//! NOTIFY_CONSUMER_IDS_CHANGED (the operations do, with the notices this table returns),
+//! and closing expired connections (they are forgotten; TCP keeps its own counsel).
 
-use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::rc::{Rc, Weak};
-use std::time::Duration;
 
-use rockshard_net::body::{
-    self, CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListBody, HeartbeatData,
-    MessageModel, SubscriptionData,
-};
-use rockshard_net::code::{request, response};
-use rockshard_net::headers::{CommandHeader, ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
+use rockshard_net::body::{ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData, MessageModel, SubscriptionData};
 use rockshard_net::properties::java_string_hash;
-use rockshard_net::{LanguageCode, RemotingCommand};
-use rockshard_storage::topics::perm;
-use tracing::{debug, info, warn};
+use rockshard_net::LanguageCode;
+use tracing::debug;
 
-use super::pull::TagFilter;
-use super::shard::{bad_header, reply, Shard};
-use super::topics::{self, RETRY_PREFIX};
-use crate::config::BrokerConfig;
-use crate::limits::{
-    CLIENT_EXPIRY_SWEEP_MAX, CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS, CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS,
-};
-use crate::remoting::server::Connection;
-
-/// Response ext field: the broker understands heartbeat V2 (fingerprints).
-pub const IS_SUPPORT_HEART_BEAT_V2: &str = "IS_SUPPORT_HEART_BEAT_V2";
-/// Response ext field: the client should send full subscriptions next time.
-pub const IS_SUB_CHANGE: &str = "IS_SUB_CHANGE";
+use super::filter::{is_tag_type, TagFilter};
 
 /// Who sent a heartbeat, and over which connection.
 #[derive(Debug, Clone)]
@@ -428,236 +405,6 @@ impl<H: Clone> GroupTable<H> {
     }
 }
 
-/// The shard's groups: the table, with real connections as member handles.
-pub struct ConsumerGroups {
-    table: RefCell<GroupTable<Weak<Connection>>>,
-    expiry_ms: u64,
-    /// Opaque of the next broker-initiated request; clients do not answer them, but
-    /// distinct values keep captures readable.
-    next_opaque: Cell<i32>,
-}
-
-impl ConsumerGroups {
-    pub fn new(config: &BrokerConfig) -> ConsumerGroups {
-        ConsumerGroups {
-            table: RefCell::new(GroupTable::default()),
-            expiry_ms: config.client_expiry_ms,
-            next_opaque: Cell::new(1),
-        }
-    }
-
-    /// The subscription `group` registered for `topic` by heartbeat, if any.
-    pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
-        self.table.borrow().subscription(group, topic)
-    }
-
-    /// The clientIds of a consumer group, sorted; empty when the group is unknown.
-    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
-        self.table.borrow().consumer_ids(group)
-    }
-
-    /// A snapshot of one consumer group (for admin: connections, subscriptions).
-    pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupView> {
-        self.table.borrow().consumer_group(group)
-    }
-
-    pub fn consumer_group_names(&self) -> Vec<String> {
-        self.table.borrow().consumer_group_names()
-    }
-
-    pub fn producer_group_names(&self) -> Vec<String> {
-        self.table.borrow().producer_group_names()
-    }
-
-    pub fn producer_members(&self, group: &str) -> Vec<MemberView> {
-        self.table.borrow().producer_members(group)
-    }
-
-    /// Open connections of a producer group's members, most recently heard first: where
-    /// CHECK_TRANSACTION_STATE goes.
-    pub fn producer_connections(&self, group: &str) -> Vec<Rc<Connection>> {
-        let handles = self.table.borrow().producer_handles(group);
-        handles.iter().filter_map(Weak::upgrade).filter(|c| !c.is_closed()).collect()
-    }
-
-    /// Open connections of a consumer group's members: where RESET_CONSUMER_CLIENT_OFFSET
-    /// goes after an admin moved the group's offsets.
-    pub fn consumer_connections(&self, group: &str) -> Vec<Rc<Connection>> {
-        let handles = self.table.borrow().consumer_handles(group);
-        handles.iter().filter_map(Weak::upgrade).filter(|c| !c.is_closed()).collect()
-    }
-
-    /// Forgets the clients of a closed connection and tells their groups.
-    pub fn connection_closed(&self, conn: &Connection) {
-        let notices = self.table.borrow_mut().connection_closed(conn.id());
-        if !notices.is_empty() {
-            debug!(peer = %conn.peer(), groups = notices.len(), "connection closed; consumer groups changed");
-        }
-        self.send_notices(notices);
-    }
-
-    /// Forgets clients silent for longer than the expiry; returns how many went.
-    pub fn expire(&self, now_ms: i64) -> usize {
-        let (notices, removed) = self.table.borrow_mut().expire(now_ms, self.expiry_ms, CLIENT_EXPIRY_SWEEP_MAX);
-        if removed > 0 {
-            info!(removed, expiry_ms = self.expiry_ms, "clients expired");
-        }
-        self.send_notices(notices);
-        removed
-    }
-
-    fn send_notices(&self, notices: Vec<Notice<Weak<Connection>>>) {
-        for notice in notices {
-            let ext = ConsumerGroupRequestHeader { consumer_group: notice.group }.to_ext_fields();
-            for target in &notice.targets {
-                let Some(conn) = target.upgrade() else { continue };
-                if conn.is_closed() {
-                    continue;
-                }
-                let opaque = self.next_opaque.get();
-                self.next_opaque.set(opaque.wrapping_add(1));
-                let cmd =
-                    RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED, ext.clone()).with_opaque(opaque);
-                conn.send_oneway(cmd);
-            }
-        }
-    }
-}
-
-/// How often expired clients are looked for: a quarter of the expiry (so a client goes
-/// at most 25 % late), within named bounds.
-fn housekeeping_interval(expiry_ms: u64) -> Duration {
-    Duration::from_millis(
-        (expiry_ms / 4).clamp(CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS, CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS),
-    )
-}
-
-/// Starts the shard's client housekeeping: expired clients and queue locks are dropped
-/// every few seconds until shutdown.
-pub fn start(shard: &Rc<Shard>) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        let tick = housekeeping_interval(shard.groups.expiry_ms);
-        loop {
-            let stop = shard.shutdown.sleep(tick).await;
-            if stop {
-                break;
-            }
-            let now = super::now_ms();
-            shard.groups.expire(now);
-            shard.locks.sweep_expired(now);
-        }
-    })
-    .detach();
-}
-
-pub async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, req: RemotingCommand) -> Option<RemotingCommand> {
-    // A oneway request's answer is dropped by the shard, after logging a refusal.
-    match req.code {
-        request::HEART_BEAT => heart_beat(shard, conn, &req).await,
-        request::UNREGISTER_CLIENT => unregister_client(shard, &req),
-        request::CHECK_CLIENT_CONFIG => check_client_config(&req),
-        request::GET_CONSUMER_LIST_BY_GROUP => consumer_list(shard, &req),
-        _ => Some(RemotingCommand::not_supported(&req)),
-    }
-}
-
-async fn heart_beat(shard: &Rc<Shard>, conn: &Rc<Connection>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let hb: HeartbeatData = match body::from_json(&req.body) {
-        Ok(hb) => hb,
-        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("heartbeat body: {e}")),
-    };
-    if hb.client_id.is_empty() {
-        return reply(req, response::INVALID_PARAMETER, "heartbeat without clientID");
-    }
-    // Every consumer group gets its retry topic, on every shard, before it is
-    // registered: the push consumer looks up `%RETRY%<group>`'s route right after its
-    // first heartbeat. A topic every shard already has costs a lookup here.
-    let mut failures = Vec::new();
-    for data in hb.consumer_data_set.iter().filter(|d| !d.group_name.is_empty()) {
-        let retry = format!("{RETRY_PREFIX}{}", data.group_name);
-        if let Err(e) = topics::ensure_topic_on_every_shard(shard, &retry, 1, perm::READ_WRITE).await {
-            warn!(shard = shard.id, topic = %retry, error = %e, "creating a retry topic failed");
-            failures.push(format!("{retry}: {e}"));
-        }
-    }
-    let client = Client {
-        client_id: hb.client_id.clone(),
-        conn_id: conn.id(),
-        handle: Rc::downgrade(conn),
-        peer: Some(conn.peer()),
-        language: req.language,
-        version: req.version,
-    };
-    let outcome = shard.groups.table.borrow_mut().heartbeat(&hb, &client, super::now_ms());
-    shard.groups.send_notices(outcome.notices);
-    if !failures.is_empty() {
-        // The membership above stands (consumption of normal topics works); the client
-        // logs this and heartbeats again in 30 s, which retries the creation.
-        return reply(req, response::SYSTEM_ERROR, format!("retry topic not created: {}", failures.join("; ")));
-    }
-    let mut answer = RemotingCommand::response_to(req, response::SUCCESS, None);
-    answer.ext_fields.insert(IS_SUPPORT_HEART_BEAT_V2, "true");
-    answer.ext_fields.insert(IS_SUB_CHANGE, outcome.sub_change.to_string());
-    Some(answer)
-}
-
-fn unregister_client(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: UnregisterClientRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    let notice = {
-        let mut table = shard.groups.table.borrow_mut();
-        if let Some(group) = &h.producer_group {
-            table.unregister_producer(group, &h.client_id);
-        }
-        h.consumer_group.as_deref().and_then(|group| table.unregister_consumer(group, &h.client_id))
-    };
-    shard.groups.send_notices(notice.into_iter().collect());
-    Some(RemotingCommand::response_to(req, response::SUCCESS, None))
-}
-
-/// Whether an expression type is a tag expression (Java `ExpressionType.isTagType`:
-/// absent counts as TAG).
-fn is_tag_type(expression_type: &str) -> bool {
-    expression_type.is_empty() || expression_type == "TAG"
-}
-
-fn check_client_config(req: &RemotingCommand) -> Option<RemotingCommand> {
-    if req.body.is_empty() {
-        return Some(RemotingCommand::response_to(req, response::SUCCESS, None));
-    }
-    let body: CheckClientRequestBody = match body::from_json(&req.body) {
-        Ok(b) => b,
-        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("check client config body: {e}")),
-    };
-    match body.subscription_data {
-        Some(sub) if !is_tag_type(&sub.expression_type) => reply(
-            req,
-            response::SYSTEM_ERROR,
-            format!("The broker does not support consumer to filter message by {}", sub.expression_type),
-        ),
-        _ => Some(RemotingCommand::response_to(req, response::SUCCESS, None)),
-    }
-}
-
-fn consumer_list(shard: &Rc<Shard>, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let h: ConsumerGroupRequestHeader = match req.ext_header() {
-        Ok(h) => h,
-        Err(e) => return bad_header(req, e),
-    };
-    let ids = shard.groups.consumer_ids(&h.consumer_group);
-    if ids.is_empty() {
-        // Java's answer, word for word; clients log it and retry at the next rebalance.
-        return reply(req, response::SYSTEM_ERROR, format!("no consumer for this group, {}", h.consumer_group));
-    }
-    match body::to_json(&ConsumerListBody { consumer_id_list: ids }) {
-        Ok(bytes) => Some(RemotingCommand::response_to(req, response::SUCCESS, None).with_body(bytes)),
-        Err(e) => reply(req, response::SYSTEM_ERROR, e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -894,30 +641,5 @@ mod tests {
         assert_eq!(view.members[0].client_id, "a");
         assert_eq!(view.members[0].last_heartbeat_ms, 42);
         assert_eq!(view.subscriptions.len(), 1);
-    }
-
-    #[test]
-    fn housekeeping_interval_is_a_quarter_of_the_expiry_within_bounds() {
-        assert_eq!(housekeeping_interval(120_000), Duration::from_millis(CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS));
-        assert_eq!(housekeeping_interval(4_000), Duration::from_millis(1_000));
-        assert_eq!(housekeeping_interval(1), Duration::from_millis(CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS));
-    }
-
-    #[test]
-    fn only_tag_expressions_pass_the_client_config_check() {
-        assert!(is_tag_type("TAG"));
-        assert!(is_tag_type(""));
-        assert!(!is_tag_type("SQL92"));
-        let sql = br#"{"clientId":"c","group":"G","subscriptionData":{"topic":"T","subString":"a > 1","expressionType":"SQL92"}}"#;
-        let req = RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, Default::default()).with_body(&sql[..]);
-        let answer = check_client_config(&req).expect("answered");
-        assert_eq!(answer.code, response::SYSTEM_ERROR);
-        assert_eq!(answer.remark.as_deref(), Some("The broker does not support consumer to filter message by SQL92"));
-        let tag =
-            br#"{"clientId":"c","group":"G","subscriptionData":{"topic":"T","subString":"*","expressionType":"TAG"}}"#;
-        let req = RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, Default::default()).with_body(&tag[..]);
-        assert_eq!(check_client_config(&req).map(|a| a.code), Some(response::SUCCESS));
-        let bad = RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, Default::default()).with_body(&b"{"[..]);
-        assert_eq!(check_client_config(&bad).map(|a| a.code), Some(response::SYSTEM_ERROR));
     }
 }
