@@ -277,3 +277,36 @@ pub const LEADER_BALANCE_LAG_MAX: u64 = 64;
 /// down (WARN). The nodes of a group start within moments of each other, so failures
 /// before this are a peer still starting, not worth a warning.
 pub const RAFT_LINK_START_GRACE_MS: u64 = 10_000;
+
+// Relations between the limits above (and those of the crates below) that their
+// comments state, checked when the crate compiles rather than left to prose.
+const _: () = {
+    use rockshard_net::limits::FRAME_SIZE_MAX_BYTES;
+    use rockshard_storage::limits::SYNC_FLUSH_TIMEOUT_DEFAULT_MS;
+    assert!(
+        SHUTDOWN_DRAIN_MAX_MS > SYNC_FLUSH_TIMEOUT_DEFAULT_MS,
+        "the shutdown drain outlasts a sync flush, so a sync send still gets its answer"
+    );
+    assert!(
+        MESSAGE_SIZE_DEFAULT_MAX_BYTES <= MESSAGE_SIZE_LIMIT_BYTES && MESSAGE_SIZE_LIMIT_BYTES < FRAME_SIZE_MAX_BYTES,
+        "a stored record fits a frame with room for its header"
+    );
+    assert!(PULL_BYTES_MAX < FRAME_SIZE_MAX_BYTES, "a pull answer fits one frame");
+    assert!(
+        4 * REGISTER_INTERVAL_DEFAULT_MS <= NAMESRV_BROKER_EXPIRY_DEFAULT_MS,
+        "four missed registrations fit inside the NameServer's expiry"
+    );
+    assert!(
+        CONNECTION_IDLE_TIMEOUT_DEFAULT_MS > REGISTER_INTERVAL_DEFAULT_MS,
+        "a broker registering at the default interval never looks idle to a NameServer"
+    );
+    assert!(CONNECTION_READ_CHUNK_MIN_BYTES <= CONNECTION_READ_CHUNK_BYTES, "the read chunk's bounds are ordered");
+    assert!(PARTIAL_FRAME_UNCOUNTED_BYTES < PARTIAL_FRAME_BYTES_MAX, "counted partial frames fit the bound");
+    assert!(
+        CONNECTION_SWEEP_INTERVAL_MIN_MS <= CONNECTION_SWEEP_INTERVAL_MAX_MS
+            && CLIENT_HOUSEKEEPING_INTERVAL_MIN_MS <= CLIENT_HOUSEKEEPING_INTERVAL_MAX_MS,
+        "interval bounds are ordered"
+    );
+    assert!(RAFT_ELECTION_TICKS_MIN <= RAFT_ELECTION_TICKS_DEFAULT, "the default election timeout is allowed");
+    assert!(REGISTER_TIMEOUT_MS < REGISTER_INTERVAL_DEFAULT_MS, "a registration times out before the next is due");
+};

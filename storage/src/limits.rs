@@ -180,3 +180,27 @@ pub const CONFIG_SAVE_RETRY_DELAY_MS: u64 = 10;
 /// thousands of lines a second to a handful a minute, and still tells an operator tailing
 /// the log within moments that the trouble goes on.
 pub const LOG_REPEAT_INTERVAL_MS: u64 = 10_000;
+
+// Relations between the limits above that their comments state, checked when the crate
+// compiles rather than left to prose.
+const _: () = {
+    use rockshard_net::stored::{BLANK_SIZE_MIN_BYTES, RECORD_SIZE_MAX_BYTES};
+    assert!(WRITE_CHUNK_MAX_BYTES <= PENDING_WRITE_MAX_BYTES, "a write chunk fits the pending-write limit");
+    assert!(
+        WRITE_CHUNK_MAX_BYTES >= RECORD_SIZE_MAX_BYTES + BLANK_SIZE_MIN_BYTES,
+        "a write chunk holds the largest record plus a BLANK"
+    );
+    assert!(2 * WRITE_SPLIT_MIN_BYTES <= WRITE_CHUNK_MAX_BYTES, "a chunk large enough to split fits a chunk");
+    assert!(RECOVERY_READ_BYTES >= RECORD_SIZE_MAX_BYTES, "one recovery read holds the largest record");
+    assert!(SEGMENT_SIZE_MIN_BYTES as usize > BLANK_SIZE_MIN_BYTES, "a segment holds more than a BLANK");
+    assert!(
+        PREPARE_STEP_MIN_BYTES <= PREPARE_STEP_BYTES && PREPARE_STEP_BYTES <= PREPARE_AHEAD_BYTES,
+        "preparer steps grow from the smallest to the largest, within the lead"
+    );
+    assert!(
+        PREPARE_STEP_MIN_BYTES % PREPARE_ALIGN_BYTES == 0 && PREPARE_STEP_BYTES % PREPARE_ALIGN_BYTES == 0,
+        "preparer steps end on page boundaries (O_DIRECT zeros cover whole blocks)"
+    );
+    assert!(COLD_WINDOWS_MAX as u64 > COLD_READ_AHEAD_WINDOWS + 1, "the cache holds a reader's window and read-ahead");
+    assert!(CONFIG_SAVE_ATTEMPTS >= 1, "a save is attempted at least once");
+};
