@@ -35,8 +35,10 @@ enum Command {
         /// A TOML file of settings (keys as the flags below, with `_` for `-`); flags win.
         #[arg(long)]
         config: Option<PathBuf>,
+        // Boxed: the settings are dozens of options, and the other commands would
+        // otherwise each carry their size.
         #[command(flatten)]
-        settings: BrokerSettings,
+        settings: Box<BrokerSettings>,
     },
     /// Run a standalone NameServer.
     Namesrv {
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Broker { config, settings } => broker(config, settings),
+        Command::Broker { config, settings } => broker(config, *settings),
         Command::Namesrv {
             listen,
             scan_interval_ms,

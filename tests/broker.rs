@@ -12,6 +12,8 @@
 //! Each test starts its own broker through `common::Broker` (killed by pid when the test
 //! ends); every wait is bounded.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::collections::HashMap;
@@ -52,6 +54,9 @@ fn read_queue(conn: &mut Conn, topic: &str, queue_id: i32, max_pulls: usize) -> 
     out
 }
 
+/// What the SUCCESS answers of one queue said: (queue offset, body) per message.
+type Acked = Vec<(i64, Vec<u8>)>;
+
 #[test]
 fn sync_sends_answered_success_survive_kill_9() {
     let mut broker = Broker::start();
@@ -59,7 +64,7 @@ fn sync_sends_answered_success_survive_kill_9() {
     create_topic_with(&mut conns[0], "Durable", 4, Some("sync"));
 
     // Two queues per shard; remember what each SUCCESS said.
-    let mut acked: HashMap<(u16, i32), Vec<(i64, Vec<u8>)>> = HashMap::new();
+    let mut acked: HashMap<(u16, i32), Acked> = HashMap::new();
     for i in 0..MESSAGES {
         let shard = (i % 2) as u16;
         let queue = ((i / 2) % 2) as i32;

@@ -22,6 +22,8 @@
 //! drop); every other process is waited for with a deadline and killed by pid past it.
 //! Every loop is bounded.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

@@ -17,6 +17,8 @@
 //! Every broker runs through `common::Broker` (killed by pid when the test ends); every
 //! loop and wait is bounded.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::io::{Read, Write};

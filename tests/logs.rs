@@ -9,6 +9,8 @@
 //! waits for. Every process is stopped by its pid when its guard drops, also when a test
 //! panics; every wait is bounded in time.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -7,6 +7,8 @@
 //! process is killed by pid when its guard drops, also when a test panics; every wait
 //! is bounded in count and time.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -18,6 +18,8 @@
 //! directory) through `common::Broker`, which kills it by pid when the test ends or
 //! panics. Every wait is bounded.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::time::Duration;

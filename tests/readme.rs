@@ -5,6 +5,8 @@
 //!
 //! Reads the workspace through `cargo metadata` (no network: `--no-deps`, `--offline`).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::collections::BTreeSet;
 use std::process::Command;
 

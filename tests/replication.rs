@@ -25,6 +25,8 @@
 //! bounded; on failure the seed, ports, data directories and log tails are printed and
 //! the data kept. `ROCKSHARD_TEST_SEED` replays the ports and message sizes of a run.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

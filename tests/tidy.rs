@@ -13,6 +13,8 @@
 //! Modelled on TigerBeetle's `tidy.zig`. Tests, benches, fuzz targets and the compat
 //! crate are not measured: long scenario functions read better whole.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -17,6 +17,8 @@
 //! Deliberately not here: encoding (the golden encode tests sit beside the encoders in
 //! `body.rs`; leniency never changes what we write).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::collections::BTreeMap;
 
 use rockshard_net::body::{

@@ -5,6 +5,8 @@
 //!
 //! Thread: one glommio executor per test; loops bounded.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use common::run;

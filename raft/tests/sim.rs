@@ -18,6 +18,8 @@
 //! Thread: one glommio executor per run; every step ends by yielding a bounded number of
 //! times so the replicas' tasks run (no real I/O, so glommio's order is deterministic).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

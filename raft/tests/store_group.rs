@@ -10,6 +10,8 @@
 //!
 //! Thread: one glommio executor per test; loops are bounded in rounds.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use common::run;

@@ -642,7 +642,8 @@ async fn run_connection<S: Service>(stream: TcpStream, conn: Rc<Connection>, ser
         // Large frames still arriving count against the process's bound; past it the
         // oldest one on this executor makes room, or, when this is the only one, this.
         let held = if missing > 0 && filled + want > PARTIAL_FRAME_UNCOUNTED_BYTES { filled + want } else { 0 };
-        if !conn.hold_partial(held) && !(this.drop_oldest_partial(conn.id) && conn.hold_partial(held)) {
+        let room = conn.hold_partial(held) || (this.drop_oldest_partial(conn.id) && conn.hold_partial(held));
+        if !room {
             this.warns.warn(Refusal::PartialBytes, &this.local, conn.peer);
             break "partial-frame memory bound";
         }

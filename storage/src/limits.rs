@@ -198,7 +198,8 @@ const _: () = {
         "preparer steps grow from the smallest to the largest, within the lead"
     );
     assert!(
-        PREPARE_STEP_MIN_BYTES % PREPARE_ALIGN_BYTES == 0 && PREPARE_STEP_BYTES % PREPARE_ALIGN_BYTES == 0,
+        PREPARE_STEP_MIN_BYTES.is_multiple_of(PREPARE_ALIGN_BYTES)
+            && PREPARE_STEP_BYTES.is_multiple_of(PREPARE_ALIGN_BYTES),
         "preparer steps end on page boundaries (O_DIRECT zeros cover whole blocks)"
     );
     assert!(COLD_WINDOWS_MAX as u64 > COLD_READ_AHEAD_WINDOWS + 1, "the cache holds a reader's window and read-ahead");

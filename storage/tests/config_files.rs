@@ -9,6 +9,8 @@
 //!
 //! Runs on one glommio executor on `SimDisk`, whose sync delay makes the saves overlap.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::path::Path;

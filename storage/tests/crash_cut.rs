@@ -7,6 +7,8 @@
 //! Undetectable by design (as in RocketMQ): a flip in header fields no check covers
 //! (FLAG, timestamps, hosts), since BODYCRC covers only the body.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::cell::RefCell;

@@ -2,6 +2,8 @@
 //! a clear error; nothing already stored is damaged; reads keep working; appends work
 //! again once the cause is gone (or, after a failed fdatasync, once the store reopens).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -14,6 +14,8 @@
 //! reproduces. Setting `ROCKSHARD_FUZZ_SEED_DIR=<dir>` also writes the valid inputs to
 //! `<dir>/record_decode/` and `<dir>/recovery/` as a starting corpus for `cargo fuzz`.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::path::Path;

@@ -11,6 +11,8 @@
 //! not make fails instead); `Store::open_on` on the other must recover the same report,
 //! CommitLog bounds, ConsumeQueue offsets and topic table.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -23,6 +23,8 @@
 //! The store runs on a directory under `CARGO_TARGET_TMPDIR`: on the real disk, where
 //! O_DIRECT works (tmpfs refuses it).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -18,6 +18,8 @@
 //!   a window was cut at the written end; read-ahead makes far fewer disk reads than pulls.
 //! - The ConsumeQueue block cache sees entries persisted after it cached a block.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::cell::RefCell;

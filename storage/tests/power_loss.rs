@@ -7,6 +7,8 @@
 //! at its offset; nothing that is served after recovery may be garbage; and the group
 //! commit must serve many waiters with one fdatasync.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::cell::RefCell;

@@ -18,6 +18,8 @@
 //! Single executor, one store open at a time: each phase closes the store before the
 //! next opens it with another hot window.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::path::Path;

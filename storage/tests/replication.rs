@@ -5,6 +5,8 @@
 //! Runs on a glommio executor per test, mostly on [`SimDisk`] (which can lose power);
 //! the race of reads with truncates runs on the real disk, where reads take time.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::cell::{Cell, RefCell};

@@ -3,6 +3,8 @@
 //! follow, and a read below them gets "offset moved" with where to resume, not garbage.
 //! Also: offset lookups by store time, for consumers that reset by time.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::path::PathBuf;

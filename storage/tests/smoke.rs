@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod common;
 use common::*;
 use rockshard_storage::testing::SimDisk;

@@ -8,6 +8,8 @@
 //! killed by pid when its guard drops (also when a test panics), and every wait is
 //! bounded.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -20,6 +20,8 @@
 //! cap; the cluster guard stops every process by pid, the bench guard kills the tool.
 //! One group at a time (the harness's lock): two at once would measure the machine.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 #[path = "../../../tests/common/cluster.rs"]
 mod cluster;
 mod common;
