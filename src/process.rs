@@ -14,8 +14,8 @@ use tracing::info;
 
 use crate::limits::STOP_POLL_INTERVAL_MS;
 use crate::namesrv::NamesrvConfig;
-use crate::remoting::server::Signal;
 use crate::{Error, Result};
+use rockshard_local::Signal;
 
 /// Set once a stop was asked for (signal or a shard that failed to start).
 static STOP: AtomicBool = AtomicBool::new(false);

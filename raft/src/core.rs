@@ -35,7 +35,7 @@ use rockshard_storage::AppendResult;
 use crate::error::{Error, Result};
 use crate::limits::{PROPOSALS_PENDING_MAX, PROPOSAL_BATCH_MAX_BYTES};
 use crate::log::{LogMem, RaftLog};
-use crate::oneshot;
+use rockshard_local::oneshot;
 
 /// A node's role in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use rockshard_storage::{AppendResult, AppendedRecord, PhysicalOffset, QueueOffse
 
 use crate::error::{Error, Result};
 use crate::index::Span;
-use crate::oneshot;
+use rockshard_local::oneshot;
 
 pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 

@@ -25,7 +25,6 @@ pub mod hard_state;
 pub mod index;
 pub mod limits;
 pub mod log;
-pub mod oneshot;
 pub mod replica;
 pub mod store_data;
 pub mod wire;

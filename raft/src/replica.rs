@@ -38,7 +38,7 @@ use bytes::Bytes;
 use glommio::Task;
 use raft::eraftpb::{HardState as RaftHardState, Message};
 use raft::RawNode;
-use rockshard_storage::sync::Notify;
+use rockshard_local::Notify;
 use rockshard_storage::{AppendResult, Disk, GlommioDisk};
 
 use crate::core::{Core, Job, Status};
@@ -48,7 +48,7 @@ use crate::hard_state::{HardState, HardStateFile};
 use crate::index::{IndexEntry, IndexFile, Span};
 use crate::limits::*;
 use crate::log::{LogMem, RaftLog};
-use crate::oneshot;
+use rockshard_local::oneshot;
 
 /// File names inside `ReplicaConfig::dir`.
 pub const INDEX_FILE: &str = "index";

@@ -40,8 +40,9 @@ use super::tasks::{self, raft_links, register};
 use crate::config::BrokerConfig;
 use crate::limits::STOP_POLL_INTERVAL_MS;
 use crate::process::{install_signal_thread, request_stop, watch_stop};
-use crate::remoting::server::{self, Signal};
+use crate::remoting::server;
 use crate::{Error, Result};
+use rockshard_local::Signal;
 
 enum ShardEvent {
     /// The shard's store is open; it waits at the start gate.

@@ -217,7 +217,7 @@ mod shard_scenarios {
     use crate::broker::ops::Shard;
     use crate::broker::tasks;
     use crate::config::{BrokerConfig, BrokerSettings};
-    use crate::remoting::server::Signal;
+    use rockshard_local::Signal;
 
     fn run<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
         glommio::LocalExecutorBuilder::default().make().expect("glommio executor").run(f)

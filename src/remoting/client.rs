@@ -740,7 +740,7 @@ mod tests {
     fn an_idle_connection_the_peer_drops_is_noticed_without_a_request() {
         run(async {
             let (listener, addr) = listen();
-            let (hang_up, hung_up) = rockshard_storage::sync::completion::<()>();
+            let (hang_up, hung_up) = rockshard_local::completion::<()>();
             let server = glommio::spawn_local(async move {
                 let peer = Peer::accept(&listener).await;
                 hung_up.await;

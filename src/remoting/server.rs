@@ -57,19 +57,18 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+use rockshard_local::{Notify, Signal};
 use rockshard_net::frame::peek_frame_len;
 use rockshard_net::{decode_frame, encode_frame, RemotingCommand};
-use rockshard_storage::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::limits::{
@@ -81,70 +80,6 @@ use crate::limits::{
 };
 use crate::logs::RateLimited;
 use crate::{Error, Result};
-
-/// A level-triggered signal many tasks can wait on: once set it stays set. Used for
-/// shutdown and for "every connection has closed".
-#[derive(Default)]
-pub struct Signal {
-    set: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
-}
-
-impl Signal {
-    pub fn new() -> Rc<Signal> {
-        Rc::new(Signal::default())
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.get()
-    }
-
-    pub fn trigger(&self) {
-        self.set.set(true);
-        for w in self.waiters.borrow_mut().drain(..) {
-            w.wake();
-        }
-    }
-
-    /// Resolves once the signal is set (at once if it already is).
-    pub fn wait(&self) -> SignalWait<'_> {
-        SignalWait { signal: self }
-    }
-
-    /// Sleeps `d`, cut short by the signal: true when the signal is what ended it. The
-    /// loop of every periodic task that stops at shutdown.
-    pub async fn sleep(&self, d: std::time::Duration) -> bool {
-        futures_lite::future::or(
-            async {
-                self.wait().await;
-                true
-            },
-            async {
-                glommio::timer::sleep(d).await;
-                false
-            },
-        )
-        .await
-    }
-}
-
-pub struct SignalWait<'a> {
-    signal: &'a Signal,
-}
-
-impl Future for SignalWait<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.is_set() {
-            return Poll::Ready(());
-        }
-        let mut waiters = self.signal.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
 
 /// The server's shutdown switch: stop accepting, finish what is in flight, close.
 pub type Shutdown = Signal;

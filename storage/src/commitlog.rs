@@ -50,7 +50,7 @@ use crate::error::StorageError;
 #[allow(unused_imports)] // WRITES_IN_FLIGHT_MAX is named in the docs above.
 use crate::limits::{WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_MAX_BYTES};
 use crate::offset::{PhysicalOffset, Positions, QueueOffset};
-use crate::sync::Completer;
+use rockshard_local::Completer;
 
 /// The file name of the segment starting at `base`: 20 zero-padded digits, as RocketMQ.
 pub fn segment_name(base: u64) -> String {

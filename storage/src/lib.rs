@@ -48,9 +48,9 @@
 //!   with `Truncated`) rather than return cut bytes; a truncate that fails half way
 //!   fences the store.
 //!
-//! Also here, because the store's retry loops need them and the broker builds on this
-//! crate: the executor-local wake-ups (`sync`) and the aggregation of repeated log lines
-//! (`logs`).
+//! Also here, because the store's retry loops need it and the broker builds on this
+//! crate: the aggregation of repeated log lines (`logs`). The executor-local wake-ups
+//! the store's tasks sleep on come from the `rockshard-local` crate.
 //!
 //! Threading: a store lives on one glommio executor (its shard) and is not `Send`.
 //! Deliberately not here: the wire protocol beyond the record format (the `net` crate),
@@ -74,7 +74,6 @@ pub mod read_cache;
 pub mod record;
 pub mod recovery;
 pub mod store;
-pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod topics;

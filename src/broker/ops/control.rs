@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
-use rockshard_storage::sync::{completion, Completer, Notify};
+use rockshard_local::{completion, Completer, Notify};
 use rockshard_storage::FlushMode;
 use tracing::warn;
 
@@ -246,7 +246,7 @@ impl ControlPlane {
         &self,
         to: usize,
         msg: ControlMsg,
-    ) -> Result<(u64, rockshard_storage::sync::Completion<Result<(), String>>), String> {
+    ) -> Result<(u64, rockshard_local::Completion<Result<(), String>>), String> {
         let sender = self.sender(to).await.ok_or_else(|| {
             format!("the control channel to shard {to} did not connect within {CONTROL_CONNECT_MAX_MS} ms")
         })?;

@@ -35,8 +35,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use glommio::sync::Semaphore;
+use rockshard_local::Notify;
 use rockshard_net::RemotingCommand;
-use rockshard_storage::sync::Notify;
 use rockshard_storage::Store;
 use tracing::warn;
 
@@ -50,8 +50,8 @@ use crate::broker::state::StateCell;
 use crate::config::BrokerConfig;
 use crate::limits::REBALANCE_LOCK_MAX_LIVE_MS;
 use crate::remoting::rejections::{RejectionLog, RequestSummary};
-use crate::remoting::server::Signal;
 use crate::Result;
+use rockshard_local::Signal;
 
 /// One broker shard: the state a core owns. Its fields are private to `ops`.
 pub struct Shard {

@@ -230,7 +230,7 @@ mod tests {
     use crate::broker::ops::control::testing::{Peer, TestPeer};
     use crate::broker::ops::control::{ControlPlane, Mesh};
     use crate::config::{BrokerConfig, BrokerSettings};
-    use crate::remoting::server::Signal;
+    use rockshard_local::Signal;
 
     /// Shard 0 of a two-shard broker whose shard 1 fails the first two changes it gets:
     /// a retry topic's creation is reported unfinished, naming shard 1, and the next

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use rockshard_storage::sync::Notify;
+use rockshard_local::Notify;
 
 /// The waiters of one topic, by queue id.
 type QueueWaiters = HashMap<i32, Vec<Rc<Notify>>>;

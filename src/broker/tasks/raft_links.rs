@@ -26,10 +26,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rockshard_local::Notify;
 use rockshard_net::rockshard::RAFT_MESSAGES;
 use rockshard_net::{ExtFields, RemotingCommand};
 use rockshard_raft::{Message, Transport};
-use rockshard_storage::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::config::Replication;
@@ -37,7 +37,7 @@ use crate::limits::{
     RAFT_LINK_START_GRACE_MS, RAFT_PEER_QUEUE_MAX_MSGS, RAFT_RECONNECT_BACKOFF_MS, REGISTER_TIMEOUT_MS,
 };
 use crate::remoting::client::Client;
-use crate::remoting::server::Signal;
+use rockshard_local::Signal;
 
 /// One peer's outgoing queue and the task that drains it.
 struct Peer {

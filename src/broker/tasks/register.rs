@@ -25,12 +25,12 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use rockshard_local::{completion, Notify};
 use rockshard_net::body::{self, DataVersion, RegisterBrokerBody, TopicConfigSerializeWrapper};
 use rockshard_net::code::{request, response};
 use rockshard_net::headers::CommandHeader;
 use rockshard_net::headers::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
 use rockshard_net::{ExtFields, RemotingCommand};
-use rockshard_storage::sync::{completion, Notify};
 use tracing::{debug, info, warn};
 
 use crate::broker::ops::Shard;

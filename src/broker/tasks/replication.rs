@@ -22,7 +22,7 @@ use crate::broker::ops::Shard;
 use crate::limits::{
     LEADER_BALANCE_INTERVAL_MS, LEADER_BALANCE_LAG_MAX, LEADER_PLACEMENT_START_TRIES, META_REPLICATION_INTERVAL_MS,
 };
-use crate::remoting::server::Signal;
+use rockshard_local::Signal;
 
 /// Starts the replicated shard's snapshot and leader-placement tasks.
 pub fn start(shard: &Rc<Shard>) {

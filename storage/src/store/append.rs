@@ -33,8 +33,8 @@ use crate::error::{Result, StorageError};
 use crate::limits::*;
 use crate::offset::{PhysicalOffset, QueueOffset};
 use crate::record::{dispatchable, tag_code, valid_properties, valid_queue_id, valid_topic};
-use crate::sync::{completion, Completer, Completion};
 use crate::topics::FlushMode;
+use rockshard_local::{completion, Completer, Completion};
 
 use super::{now_ms, Store};
 

@@ -34,7 +34,7 @@ use crate::disk::{Disk, DiskFile};
 use crate::error::{Result, StorageError};
 use crate::limits::*;
 use crate::offset::PhysicalOffset;
-use crate::sync::Notify;
+use rockshard_local::Notify;
 
 use super::repeated::FLUSH_FAILED;
 use super::Inner;

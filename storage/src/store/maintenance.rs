@@ -36,7 +36,7 @@ use crate::disk::{read_exact, Disk, DiskFile, OpenMode};
 use crate::error::{Result, StorageError};
 use crate::layout::commitlog_dir;
 use crate::offset::{PhysicalOffset, QueueOffset};
-use crate::sync::Notify;
+use rockshard_local::Notify;
 
 use super::repeated::{CHECKPOINT_FAILED, RETENTION_FAILED};
 use super::{Inner, QueueRef};

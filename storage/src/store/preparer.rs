@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::disk::{Disk, DiskFile};
 use crate::limits::*;
 use crate::offset::PhysicalOffset;
-use crate::sync::{Notified, Notify};
+use rockshard_local::{Notified, Notify};
 
 use super::repeated::{BLOCKS_AHEAD_FAILED, SEGMENT_AHEAD_FAILED};
 use super::Inner;

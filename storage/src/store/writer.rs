@@ -36,7 +36,7 @@ use crate::disk::{Disk, DiskFile};
 use crate::error::{Result, StorageError};
 use crate::limits::*;
 use crate::offset::PhysicalOffset;
-use crate::sync::{Notified, Notify};
+use rockshard_local::{Notified, Notify};
 
 use super::repeated::WRITE_FAILED;
 use super::Inner;

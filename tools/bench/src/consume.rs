@@ -239,7 +239,7 @@ pub async fn pull_loop(ctx: Rc<Ctx>, consumer: Rc<Consumer>, queue: usize) {
             Err(failure) => {
                 ctx.stats.borrow_mut().consume_failed(failure);
                 ctx.react(conn, generation, failure);
-                if !ctx.stop_consume.sleep(backoff).await {
+                if ctx.stop_consume.sleep(backoff).await {
                     return;
                 }
                 continue;
@@ -274,7 +274,7 @@ pub async fn pull_loop(ctx: Rc<Ctx>, consumer: Rc<Consumer>, queue: usize) {
                 let failure = Failure::of(&e);
                 ctx.stats.borrow_mut().consume_failed(failure);
                 ctx.react(conn, generation, failure);
-                if !ctx.stop_consume.sleep(backoff).await {
+                if ctx.stop_consume.sleep(backoff).await {
                     return;
                 }
                 continue;
@@ -319,7 +319,7 @@ pub async fn pull_loop(ctx: Rc<Ctx>, consumer: Rc<Consumer>, queue: usize) {
                 if let (response::PULL_OFFSET_MOVED, Ok(next)) = (code, next) {
                     q.offset.set(next);
                 }
-                if !ctx.stop_consume.sleep(backoff).await {
+                if ctx.stop_consume.sleep(backoff).await {
                     return;
                 }
             }

@@ -256,7 +256,7 @@ pub async fn send_loop(ctx: Rc<Ctx>, producer: Rc<Producer>) {
         }
         let scheduled = producer.schedule.borrow_mut().next_send();
         if let Some(at) = scheduled {
-            if at > Instant::now() + slack && !ctx.stop_produce.sleep_until(at).await {
+            if at > Instant::now() + slack && ctx.stop_produce.sleep_until(at).await {
                 return;
             }
         }
@@ -266,7 +266,7 @@ pub async fn send_loop(ctx: Rc<Ctx>, producer: Rc<Producer>) {
             // RocketMQ producer reports as "no route info of this topic".
             ctx.stats.borrow_mut().produce_failed(Failure::NoRoute);
             ctx.routes.refresh_soon();
-            if !ctx.stop_produce.sleep(backoff).await {
+            if ctx.stop_produce.sleep(backoff).await {
                 return;
             }
             continue;
@@ -277,7 +277,7 @@ pub async fn send_loop(ctx: Rc<Ctx>, producer: Rc<Producer>) {
             Err(failure) => {
                 ctx.stats.borrow_mut().produce_failed(failure);
                 ctx.react(&conn, generation, failure);
-                if !ctx.stop_produce.sleep(backoff).await {
+                if ctx.stop_produce.sleep(backoff).await {
                     return;
                 }
                 continue;
@@ -300,7 +300,7 @@ pub async fn send_loop(ctx: Rc<Ctx>, producer: Rc<Producer>) {
         };
         ctx.stats.borrow_mut().produce_failed(failure);
         ctx.react(&conn, generation, failure);
-        if !ctx.stop_produce.sleep(backoff).await {
+        if ctx.stop_produce.sleep(backoff).await {
             return;
         }
     }

@@ -396,7 +396,7 @@ async fn executor_main(
         (!consumers.is_empty()).then_some(end)
     };
     let (produce_end, consume_end) = futures_lite::future::zip(producing, consuming).await;
-    finished.set();
+    finished.trigger();
     ticker.await;
     let last = ctx.stats.borrow_mut().take_interval();
     // The main thread may have gone (it only stops listening once every executor is done).
@@ -413,7 +413,7 @@ async fn executor_main(
 async fn tick_loop(ctx: Rc<Ctx>, start: Instant, finished: Rc<Signal>, tx: mpsc::Sender<Msg>) {
     let warmup_s = ctx.shared.cfg.warmup.as_secs();
     for index in 1u32.. {
-        if !finished.sleep_until(start + Duration::from_secs(u64::from(index))).await {
+        if finished.sleep_until(start + Duration::from_secs(u64::from(index))).await {
             return;
         }
         let snap = {

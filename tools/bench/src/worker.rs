@@ -11,10 +11,9 @@
 //! connected to its current address.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::task::{Poll, Waker};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::timer::Timer;
@@ -77,69 +76,8 @@ impl Clock {
     }
 }
 
-/// A one-shot flag tasks of one executor can wait on.
-#[derive(Default)]
-pub struct Signal {
-    set: Cell<bool>,
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl Signal {
-    pub fn set(&self) {
-        if !self.set.replace(true) {
-            for waker in std::mem::take(&mut *self.wakers.borrow_mut()) {
-                waker.wake();
-            }
-        }
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.get()
-    }
-
-    pub async fn wait(&self) {
-        std::future::poll_fn(|cx| {
-            if self.set.get() {
-                return Poll::Ready(());
-            }
-            self.wakers.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// Sleeps until `at`; false if the signal was set first.
-    pub async fn sleep_until(&self, at: Instant) -> bool {
-        let wait = at.saturating_duration_since(Instant::now());
-        if wait.is_zero() {
-            return !self.is_set();
-        }
-        self.sleep(wait).await
-    }
-
-    /// Sleeps for `d`; false if the signal was set first.
-    pub async fn sleep(&self, d: Duration) -> bool {
-        let slept = async {
-            Timer::new(d).await;
-            true
-        };
-        let stopped = async {
-            self.wait().await;
-            false
-        };
-        futures_lite::future::or(stopped, slept).await
-    }
-
-    /// Runs `f` unless the signal is set first (then `None`; `f` is dropped, which for a
-    /// request removes it from its connection's pending table).
-    pub async fn unless<T>(&self, f: impl Future<Output = T>) -> Option<T> {
-        let stopped = async {
-            self.wait().await;
-            None
-        };
-        futures_lite::future::or(stopped, async { Some(f.await) }).await
-    }
-}
+/// A one-shot flag tasks of one executor wait on: the shared executor-local one.
+pub use rockshard_local::Signal;
 
 /// One executor's context.
 pub struct Ctx {
@@ -180,10 +118,10 @@ impl Ctx {
     pub async fn watch_stop_flags(&self) {
         loop {
             if self.shared.stop_produce.load(Ordering::Relaxed) {
-                self.stop_produce.set();
+                self.stop_produce.trigger();
             }
             if self.shared.stop_consume.load(Ordering::Relaxed) {
-                self.stop_consume.set();
+                self.stop_consume.trigger();
             }
             if self.stop_produce.is_set() && self.stop_consume.is_set() {
                 return;
@@ -333,25 +271,5 @@ mod tests {
         assert!(conn.current().is_none(), "nothing connected to the new address yet");
         conn.avoid_for(Duration::ZERO);
         assert!(conn.usable(), "an avoidance that ran out");
-    }
-
-    #[test]
-    fn signal_cuts_sleeps_and_waits_short() {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).make().expect("executor");
-        ex.run(async {
-            let signal = std::rc::Rc::new(Signal::default());
-            assert!(signal.sleep(Duration::from_millis(1)).await, "a sleep that ends on its own");
-            let setter = signal.clone();
-            glommio::spawn_local(async move {
-                Timer::new(Duration::from_millis(10)).await;
-                setter.set();
-            })
-            .detach();
-            let started = Instant::now();
-            assert!(!signal.sleep(Duration::from_secs(30)).await, "cut short by the signal");
-            assert!(started.elapsed() < Duration::from_secs(5));
-            assert_eq!(signal.unless(std::future::pending::<()>()).await, None);
-            assert!(!signal.sleep_until(Instant::now() + Duration::from_secs(30)).await);
-        });
     }
 }

@@ -1,4 +1,4 @@
-//! A one-shot result slot between tasks of one shard: the replica completes it, a
+//! A one-shot channel between tasks of one executor: the replica completes it, a
 //! proposer awaits it. Unlike a bare slot, dropping the sending side resolves the
 //! receiver with `None`, so a proposal can never hang because the replica forgot it.
 //!
